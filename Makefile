@@ -1,0 +1,54 @@
+# The two commands: `make run` and `make test`. Each sets up what it needs on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+GEN_STAMP := gen/.stamp
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: run test gen lint typecheck check bench clean install
+
+run: $(GEN_STAMP)
+	scripts/run
+
+test: $(GEN_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything CI checks besides the tests.
+check: lint typecheck
+
+lint: $(GEN_STAMP) node_modules/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	scripts/buf-lint
+
+typecheck: $(GEN_STAMP)
+	$(VENV)/bin/mypy
+
+gen: $(GEN_STAMP)
+
+install: $(STAMP)
+
+$(GEN_STAMP): $(STAMP) $(PROTOS) scripts/gen
+	scripts/gen
+	$(VENV)/bin/pip install -q --no-deps -e clients/python
+	touch $@
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# The generated server modules (gen/python) are importable as the top-level `forge`.
+	echo "$(CURDIR)/gen/python" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/forge-gen.pth"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+bench: $(GEN_STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf gen clients/python/src .build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Forge: the async gRPC backend of an AI coding-agent platform."""

@@ -1,0 +1,40 @@
+"""python -m server: settings → database → migrations → gRPC server, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from server.app import ForgeServer
+from server.config import Settings
+from server.core.logging import configure_logging
+
+log = logging.getLogger("forge")
+
+
+async def serve(settings: Settings) -> None:
+    app = ForgeServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await app.start()
+        # Tooling (make run, tests) reads this line to learn the bound port.
+        print(f"forge: serving on port {app.port}", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await app.stop()
+    log.info("stopped")
+
+
+def main() -> None:
+    settings = Settings(_cli_parse_args=True)  # type: ignore[call-arg]
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

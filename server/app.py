@@ -1,0 +1,126 @@
+"""Builds and runs the grpc.aio server: database, interceptors, servicers, health, reflection."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.config import Settings
+from server.core.binding import ServiceBinding
+from server.core.interceptor import CallInterceptor, CallPolicy
+from server.db.embedded import EmbeddedPostgres
+from server.db.engine import make_engine, make_session_factory
+from server.db.migrate import upgrade
+from server.services import Dependencies, service_bindings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE_NAME = "forge"
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", settings.keepalive_min_client_ping_ms),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Two servers must never share a port by accident.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+@dataclass
+class ForgeServer:
+    """The running application. `start()` brings it up; `stop()` drains and tears it down."""
+
+    settings: Settings
+    port: int = 0
+    health: HealthServicer = field(default_factory=HealthServicer)
+    _server: grpc.aio.Server | None = None
+    _engine: AsyncEngine | None = None
+    _postgres: EmbeddedPostgres | None = None
+    _service_names: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self._engine = await self._open_database()
+        if settings.migrate_on_start:
+            await upgrade(self._engine)
+        deps = Dependencies(settings=settings, sessions=make_session_factory(self._engine))
+        bindings = service_bindings(deps)
+        server = self._build_server(bindings)
+        host, port = settings.listen_host_port
+        self.port = server.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {settings.listen_address}")
+        self._server = server
+        await server.start()
+        for name in ["", *self._service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"address": f"{host}:{self.port}", "services": self._service_names})
+
+    def _build_server(self, bindings: Iterable[ServiceBinding]) -> grpc.aio.Server:
+        bindings = list(bindings)
+        policy = CallPolicy(
+            public=[path for b in bindings for path in b.public_paths()],
+            unimplemented=[path for b in bindings for path in b.unimplemented_paths()],
+        )
+        server = grpc.aio.server(
+            interceptors=[CallInterceptor(policy)],
+            options=grpc_options(self.settings),
+            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
+        )
+        for binding in bindings:
+            binding.add_to_server(binding.servicer, server)
+        self._service_names = [b.full_name for b in bindings]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.settings.enable_reflection:
+            reflection.enable_server_reflection(
+                [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME],
+                server,
+            )
+        return server
+
+    async def _open_database(self) -> AsyncEngine:
+        settings = self.settings
+        if settings.database_url is not None:
+            url = settings.database_url.get_secret_value()
+        else:
+            self._postgres = EmbeddedPostgres(settings.data_dir.resolve() / "pgdata")
+            await self._postgres.start()
+            url = await self._postgres.ensure_database(EMBEDDED_DATABASE_NAME)
+        return make_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health goes NOT_SERVING, new calls are refused, in-flight calls get `grace` seconds."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            log.info("shutting down", extra={"grace_seconds": grace})
+            await self._server.stop(grace)
+            self._server = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+        if self._postgres is not None:
+            await self._postgres.stop()
+            self._postgres = None
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every service uses: errors, caller context, interceptors, ids."""

@@ -1,0 +1,61 @@
+"""How a servicer is attached to the server, and which of its RPCs are built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    descriptor: ServiceDescriptor
+    servicer: Any
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    base: type
+    public_methods: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        pb2: ModuleType,
+        pb2_grpc: ModuleType,
+        name: str,
+        servicer: Any,
+        public_methods: Iterable[str] = (),
+    ) -> ServiceBinding:
+        """Binds `servicer` (an instance of the generated `<name>Servicer` or a subclass).
+
+        `public_methods` are the RPC names callers may use without credentials."""
+        base = getattr(pb2_grpc, f"{name}Servicer")
+        if not isinstance(servicer, base):
+            raise TypeError(f"{type(servicer).__name__} does not implement {name}")
+        return cls(
+            descriptor=pb2.DESCRIPTOR.services_by_name[name],
+            servicer=servicer,
+            add_to_server=getattr(pb2_grpc, f"add_{name}Servicer_to_server"),
+            base=base,
+            public_methods=frozenset(public_methods),
+        )
+
+    @property
+    def full_name(self) -> str:
+        return str(self.descriptor.full_name)
+
+    def method_paths(self) -> list[str]:
+        return [f"/{self.full_name}/{m.name}" for m in self.descriptor.methods]
+
+    def public_paths(self) -> list[str]:
+        return [f"/{self.full_name}/{name}" for name in sorted(self.public_methods)]
+
+    def unimplemented_paths(self) -> list[str]:
+        """RPCs the servicer inherits unchanged from the generated base class."""
+        return [
+            f"/{self.full_name}/{m.name}"
+            for m in self.descriptor.methods
+            if getattr(type(self.servicer), m.name) is getattr(self.base, m.name)
+        ]

@@ -1,0 +1,65 @@
+"""Who is calling and which call this is, set once per RPC by the call interceptor."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import Enum
+
+from server.core.errors import Unauthenticated
+
+
+class AuthMethod(Enum):
+    JWT = "jwt"
+    API_KEY = "api_key"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal."""
+
+    user_id: str
+    roles: frozenset[str] = frozenset()
+    auth_method: AuthMethod = AuthMethod.JWT
+    session_id: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+@dataclass
+class CallContext:
+    request_id: str
+    method: str
+    peer: str = ""
+    client_address: str = ""
+    user_agent: str = ""
+    caller: Caller | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def require_caller(self) -> Caller:
+        if self.caller is None:
+            raise Unauthenticated("authentication required", "CREDENTIALS_MISSING")
+        return self.caller
+
+
+_current: ContextVar[CallContext | None] = ContextVar("forge_call_context", default=None)
+
+
+def current_call() -> CallContext:
+    """The context of the RPC being served; raises outside an RPC (a bug)."""
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError("no RPC is being served in this task")
+    return ctx
+
+
+def current_request_id() -> str | None:
+    ctx = _current.get()
+    return ctx.request_id if ctx is not None else None
+
+
+def bind_call(ctx: CallContext) -> None:
+    _current.set(ctx)

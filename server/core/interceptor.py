@@ -1,0 +1,251 @@
+"""The one server interceptor: request id, caller resolution, error mapping, access log.
+
+Everything per-call happens in a single wrapper so a call pays for one extra frame, not
+one per concern; the concerns themselves live in their own modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+
+from server.core.context import CallContext, bind_call
+from server.core.credentials import Authenticator, extract_credential
+from server.core.errors import Code, ForgeError, Unauthenticated, Unimplemented
+from server.core.status import internal_status, to_grpc_status
+
+log = logging.getLogger("forge.access")
+
+ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+MAX_REQUEST_ID_LENGTH = 128
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+class CallPolicy:
+    """Which methods need no credentials and which are not built yet."""
+
+    def __init__(self, public: Iterable[str] = (), unimplemented: Iterable[str] = ()) -> None:
+        self.public = frozenset(public)
+        self.unimplemented = frozenset(unimplemented)
+
+    def is_public(self, method: str) -> bool:
+        return method in self.public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
+
+
+def _client_address(peer: str, metadata: dict[str, str], trusted_proxies: frozenset[str]) -> str:
+    """The caller's IP: the peer, or the last x-forwarded-for hop when the peer is our proxy."""
+    address = peer
+    if peer.startswith(("ipv4:", "ipv6:")):
+        address = peer.split(":", 1)[1]
+        if address.startswith("["):
+            address = address[1 : address.index("]")]
+        else:
+            address = address.rsplit(":", 1)[0]
+    forwarded = metadata.get("x-forwarded-for")
+    if forwarded and address in trusted_proxies:
+        candidate = forwarded.split(",")[-1].strip()
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            return address
+        return candidate
+    return address
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self,
+        policy: CallPolicy,
+        authenticator: Authenticator | None = None,
+        trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
+    ) -> None:
+        self._policy = policy
+        self._authenticator = authenticator
+        self._trusted_proxies = frozenset(trusted_proxies)
+
+    def set_authenticator(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        metadata = {
+            key: value
+            for key, value in (handler_call_details.invocation_metadata or ())
+            if isinstance(value, str)
+        }
+        return _wrap(handler, self._make_scope(method, metadata))
+
+    def _make_scope(self, method: str, metadata: dict[str, str]) -> _CallScope:
+        return _CallScope(self, method, metadata)
+
+
+class _CallScope:
+    """Runs one call's behavior inside its context, mapping errors and logging the outcome."""
+
+    __slots__ = ("_interceptor", "_metadata", "_method", "_started", "ctx")
+
+    def __init__(self, interceptor: CallInterceptor, method: str, metadata: dict[str, str]) -> None:
+        self._interceptor = interceptor
+        self._method = method
+        self._metadata = metadata
+        self._started = 0.0
+        self.ctx: CallContext | None = None
+
+    async def enter(self, context: grpc.aio.ServicerContext) -> None:
+        self._started = time.perf_counter()
+        request_id = self._metadata.get("x-request-id", "")[:MAX_REQUEST_ID_LENGTH] or uuid.uuid4().hex
+        peer = context.peer() or ""
+        interceptor = self._interceptor
+        ctx = CallContext(
+            request_id=request_id,
+            method=self._method,
+            peer=peer,
+            client_address=_client_address(peer, self._metadata, interceptor._trusted_proxies),
+            user_agent=self._metadata.get("user-agent", ""),
+            metadata=self._metadata,
+        )
+        self.ctx = ctx
+        bind_call(ctx)
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        policy = interceptor._policy
+        if self._method in policy.unimplemented:
+            raise Unimplemented(f"{self._method} is not implemented yet", "NOT_IMPLEMENTED")
+        if policy.is_public(self._method):
+            return
+        credential = extract_credential(self._metadata)
+        if credential is None:
+            raise Unauthenticated("authentication required", "CREDENTIALS_MISSING")
+        if interceptor._authenticator is None:
+            raise Unauthenticated("credentials cannot be verified", "TOKEN_INVALID")
+        ctx.caller = await interceptor._authenticator.authenticate(credential)
+
+    async def fail(self, context: grpc.aio.ServicerContext, error: BaseException) -> None:
+        """Ends the call with the status for `error` (always raises)."""
+        request_id = self.ctx.request_id if self.ctx else "-"
+        if isinstance(error, ForgeError):
+            self.finish(error.code.name, error.reason)
+            await context.abort_with_status(to_grpc_status(error))
+        log.exception(
+            "unhandled error", extra={"method": self._method, "request_id": request_id},
+            exc_info=error,
+        )
+        self.finish(Code.INTERNAL.name, "INTERNAL")
+        await context.abort_with_status(internal_status(request_id))
+
+    def finish(self, code: str, reason: str = "") -> None:
+        ctx = self.ctx
+        if ctx is None or not log.isEnabledFor(logging.INFO):
+            return
+        log.info(
+            "rpc",
+            extra={
+                "method": self._method,
+                "code": code,
+                "reason": reason,
+                "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
+                "peer": ctx.client_address,
+                "user_id": ctx.caller.user_id if ctx.caller else None,
+                "request_id": ctx.request_id,
+            },
+        )
+
+
+def _is_passthrough(error: BaseException) -> bool:
+    # abort() already set the status; let grpc finish the call with it.
+    return isinstance(error, grpc.aio.AbortError)
+
+
+def _wrap(handler: grpc.RpcMethodHandler, scope: _CallScope) -> grpc.RpcMethodHandler:
+    if handler.unary_unary:
+        behavior = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                await scope.enter(context)
+                response = await behavior(request, context)
+            except asyncio.CancelledError:
+                scope.finish("CANCELLED")
+                raise
+            except Exception as error:
+                if _is_passthrough(error):
+                    raise
+                await scope.fail(context, error)
+            scope.finish("OK")
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            _streaming(handler.unary_stream, scope),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary:
+        behavior_su = handler.stream_unary
+
+        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                await scope.enter(context)
+                response = await behavior_su(requests, context)
+            except asyncio.CancelledError:
+                scope.finish("CANCELLED")
+                raise
+            except Exception as error:
+                if _is_passthrough(error):
+                    raise
+                await scope.fail(context, error)
+            scope.finish("OK")
+            return response
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        _streaming(handler.stream_stream, scope),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _streaming(behavior: Behavior, scope: _CallScope) -> Callable[..., AsyncIterator[Any]]:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            await scope.enter(context)
+            result = behavior(request, context)
+            if inspect.isasyncgen(result):
+                async for response in result:
+                    yield response
+            else:
+                await result
+        except asyncio.CancelledError:
+            scope.finish("CANCELLED")
+            raise
+        except Exception as error:
+            if _is_passthrough(error):
+                raise
+            await scope.fail(context, error)
+        scope.finish("OK")
+
+    return stream

@@ -1,0 +1,1 @@
+"""forge.testing.v1.TestingService: plumbing checks, registered only when enabled."""

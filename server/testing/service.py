@@ -1,0 +1,79 @@
+"""TestingService: echoes, fails on request, and streams ticks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from forge.testing.v1 import testing_pb2, testing_pb2_grpc
+
+from server.core import errors
+from server.core.context import current_call
+
+_ERRORS_BY_CODE: dict[int, type[errors.ForgeError]] = {
+    cls.code.value: cls
+    for cls in (
+        errors.NotFound,
+        errors.AlreadyExists,
+        errors.PermissionDenied,
+        errors.Unauthenticated,
+        errors.FailedPrecondition,
+        errors.Aborted,
+        errors.ResourceExhausted,
+        errors.Unavailable,
+        errors.Unimplemented,
+        errors.DeadlineExceeded,
+    )
+}
+
+MAX_TICKS_INTERVAL_MS = 60_000
+
+
+def _failure(failure: testing_pb2.Failure) -> errors.ForgeError:
+    message = f"failing on request with code {failure.code}"
+    reason = failure.reason or "REQUESTED_FAILURE"
+    if failure.code == errors.Code.INVALID_ARGUMENT.value or failure.field:
+        field = failure.field or "fail_with.field"
+        return errors.InvalidArgument.of([errors.FieldViolation(field, message)], reason=reason)
+    if failure.code == errors.Code.INTERNAL.value:
+        raise RuntimeError("deliberate bug requested through TestingService.Echo")
+    error_class = _ERRORS_BY_CODE.get(failure.code)
+    if error_class is None:
+        return errors.InvalidArgument.of(
+            [errors.FieldViolation("fail_with.code", "not a code Echo can fail with")]
+        )
+    return error_class(message, reason)
+
+
+class TestingService(testing_pb2_grpc.TestingServiceServicer):
+    async def Echo(
+        self, request: testing_pb2.EchoRequest, context: grpc.aio.ServicerContext
+    ) -> testing_pb2.EchoResponse:
+        if request.HasField("fail_with"):
+            raise _failure(request.fail_with)
+        call = current_call()
+        return testing_pb2.EchoResponse(
+            message=request.message,
+            request_id=call.request_id,
+            caller_id=call.caller.user_id if call.caller else "",
+        )
+
+    async def StreamTicks(
+        self, request: testing_pb2.StreamTicksRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[testing_pb2.StreamTicksResponse]:
+        violations = errors.Violations()
+        violations.check(request.count >= 0, "count", "must not be negative")
+        violations.check(
+            0 <= request.interval_ms <= MAX_TICKS_INTERVAL_MS,
+            "interval_ms",
+            f"must be between 0 and {MAX_TICKS_INTERVAL_MS}",
+        )
+        violations.raise_if_any()
+        tick = 0
+        while request.count == 0 or tick < request.count:
+            if tick:
+                await asyncio.sleep(request.interval_ms / 1000)
+            tick += 1
+            yield testing_pb2.StreamTicksResponse(seq=tick, tick=tick)
+        yield testing_pb2.StreamTicksResponse(seq=tick + 1, completed=True)

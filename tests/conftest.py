@@ -1,0 +1,85 @@
+"""The test harness: one embedded PostgreSQL per session, the real server in-process on an
+ephemeral port, channels to it, and a real Envoy in front of it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import grpc
+import pytest
+
+from gateway.launcher import EnvoyConfig, EnvoyProcess
+from server.app import ForgeServer
+from server.config import Settings
+from server.db.embedded import EmbeddedPostgres
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DESCRIPTOR = REPO_ROOT / "gen" / "forge.binpb"
+
+
+@pytest.fixture(scope="session")
+async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedPostgres]:
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "pgdata", delete_on_stop=True)
+    await pg.start()
+    yield pg
+    await pg.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres: EmbeddedPostgres) -> str:
+    return await postgres.ensure_database("forge_test")
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "listen_address": "127.0.0.1:0",
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "enable_testing_service": True,
+        "log_format": "text",
+        "log_level": "WARNING",
+        "jwt_secret": secrets.token_hex(32),
+        "bcrypt_rounds": 4,
+        "shutdown_grace_seconds": 1.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def forge(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ForgeServer]:
+    app = ForgeServer(make_settings(database_url, tmp_path_factory.mktemp("forge-data")))
+    await app.start()
+    yield app
+    await app.stop(grace=0)
+
+
+@pytest.fixture(scope="session")
+async def channel(forge: ForgeServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{forge.port}") as chan:
+        yield chan
+
+
+@pytest.fixture(scope="session")
+async def envoy(forge: ForgeServer) -> AsyncIterator[EnvoyProcess]:
+    config = EnvoyConfig(
+        listen_port=0,
+        admin_port=0,
+        upstream_host="127.0.0.1",
+        upstream_port=forge.port,
+        descriptor_path=DESCRIPTOR,
+        listen_host="127.0.0.1",
+    )
+    async with EnvoyProcess(config) as proc:
+        yield proc
+
+
+@pytest.fixture
+async def http(envoy: EnvoyProcess) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=envoy.base_url) as session:
+        yield session

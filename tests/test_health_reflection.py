@@ -1,0 +1,57 @@
+"""Health per service and the reflection API."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+FORGE_SERVICES = [
+    "forge.auth.v1.AuthService",
+    "forge.projects.v1.ProjectService",
+    "forge.agents.v1.AgentService",
+    "forge.sandbox.v1.SandboxService",
+    "forge.artifacts.v1.ArtifactService",
+]
+
+
+@pytest.mark.parametrize("service", ["", *FORGE_SERVICES])
+async def test_health_check_serving(channel: grpc.aio.Channel, service: str) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    response = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_health_check_unknown_service_is_not_found(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await health.Check(health_pb2.HealthCheckRequest(service="forge.nope.v1.X"), timeout=5)
+    assert failure.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_every_service(channel: grpc.aio.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def requests():  # type: ignore[no-untyped-def]
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    names: set[str] = set()
+    async for response in stub.ServerReflectionInfo(requests(), timeout=5):
+        names.update(s.name for s in response.list_services_response.service)
+    assert set(FORGE_SERVICES) <= names
+    assert "grpc.health.v1.Health" in names
+
+
+async def test_reflection_describes_a_service(channel: grpc.aio.Channel) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def requests():  # type: ignore[no-untyped-def]
+        yield reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="forge.projects.v1.ProjectService"
+        )
+
+    async for response in stub.ServerReflectionInfo(requests(), timeout=5):
+        protos = response.file_descriptor_response.file_descriptor_proto
+        assert protos, response
+        break
