@@ -31,7 +31,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings(_cli_parse_args=True)  # type: ignore[call-arg]
+    settings = Settings(_cli_parse_args=True)
     configure_logging(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
 

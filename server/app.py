@@ -67,7 +67,9 @@ class ForgeServer:
         await server.start()
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"address": f"{host}:{self.port}", "services": self._service_names})
+        log.info(
+            "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
+        )
 
     def _build_server(self, bindings: Iterable[ServiceBinding]) -> grpc.aio.Server:
         bindings = list(bindings)
@@ -86,8 +88,11 @@ class ForgeServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if self.settings.enable_reflection:
             reflection.enable_server_reflection(
-                [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME],
+                [
+                    *self._service_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
                 server,
             )
         return server

@@ -81,7 +81,9 @@ class Settings(BaseSettings):
 
     # --- blobs ---------------------------------------------------------------------
     blob_store: Literal["local", "s3"] = Field("local", description="where artifact bytes live")
-    blob_dir: Path | None = Field(None, description="local blob store directory (default data_dir/blobs)")
+    blob_dir: Path | None = Field(
+        None, description="local blob store directory (default data_dir/blobs)"
+    )
     s3_bucket: str = Field("forge-artifacts", description="S3 bucket")
     s3_prefix: str = Field("", description="key prefix inside the bucket")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, R2, …)")

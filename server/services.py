@@ -39,30 +39,21 @@ def service_bindings(deps: Dependencies) -> list[ServiceBinding]:
     # Services whose issues have not landed yet are bound to the generated base servicer:
     # the call interceptor answers their RPCs UNIMPLEMENTED (reason NOT_IMPLEMENTED).
     bindings = [
-        ServiceBinding.of(
-            auth_pb2, auth_pb2_grpc, "AuthService", auth_pb2_grpc.AuthServiceServicer(),
-            public_methods=AUTH_PUBLIC_METHODS,
+        ServiceBinding.unbuilt(
+            auth_pb2, auth_pb2_grpc, "AuthService", public_methods=AUTH_PUBLIC_METHODS
         ),
-        ServiceBinding.of(
-            projects_pb2, projects_pb2_grpc, "ProjectService",
-            projects_pb2_grpc.ProjectServiceServicer(),
-        ),
-        ServiceBinding.of(
-            agents_pb2, agents_pb2_grpc, "AgentService", agents_pb2_grpc.AgentServiceServicer()
-        ),
-        ServiceBinding.of(
-            sandbox_pb2, sandbox_pb2_grpc, "SandboxService",
-            sandbox_pb2_grpc.SandboxServiceServicer(),
-        ),
-        ServiceBinding.of(
-            artifacts_pb2, artifacts_pb2_grpc, "ArtifactService",
-            artifacts_pb2_grpc.ArtifactServiceServicer(),
-        ),
+        ServiceBinding.unbuilt(projects_pb2, projects_pb2_grpc, "ProjectService"),
+        ServiceBinding.unbuilt(agents_pb2, agents_pb2_grpc, "AgentService"),
+        ServiceBinding.unbuilt(sandbox_pb2, sandbox_pb2_grpc, "SandboxService"),
+        ServiceBinding.unbuilt(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService"),
     ]
     if deps.settings.enable_testing_service:
         bindings.append(
             ServiceBinding.of(
-                testing_pb2, testing_pb2_grpc, "TestingService", TestingService(),
+                testing_pb2,
+                testing_pb2_grpc,
+                "TestingService",
+                TestingService(),
                 public_methods=("Echo", "StreamTicks"),
             )
         )

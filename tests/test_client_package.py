@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from forge_client.forge.testing import v1 as testing
 from grpclib.client import Channel
 
-from forge_client.forge.testing import v1 as testing
 from server.app import ForgeServer
 
 

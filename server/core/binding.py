@@ -42,6 +42,14 @@ class ServiceBinding:
             public_methods=frozenset(public_methods),
         )
 
+    @classmethod
+    def unbuilt(
+        cls, pb2: ModuleType, pb2_grpc: ModuleType, name: str, public_methods: Iterable[str] = ()
+    ) -> ServiceBinding:
+        """Binds the generated base servicer: every RPC answers UNIMPLEMENTED until built."""
+        servicer = getattr(pb2_grpc, f"{name}Servicer")()
+        return cls.of(pb2, pb2_grpc, name, servicer, public_methods)
+
     @property
     def full_name(self) -> str:
         return str(self.descriptor.full_name)

@@ -13,7 +13,7 @@ API_KEY_PREFIX = "fk_"
 
 
 class CredentialKind(Enum):
-    BEARER_TOKEN = "bearer"
+    BEARER_TOKEN = "bearer"  # noqa: S105 - a kind of credential, not a secret
     API_KEY = "api_key"
 
 

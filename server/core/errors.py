@@ -70,9 +70,13 @@ class InvalidArgument(ForgeError):
     code = Code.INVALID_ARGUMENT
 
     @classmethod
-    def of(cls, violations: Sequence[FieldViolation], reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
+    def of(
+        cls, violations: Sequence[FieldViolation], reason: str = "INVALID_ARGUMENT"
+    ) -> InvalidArgument:
         described = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        return cls(message=described or "the request is invalid", reason=reason, violations=violations)
+        return cls(
+            message=described or "the request is invalid", reason=reason, violations=violations
+        )
 
 
 @dataclass(eq=False)

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import grpc
 
@@ -27,7 +27,10 @@ log = logging.getLogger("forge.access")
 ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 MAX_REQUEST_ID_LENGTH = 128
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+# grpc's classes are generic only in its type stubs, hence the string aliases.
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Behavior: TypeAlias = "Callable[[Any, Context], Any]"
 
 
 class CallPolicy:
@@ -77,9 +80,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -107,9 +110,11 @@ class _CallScope:
         self._started = 0.0
         self.ctx: CallContext | None = None
 
-    async def enter(self, context: grpc.aio.ServicerContext) -> None:
+    async def enter(self, context: Context) -> None:
         self._started = time.perf_counter()
-        request_id = self._metadata.get("x-request-id", "")[:MAX_REQUEST_ID_LENGTH] or uuid.uuid4().hex
+        request_id = (
+            self._metadata.get("x-request-id", "")[:MAX_REQUEST_ID_LENGTH] or uuid.uuid4().hex
+        )
         peer = context.peer() or ""
         interceptor = self._interceptor
         ctx = CallContext(
@@ -135,14 +140,15 @@ class _CallScope:
             raise Unauthenticated("credentials cannot be verified", "TOKEN_INVALID")
         ctx.caller = await interceptor._authenticator.authenticate(credential)
 
-    async def fail(self, context: grpc.aio.ServicerContext, error: BaseException) -> None:
+    async def fail(self, context: Context, error: BaseException) -> None:
         """Ends the call with the status for `error` (always raises)."""
         request_id = self.ctx.request_id if self.ctx else "-"
         if isinstance(error, ForgeError):
             self.finish(error.code.name, error.reason)
             await context.abort_with_status(to_grpc_status(error))
         log.exception(
-            "unhandled error", extra={"method": self._method, "request_id": request_id},
+            "unhandled error",
+            extra={"method": self._method, "request_id": request_id},
             exc_info=error,
         )
         self.finish(Code.INTERNAL.name, "INTERNAL")
@@ -171,11 +177,13 @@ def _is_passthrough(error: BaseException) -> bool:
     return isinstance(error, grpc.aio.AbortError)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, scope: _CallScope) -> grpc.RpcMethodHandler:
+def _wrap(handler: Handler, scope: _CallScope) -> Handler:
+    # grpc's stubs type behaviors as synchronous; under grpc.aio they are coroutines or
+    # async generators.
     if handler.unary_unary:
-        behavior = handler.unary_unary
+        behavior = cast(Behavior, handler.unary_unary)
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary_unary(request: Any, context: Context) -> Any:
             try:
                 await scope.enter(context)
                 response = await behavior(request, context)
@@ -196,14 +204,14 @@ def _wrap(handler: grpc.RpcMethodHandler, scope: _CallScope) -> grpc.RpcMethodHa
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(handler.unary_stream, scope),
+            _streaming(cast(Behavior, handler.unary_stream), scope),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     if handler.stream_unary:
-        behavior_su = handler.stream_unary
+        behavior_su = cast(Behavior, handler.stream_unary)
 
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def stream_unary(requests: Any, context: Context) -> Any:
             try:
                 await scope.enter(context)
                 response = await behavior_su(requests, context)
@@ -223,14 +231,14 @@ def _wrap(handler: grpc.RpcMethodHandler, scope: _CallScope) -> grpc.RpcMethodHa
             response_serializer=handler.response_serializer,
         )
     return grpc.stream_stream_rpc_method_handler(
-        _streaming(handler.stream_stream, scope),
+        _streaming(cast(Behavior, handler.stream_stream), scope),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
 def _streaming(behavior: Behavior, scope: _CallScope) -> Callable[..., AsyncIterator[Any]]:
-    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
             await scope.enter(context)
             result = behavior(request, context)

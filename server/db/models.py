@@ -80,7 +80,9 @@ class Session(Base):
     __tablename__ = "sessions"
 
     id: Mapped[uuid.UUID] = _id_column()
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     peer_address: Mapped[str] = mapped_column(String(64), default="")
     create_time: Mapped[datetime] = _created()
@@ -107,7 +109,9 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = _id_column()
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(100), default="")
     prefix: Mapped[str] = mapped_column(String(16))
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
@@ -123,7 +127,9 @@ class OneTimeToken(Base):
     __tablename__ = "one_time_tokens"
 
     id: Mapped[uuid.UUID] = _id_column()
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     purpose: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     create_time: Mapped[datetime] = _created()
@@ -164,7 +170,9 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     create_time: Mapped[datetime] = _created()
 
-    __table_args__ = (Index("ix_audit_events_action_target_time", "action", "target", "create_time"),)
+    __table_args__ = (
+        Index("ix_audit_events_action_target_time", "action", "target", "create_time"),
+    )
 
 
 # --- projects -----------------------------------------------------------------------
@@ -206,7 +214,9 @@ class Task(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="todo")
     position: Mapped[int] = mapped_column(Integer)
-    assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     agent_id: Mapped[str | None] = mapped_column(String(64))
     run_id: Mapped[uuid.UUID | None]
     create_time: Mapped[datetime] = _created()
@@ -216,7 +226,11 @@ class Task(Base):
         CheckConstraint("status IN ('todo', 'in_progress', 'review', 'done')", name="status"),
         CheckConstraint("position >= 0", name="position"),
         UniqueConstraint(
-            "project_id", "status", "position", name="uq_tasks_column_position",
-            deferrable=True, initially="DEFERRED",
+            "project_id",
+            "status",
+            "position",
+            name="uq_tasks_column_position",
+            deferrable=True,
+            initially="DEFERRED",
         ),
     )

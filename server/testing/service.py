@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
@@ -48,7 +49,7 @@ def _failure(failure: testing_pb2.Failure) -> errors.ForgeError:
 
 class TestingService(testing_pb2_grpc.TestingServiceServicer):
     async def Echo(
-        self, request: testing_pb2.EchoRequest, context: grpc.aio.ServicerContext
+        self, request: testing_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> testing_pb2.EchoResponse:
         if request.HasField("fail_with"):
             raise _failure(request.fail_with)
@@ -60,7 +61,7 @@ class TestingService(testing_pb2_grpc.TestingServiceServicer):
         )
 
     async def StreamTicks(
-        self, request: testing_pb2.StreamTicksRequest, context: grpc.aio.ServicerContext
+        self, request: testing_pb2.StreamTicksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[testing_pb2.StreamTicksResponse]:
         violations = errors.Violations()
         violations.check(request.count >= 0, "count", "must not be negative")

@@ -8,7 +8,7 @@ from grpc_status import rpc_status
 
 
 def status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, f"no google.rpc.Status details on {error.code()}: {error.details()}"
     return status
 

@@ -1,0 +1,85 @@
+"""The proto contract: buf lint is clean, and every RPC and REST route of API.md exists."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+import pytest
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import descriptor_pb2
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+API_MD = REPO_ROOT.parent / "shared" / "API.md"
+DESCRIPTOR = REPO_ROOT / "gen" / "forge.binpb"
+GRPC_ONLY = "(gRPC only)"
+
+
+def _api_rows() -> list[tuple[str, str, str]]:
+    """(service full name, rpc, "METHOD /path" or GRPC_ONLY) for every row of API.md."""
+    if not API_MD.exists():
+        if os.environ.get("CI") == "true":
+            raise AssertionError(f"{API_MD} is missing")
+        pytest.skip("shared/API.md is not beside the repo")
+    rows: list[tuple[str, str, str]] = []
+    service = ""
+    for line in API_MD.read_text().splitlines():
+        heading = re.match(r"^## (forge\.\w+\.v1\.\w+)", line)
+        if heading:
+            service = heading.group(1)
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if (
+            service
+            and len(cells) >= 2
+            and re.fullmatch(r"[A-Z][a-z]\w+", cells[0])
+            and cells[0] != "RPC"
+        ):
+            rows.append((service, cells[0], cells[1]))
+    return rows
+
+
+def _declared() -> dict[tuple[str, str], str]:
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR.read_bytes())
+    declared: dict[tuple[str, str], str] = {}
+    for file in files.file:
+        if not file.package.startswith("forge."):
+            continue
+        for service in file.service:
+            for method in service.method:
+                route = GRPC_ONLY
+                if method.options.HasExtension(annotations_pb2.http):
+                    rule: http_pb2.HttpRule = method.options.Extensions[annotations_pb2.http]
+                    verb = rule.WhichOneof("pattern")
+                    assert verb is not None
+                    route = f"{verb.upper()} {getattr(rule, verb)}"
+                declared[(f"{file.package}.{service.name}", method.name)] = route
+    return declared
+
+
+def test_every_api_md_rpc_is_declared_with_its_route() -> None:
+    rows = _api_rows()
+    assert len(rows) > 70
+    declared = _declared()
+    for service, rpc, route in rows:
+        assert (service, rpc) in declared, f"{service}.{rpc} is missing"
+        assert declared[(service, rpc)] == route, f"{service}.{rpc}"
+
+
+def test_every_forge_rpc_is_in_api_md() -> None:
+    documented = {(service, rpc) for service, rpc, _ in _api_rows()}
+    extra = {key for key in _declared() if key not in documented and "testing" not in key[0]}
+    assert extra == set()
+
+
+async def test_buf_lint_passes() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        str(REPO_ROOT / "scripts" / "buf-lint"),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, output.decode()
