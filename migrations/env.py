@@ -8,6 +8,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import server.db.all_models  # noqa: F401 - registers every table
 from server.config import Settings
 from server.db.engine import make_engine
 from server.db.models import Base

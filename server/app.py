@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import grpc
@@ -13,12 +12,12 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
-from server.core.binding import ServiceBinding
 from server.core.interceptor import CallInterceptor, CallPolicy
+from server.core.keys import server_secret
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import make_engine, make_session_factory
 from server.db.migrate import upgrade
-from server.services import Dependencies, service_bindings
+from server.services import Background, Dependencies, Wiring, wire
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +49,23 @@ class ForgeServer:
     _engine: AsyncEngine | None = None
     _postgres: EmbeddedPostgres | None = None
     _service_names: list[str] = field(default_factory=list)
+    _background: list[Background] = field(default_factory=list)
 
     async def start(self) -> None:
         settings = self.settings
         self._engine = await self._open_database()
         if settings.migrate_on_start:
             await upgrade(self._engine)
-        deps = Dependencies(settings=settings, sessions=make_session_factory(self._engine))
-        bindings = service_bindings(deps)
-        server = self._build_server(bindings)
+        deps = Dependencies(
+            settings=settings,
+            sessions=make_session_factory(self._engine),
+            secret=server_secret(settings),
+        )
+        wiring = wire(deps)
+        server = self._build_server(wiring)
+        for component in wiring.background:
+            await component.start()
+            self._background.append(component)
         host, port = settings.listen_host_port
         self.port = server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
@@ -71,14 +78,14 @@ class ForgeServer:
             "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
         )
 
-    def _build_server(self, bindings: Iterable[ServiceBinding]) -> grpc.aio.Server:
-        bindings = list(bindings)
+    def _build_server(self, wiring: Wiring) -> grpc.aio.Server:
+        bindings = wiring.bindings
         policy = CallPolicy(
             public=[path for b in bindings for path in b.public_paths()],
             unimplemented=[path for b in bindings for path in b.unimplemented_paths()],
         )
         server = grpc.aio.server(
-            interceptors=[CallInterceptor(policy)],
+            interceptors=[CallInterceptor(policy, wiring.authenticator)],
             options=grpc_options(self.settings),
             maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
         )
@@ -119,6 +126,8 @@ class ForgeServer:
             log.info("shutting down", extra={"grace_seconds": grace})
             await self._server.stop(grace)
             self._server = None
+        while self._background:
+            await self._background.pop().stop()
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

@@ -88,11 +88,111 @@ class Settings(BaseSettings):
     s3_prefix: str = Field("", description="key prefix inside the bucket")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, R2, …)")
     s3_region: str | None = Field(None, description="S3 region")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key id; unset: the usual AWS credential chain"
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="S3 secret access key (with s3_access_key_id)"
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="bucket in the host name or the path (MinIO usually wants path)"
+    )
+    s3_multipart_part_bytes: int = Field(
+        8 * MiB,
+        ge=5 * MiB,
+        description="S3 upload part size (>= 5 MiB); blobs up to this size go in one PUT. "
+        "Memory per upload in flight is one part",
+    )
+    max_upload_bytes: int = Field(50 * MiB, ge=0, description="largest artifact upload")
+    upload_allowed_content_types: list[str] = Field(
+        default_factory=lambda: [
+            "text/*",
+            "application/json",
+            "application/javascript",
+            "application/typescript",
+            "application/xml",
+            "application/yaml",
+            "application/sql",
+            "application/pdf",
+            "application/zip",
+            "application/gzip",
+            "application/octet-stream",
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "image/svg+xml",
+        ],
+        description="content types an upload may declare: exact, or 'type/*' for a family "
+        "(parameters such as '; charset=utf-8' are ignored); JSON list in the environment",
+    )
+    presign_expiry_seconds: int = Field(
+        900, ge=1, le=7 * 24 * 3600, description="default lifetime of a download URL"
+    )
 
     # --- sandboxes -----------------------------------------------------------------
     docker_host: str | None = Field(
         None, description="Docker engine URL; unset: DOCKER_HOST or the local socket"
     )
+    # (sandbox settings: begin; owned by server/sandbox)
+    sandbox_namespace: str = Field(
+        "default",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+        description="label value (forge.namespace) of this server's containers; reconciliation "
+        "only touches its own namespace, so servers sharing an engine need distinct values",
+    )
+    sandbox_python_image: str = Field("forge-sandbox-python:1", description="python runtime")
+    sandbox_node_image: str = Field("forge-sandbox-node:1", description="node runtime")
+    sandbox_pool_size: int = Field(2, ge=0, le=64, description="warm containers per runtime")
+    sandbox_pool_sizes: dict[str, int] = Field(
+        default_factory=dict,
+        description='per-runtime warm pool sizes overriding sandbox_pool_size, e.g. {"node": 0}',
+    )
+    sandbox_memory_bytes: int = Field(256 * MiB, ge=16 * MiB, description="default memory")
+    sandbox_max_memory_bytes: int = Field(2048 * MiB, ge=16 * MiB, description="maximum memory")
+    sandbox_cpu_millis: int = Field(500, ge=10, description="default CPU (1000 = one CPU)")
+    sandbox_max_cpu_millis: int = Field(2000, ge=10, description="maximum CPU")
+    sandbox_pids: int = Field(50, ge=8, description="default process and thread limit")
+    sandbox_max_pids: int = Field(512, ge=8, description="maximum process and thread limit")
+    sandbox_disk_bytes: int = Field(128 * MiB, ge=MiB, description="default /workspace size")
+    sandbox_max_disk_bytes: int = Field(1024 * MiB, ge=MiB, description="maximum /workspace size")
+    sandbox_tmp_bytes: int = Field(64 * MiB, ge=MiB, description="default /tmp size")
+    sandbox_max_tmp_bytes: int = Field(512 * MiB, ge=MiB, description="maximum /tmp size")
+    sandbox_exec_timeout_seconds: float = Field(30.0, gt=0, description="default exec timeout")
+    sandbox_max_exec_timeout_seconds: float = Field(3600.0, gt=0, description="max exec timeout")
+    sandbox_idle_timeout_seconds: float = Field(
+        20.0, gt=0, description="default limit on an execution producing no output"
+    )
+    sandbox_max_idle_timeout_seconds: float = Field(3600.0, gt=0, description="max idle timeout")
+    sandbox_output_limit_bytes: int = Field(
+        MiB, ge=1024, description="default output cap per stream per execution"
+    )
+    sandbox_max_output_limit_bytes: int = Field(64 * MiB, ge=1024, description="max output cap")
+    sandbox_idle_ttl_seconds: float = Field(
+        3600.0, gt=0, description="idle sandboxes are destroyed after this long"
+    )
+    sandbox_max_lifetime_seconds: float = Field(
+        24 * 3600.0, gt=0, description="every sandbox is destroyed after this long"
+    )
+    sandbox_reaper_interval_seconds: float = Field(
+        30.0, gt=0, description="how often the reaper looks for expired sandboxes"
+    )
+    sandbox_max_per_project: int = Field(20, ge=1, description="live sandboxes per project")
+    sandbox_max_file_bytes: int = Field(
+        8 * MiB, ge=1024, description="largest file WriteFile accepts and ReadFile returns"
+    )
+    sandbox_max_stdin_bytes: int = Field(MiB, ge=0, description="largest exec stdin")
+    sandbox_max_code_bytes: int = Field(MiB, ge=1024, description="largest RunCode source")
+    sandbox_max_concurrent_execs: int = Field(
+        64, ge=1, description="executions streaming at once per server (one reader thread each)"
+    )
+    sandbox_docker_threads: int = Field(
+        16, ge=1, description="threads for blocking Docker API calls"
+    )
+    sandbox_backend_retry_seconds: float = Field(
+        30.0, gt=0, description="how often an unreachable Docker engine is tried again"
+    )
+    # (sandbox settings: end)
 
     # --- model providers -------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(None, description="enables anthropic/* models")
@@ -100,6 +200,35 @@ class Settings(BaseSettings):
     gemini_api_key: SecretStr | None = Field(None, description="enables gemini/* models")
     gemini_base_url: str | None = Field(None, description="Gemini API base URL override")
     echo_token_delay_ms: float = Field(20.0, description="pace of the offline echo model")
+    anthropic_models: list[str] = Field(
+        default_factory=lambda: ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"],
+        description="anthropic models listed by ListModels (any name is accepted in a request)",
+    )
+    gemini_models: list[str] = Field(
+        default_factory=lambda: ["gemini-3.8-flash", "gemini-2.5-pro"],
+        description="gemini models listed by ListModels (any name is accepted in a request)",
+    )
+    default_model: str | None = Field(
+        None, description="model of new chats; unset: the first configured provider's, else echo"
+    )
+    provider_timeout_seconds: float = Field(
+        60.0, gt=0, description="provider connect timeout and longest silence inside a stream"
+    )
+    provider_retry_attempts: int = Field(
+        4, ge=1, description="attempts (first included) before the first token of an answer"
+    )
+    provider_retry_base_delay_seconds: float = Field(
+        0.5, ge=0, description="first retry backoff; doubles per attempt, with jitter"
+    )
+    provider_retry_max_delay_seconds: float = Field(
+        8.0, ge=0, description="longest retry backoff; a longer provider retry-after fails now"
+    )
+    provider_max_output_tokens: int = Field(
+        4096, ge=1, description="answer length limit when the request names none"
+    )
+    history_token_budget: int = Field(
+        16_000, ge=1, description="approximate tokens of history sent to a provider"
+    )
 
     @field_validator("admin_emails", mode="before")
     @classmethod

@@ -1,8 +1,10 @@
-"""The servicers this server exposes, and what they are built from."""
+"""Wires the services: what each servicer is built from, and what runs in the background."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
 
 from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
@@ -12,42 +14,89 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.auth.accounts import Accounts
+from server.auth.authenticator import DatabaseAuthenticator
+from server.auth.directory import Directory
+from server.auth.mail import MailSender
+from server.auth.passwords import PasswordHasher
+from server.auth.service import PUBLIC_METHODS as AUTH_PUBLIC_METHODS
+from server.auth.service import AuthService
+from server.auth.tokens import AccessTokens
 from server.config import Settings
 from server.core.binding import ServiceBinding
+from server.core.credentials import Authenticator
+from server.core.pagination import PageTokens
+from server.projects.cleanup import ProjectDeletionHooks
 from server.testing.service import TestingService
 
-AUTH_PUBLIC_METHODS = (
-    "Register",
-    "Login",
-    "RefreshToken",
-    "Logout",
-    "RequestPasswordReset",
-    "ResetPassword",
-    "VerifyEmail",
-)
+
+class Background(Protocol):
+    """A component with work of its own (senders, pools, reapers)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class Dependencies:
     """What servicers are built from; one instance per server."""
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    secret: bytes
+    page_tokens: PageTokens = field(init=False)
+    project_hooks: ProjectDeletionHooks = field(default_factory=ProjectDeletionHooks)
+
+    def __post_init__(self) -> None:
+        self.page_tokens = PageTokens(self.secret)
 
 
-def service_bindings(deps: Dependencies) -> list[ServiceBinding]:
+@dataclass
+class Wiring:
+    bindings: list[ServiceBinding]
+    authenticator: Authenticator
+    background: list[Background]
+
+
+class _MailLifecycle:
+    def __init__(self, sender: MailSender, hasher: PasswordHasher) -> None:
+        self._sender = sender
+        self._hasher = hasher
+
+    async def start(self) -> None:
+        self._sender.start()
+
+    async def stop(self) -> None:
+        await self._sender.stop()
+        self._hasher.close()
+
+
+def wire(deps: Dependencies) -> Wiring:
+    settings = deps.settings
+    access_tokens = AccessTokens(
+        deps.secret,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        timedelta(seconds=settings.access_token_ttl_seconds),
+    )
+    hasher = PasswordHasher(settings.bcrypt_rounds)
+    smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+    mail = MailSender(deps.sessions, smtp_url, settings.mail_from)
+    accounts = Accounts(settings, deps.sessions, hasher, access_tokens, mail)
+    auth = AuthService(accounts, Directory(deps.sessions, deps.page_tokens))
+
     # Services whose issues have not landed yet are bound to the generated base servicer:
     # the call interceptor answers their RPCs UNIMPLEMENTED (reason NOT_IMPLEMENTED).
     bindings = [
-        ServiceBinding.unbuilt(
-            auth_pb2, auth_pb2_grpc, "AuthService", public_methods=AUTH_PUBLIC_METHODS
+        ServiceBinding.of(
+            auth_pb2, auth_pb2_grpc, "AuthService", auth, public_methods=AUTH_PUBLIC_METHODS
         ),
         ServiceBinding.unbuilt(projects_pb2, projects_pb2_grpc, "ProjectService"),
         ServiceBinding.unbuilt(agents_pb2, agents_pb2_grpc, "AgentService"),
         ServiceBinding.unbuilt(sandbox_pb2, sandbox_pb2_grpc, "SandboxService"),
         ServiceBinding.unbuilt(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService"),
     ]
-    if deps.settings.enable_testing_service:
+    if settings.enable_testing_service:
         bindings.append(
             ServiceBinding.of(
                 testing_pb2,
@@ -57,4 +106,8 @@ def service_bindings(deps: Dependencies) -> list[ServiceBinding]:
                 public_methods=("Echo", "StreamTicks"),
             )
         )
-    return bindings
+    return Wiring(
+        bindings=bindings,
+        authenticator=DatabaseAuthenticator(deps.sessions, access_tokens),
+        background=[_MailLifecycle(mail, hasher)],
+    )

@@ -4,7 +4,7 @@ ephemeral port, channels to it, and a real Envoy in front of it."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +15,8 @@ from gateway.launcher import EnvoyConfig, EnvoyProcess
 from server.app import ForgeServer
 from server.config import Settings
 from server.db.embedded import EmbeddedPostgres
+from tests.support.accounts import Account, login, register
+from tests.support.mailbox import Mailbox, SmtpServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTOR = REPO_ROOT / "gen" / "forge.binpb"
@@ -50,11 +52,31 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
 
 
 @pytest.fixture(scope="session")
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mailbox(smtp: SmtpServer) -> Mailbox:
+    return smtp.mailbox
+
+
+ADMIN_EMAIL = "first-admin@example.com"
+
+
+@pytest.fixture(scope="session")
 async def forge(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer
 ) -> AsyncIterator[ForgeServer]:
-    app = ForgeServer(make_settings(database_url, tmp_path_factory.mktemp("forge-data")))
+    settings = make_settings(database_url, tmp_path_factory.mktemp("forge-data"), smtp_url=smtp.url)
+    app = ForgeServer(settings)
     await app.start()
+    # The first account of an empty database becomes admin: make that deterministic.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as chan:
+        await register(chan, email=ADMIN_EMAIL, display_name="First Admin")
     yield app
     await app.stop(grace=0)
 
@@ -63,6 +85,17 @@ async def forge(
 async def channel(forge: ForgeServer) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{forge.port}") as chan:
         yield chan
+
+
+@pytest.fixture(scope="session")
+async def admin(channel: grpc.aio.Channel) -> Account:
+    return await login(channel, ADMIN_EMAIL)
+
+
+@pytest.fixture
+async def user(channel: grpc.aio.Channel) -> Account:
+    """A fresh, signed-in, non-admin account."""
+    return await register(channel)
 
 
 @pytest.fixture(scope="session")

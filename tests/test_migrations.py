@@ -7,6 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import server.db.all_models  # noqa: F401 - registers every table
 from server.db import migrate
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import make_engine

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 00:13:26.541576
+Create Date: 2026-11-22 00:19:13.578275
 """
 
 from collections.abc import Sequence
@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("email_verified", sa.Boolean(), nullable=False),
+        sa.Column("last_login_time", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
             "create_time",
             sa.DateTime(timezone=True),
@@ -115,6 +116,7 @@ def upgrade() -> None:
         "audit_events",
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("actor_id", sa.UUID(), nullable=True),
+        sa.Column("subject_id", sa.UUID(), nullable=True),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("target", sa.String(length=320), nullable=False),
         sa.Column("peer_address", sa.String(length=64), nullable=False),
@@ -132,6 +134,12 @@ def upgrade() -> None:
             name=op.f("fk_audit_events_actor_id_users"),
             ondelete="SET NULL",
         ),
+        sa.ForeignKeyConstraint(
+            ["subject_id"],
+            ["users.id"],
+            name=op.f("fk_audit_events_subject_id_users"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
     )
     op.create_index(
@@ -141,6 +149,9 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index(op.f("ix_audit_events_actor_id"), "audit_events", ["actor_id"], unique=False)
+    op.create_index(
+        op.f("ix_audit_events_subject_id"), "audit_events", ["subject_id"], unique=False
+    )
     op.create_table(
         "one_time_tokens",
         sa.Column("id", sa.UUID(), nullable=False),
@@ -308,6 +319,7 @@ def downgrade() -> None:
     op.drop_table("project_members")
     op.drop_index(op.f("ix_one_time_tokens_user_id"), table_name="one_time_tokens")
     op.drop_table("one_time_tokens")
+    op.drop_index(op.f("ix_audit_events_subject_id"), table_name="audit_events")
     op.drop_index(op.f("ix_audit_events_actor_id"), table_name="audit_events")
     op.drop_index("ix_audit_events_action_target_time", table_name="audit_events")
     op.drop_table("audit_events")

@@ -68,6 +68,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_login_time: Mapped[datetime | None]
     create_time: Mapped[datetime] = _created()
     update_time: Mapped[datetime] = _updated()
 
@@ -161,6 +162,9 @@ class AuditEvent(Base):
 
     id: Mapped[uuid.UUID] = _id_column()
     actor_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     action: Mapped[str] = mapped_column(String(64))

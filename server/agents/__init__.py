@@ -1,0 +1,1 @@
+"""The Agents service: model providers, agent profiles, conversations, chat and usage."""

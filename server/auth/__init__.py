@@ -1,0 +1,1 @@
+"""forge.auth.v1.AuthService: accounts, sessions, API keys, roles, audit log."""

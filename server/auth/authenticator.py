@@ -1,0 +1,70 @@
+"""Resolves each call's credential (JWT or API key) to a Caller, checking the database so a
+disabled user, a revoked session or a revoked key stops working at once."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.auth import store
+from server.auth.accounts import API_KEY_TOUCH_EVERY
+from server.auth.tokens import AccessTokens, digest
+from server.core.context import AuthMethod, Caller
+from server.core.credentials import Credential, CredentialKind
+from server.core.errors import Unauthenticated
+from server.core.timestamps import utcnow
+
+
+class DatabaseAuthenticator:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], tokens: AccessTokens) -> None:
+        self._sessions = sessions
+        self._tokens = tokens
+
+    async def authenticate(self, credential: Credential) -> Caller:
+        if credential.kind is CredentialKind.API_KEY:
+            return await self._api_key(credential.secret)
+        return await self._access_token(credential.secret)
+
+    async def _access_token(self, token: str) -> Caller:
+        claims = self._tokens.verify(token)
+        async with self._sessions() as db:
+            state = await store.caller_state(db, claims.user_id, claims.session_id)
+        if state is None:
+            raise Unauthenticated("the access token is not valid", "TOKEN_INVALID")
+        if state.disabled:
+            raise Unauthenticated("the account is disabled", "USER_DISABLED")
+        if state.session_revoked:
+            raise Unauthenticated("the session has ended; sign in again", "SESSION_REVOKED")
+        return Caller(
+            user_id=str(claims.user_id),
+            roles=frozenset({state.role}),
+            auth_method=AuthMethod.JWT,
+            session_id=str(claims.session_id) if claims.session_id else None,
+        )
+
+    async def _api_key(self, secret: str) -> Caller:
+        async with self._sessions() as db:
+            found = await store.api_key_with_user(db, digest(secret))
+            if found is None:
+                raise Unauthenticated("the API key is not valid", "KEY_INVALID")
+            key, user = found
+            if key.revoke_time is not None:
+                raise Unauthenticated("the API key has been revoked", "KEY_REVOKED")
+            if key.expire_time is not None and key.expire_time <= utcnow():
+                raise Unauthenticated("the API key has expired", "KEY_EXPIRED")
+            if user.disabled:
+                raise Unauthenticated("the account is disabled", "USER_DISABLED")
+            if key.last_used_time is None or utcnow() - key.last_used_time > API_KEY_TOUCH_EVERY:
+                await store.touch_api_key(db, key.id, API_KEY_TOUCH_EVERY)
+                await db.commit()
+            return Caller(
+                user_id=str(user.id),
+                roles=frozenset({user.role}),
+                auth_method=AuthMethod.API_KEY,
+                api_key_id=str(key.id),
+            )
+
+
+def caller_uuid(caller: Caller) -> uuid.UUID:
+    return uuid.UUID(caller.user_id)

@@ -1,0 +1,94 @@
+"""AuthService rows ↔ protos."""
+
+from __future__ import annotations
+
+from forge.auth.v1 import auth_pb2
+
+from server.auth.accounts import IssuedTokens
+from server.auth.audit import Action
+from server.core.timestamps import to_timestamp
+from server.db.models import ApiKey, AuditEvent, Session, User
+
+ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+ROLE_FROM_PROTO = {v: k for k, v in ROLE_TO_PROTO.items()}
+
+
+def action_to_proto(action: str) -> auth_pb2.AuditAction.ValueType:
+    try:
+        return auth_pb2.AuditAction.Value("AUDIT_ACTION_" + action.upper())
+    except ValueError:
+        return auth_pb2.AUDIT_ACTION_UNSPECIFIED
+
+
+def action_from_proto(value: int) -> str | None:
+    if value == auth_pb2.AUDIT_ACTION_UNSPECIFIED:
+        return None
+    name = (
+        auth_pb2.AuditAction.Name(auth_pb2.AuditAction.ValueType(value))
+        .removeprefix("AUDIT_ACTION_")
+        .lower()
+    )
+    return Action(name).value
+
+
+def user_to_proto(user: User) -> auth_pb2.User:
+    return auth_pb2.User(
+        id=str(user.id),
+        email=user.email,
+        display_name=user.display_name,
+        role=ROLE_TO_PROTO[user.role],
+        disabled=user.disabled,
+        email_verified=user.email_verified,
+        create_time=to_timestamp(user.create_time),
+        update_time=to_timestamp(user.update_time),
+        last_login_time=to_timestamp(user.last_login_time),
+    )
+
+
+def tokens_to_proto(tokens: IssuedTokens) -> auth_pb2.Tokens:
+    return auth_pb2.Tokens(
+        access_token=tokens.access_token,
+        access_token_expire_time=to_timestamp(tokens.access_expire_time),
+        refresh_token=tokens.refresh_token,
+        refresh_token_expire_time=to_timestamp(tokens.refresh_expire_time),
+        session_id=str(tokens.session_id),
+        token_type="Bearer",
+    )
+
+
+def session_to_proto(session: Session, current_session_id: str | None) -> auth_pb2.Session:
+    return auth_pb2.Session(
+        id=str(session.id),
+        user_agent=session.user_agent,
+        peer_address=session.peer_address,
+        create_time=to_timestamp(session.create_time),
+        last_use_time=to_timestamp(session.last_use_time),
+        expire_time=to_timestamp(session.expire_time),
+        current=str(session.id) == current_session_id,
+    )
+
+
+def api_key_to_proto(key: ApiKey) -> auth_pb2.ApiKey:
+    return auth_pb2.ApiKey(
+        id=str(key.id),
+        name=key.name,
+        prefix=key.prefix,
+        create_time=to_timestamp(key.create_time),
+        expire_time=to_timestamp(key.expire_time),
+        last_used_time=to_timestamp(key.last_used_time),
+        revoke_time=to_timestamp(key.revoke_time),
+    )
+
+
+def audit_event_to_proto(event: AuditEvent) -> auth_pb2.AuditEvent:
+    return auth_pb2.AuditEvent(
+        id=str(event.id),
+        action=action_to_proto(event.action),
+        actor_user_id=str(event.actor_id) if event.actor_id else "",
+        subject_user_id=str(event.subject_id) if event.subject_id else "",
+        target=event.target,
+        peer_address=event.peer_address,
+        user_agent=event.user_agent,
+        create_time=to_timestamp(event.create_time),
+        metadata={k: str(v) for k, v in event.details.items()},
+    )

@@ -1,0 +1,212 @@
+"""Queries over users, sessions, refresh tokens, API keys, one-time tokens and audit events."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core.pagination import Page, keyset
+from server.db.models import (
+    ApiKey,
+    AuditEvent,
+    OneTimeToken,
+    Project,
+    RefreshToken,
+    Session,
+    User,
+)
+
+
+async def user_by_email(db: AsyncSession, email: str) -> User | None:
+    return await db.scalar(select(User).where(User.email == email))
+
+
+async def user_by_id(db: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> User | None:
+    query = select(User).where(User.id == user_id)
+    if lock:
+        query = query.with_for_update()
+    return await db.scalar(query)
+
+
+async def any_user_exists(db: AsyncSession) -> bool:
+    return bool(
+        await db.scalar(select(func.count()).select_from(select(User.id).limit(1).subquery()))
+    )
+
+
+@dataclass(frozen=True)
+class CallerState:
+    disabled: bool
+    role: str
+    session_revoked: bool
+
+
+async def caller_state(
+    db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID | None
+) -> CallerState | None:
+    """One round trip per authenticated call: the user's status and its session's."""
+    revoked = (
+        select(Session.revoke_time.is_not(None) | (Session.expire_time < func.now()))
+        .where(Session.id == session_id, Session.user_id == user_id)
+        .scalar_subquery()
+    )
+    row = (
+        await db.execute(select(User.disabled, User.role, revoked).where(User.id == user_id))
+    ).first()
+    if row is None:
+        return None
+    disabled, role, session_revoked = row
+    return CallerState(disabled, role, bool(session_revoked) if session_id else False)
+
+
+async def api_key_with_user(db: AsyncSession, secret_hash: bytes) -> tuple[ApiKey, User] | None:
+    row = (
+        await db.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.secret_hash == secret_hash)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def touch_api_key(db: AsyncSession, key_id: uuid.UUID, every: timedelta) -> None:
+    """Updates last_used_time, at most once per `every` (no write per request)."""
+    await db.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_time.is_(None), ApiKey.last_used_time < func.now() - every),
+        )
+        .values(last_used_time=func.now())
+    )
+
+
+async def refresh_token_with_session(
+    db: AsyncSession, token_hash: bytes
+) -> tuple[RefreshToken, Session] | None:
+    row = (
+        await db.execute(
+            select(RefreshToken, Session)
+            .join(Session, Session.id == RefreshToken.session_id)
+            .where(RefreshToken.token_hash == token_hash)
+            .with_for_update(of=RefreshToken)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def revoke_session(db: AsyncSession, session_id: uuid.UUID, reason: str) -> None:
+    await db.execute(
+        update(Session)
+        .where(Session.id == session_id, Session.revoke_time.is_(None))
+        .values(revoke_time=func.now(), revoke_reason=reason)
+    )
+
+
+async def revoke_user_sessions(
+    db: AsyncSession, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None
+) -> None:
+    condition = and_(Session.user_id == user_id, Session.revoke_time.is_(None))
+    if keep is not None:
+        condition = and_(condition, Session.id != keep)
+    await db.execute(
+        update(Session).where(condition).values(revoke_time=func.now(), revoke_reason=reason)
+    )
+
+
+async def recent_login_failures(
+    db: AsyncSession, email: str, peer: str, window: timedelta
+) -> tuple[int, datetime | None]:
+    """Failed logins for email+peer within `window` since the last success: count, oldest."""
+    last_success = (
+        select(func.max(AuditEvent.create_time))
+        .where(
+            AuditEvent.action == "login_succeeded",
+            AuditEvent.target == email,
+            AuditEvent.peer_address == peer,
+        )
+        .scalar_subquery()
+    )
+    since = func.greatest(func.now() - window, func.coalesce(last_success, func.now() - window))
+    row = (
+        await db.execute(
+            select(func.count(), func.min(AuditEvent.create_time)).where(
+                AuditEvent.action == "login_failed",
+                AuditEvent.target == email,
+                AuditEvent.peer_address == peer,
+                AuditEvent.create_time > since,
+            )
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+async def one_time_token(db: AsyncSession, token_hash: bytes, purpose: str) -> OneTimeToken | None:
+    return await db.scalar(
+        select(OneTimeToken)
+        .where(OneTimeToken.token_hash == token_hash, OneTimeToken.purpose == purpose)
+        .with_for_update()
+    )
+
+
+async def list_sessions(db: AsyncSession, user_id: uuid.UUID, page: Page) -> list[Session]:
+    query = select(Session).where(
+        Session.user_id == user_id, Session.revoke_time.is_(None), Session.expire_time > func.now()
+    )
+    return list((await db.scalars(keyset(query, Session.id, page, descending=True))).all())
+
+
+async def list_api_keys(
+    db: AsyncSession, user_id: uuid.UUID, page: Page, show_revoked: bool
+) -> list[ApiKey]:
+    query = select(ApiKey).where(ApiKey.user_id == user_id)
+    if not show_revoked:
+        query = query.where(ApiKey.revoke_time.is_(None))
+    return list((await db.scalars(keyset(query, ApiKey.id, page, descending=True))).all())
+
+
+async def list_users(
+    db: AsyncSession, page: Page, query_text: str, role: str | None, disabled: bool | None
+) -> list[User]:
+    query = select(User)
+    if query_text:
+        pattern = (
+            "%" + query_text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        query = query.where(or_(User.email.ilike(pattern), User.display_name.ilike(pattern)))
+    if role is not None:
+        query = query.where(User.role == role)
+    if disabled is not None:
+        query = query.where(User.disabled == disabled)
+    return list((await db.scalars(keyset(query, User.id, page))).all())
+
+
+async def list_audit_events(
+    db: AsyncSession, page: Page, user_id: uuid.UUID | None, action: str | None
+) -> list[AuditEvent]:
+    query = select(AuditEvent)
+    if user_id is not None:
+        query = query.where(or_(AuditEvent.actor_id == user_id, AuditEvent.subject_id == user_id))
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    return list((await db.scalars(keyset(query, AuditEvent.id, page, descending=True))).all())
+
+
+@dataclass(frozen=True)
+class Counts:
+    users: int
+    disabled_users: int
+    projects: int
+
+
+async def counts(db: AsyncSession) -> Counts:
+    users, disabled = (
+        await db.execute(select(func.count(), func.count().filter(User.disabled)).select_from(User))
+    ).one()
+    projects = await db.scalar(select(func.count()).select_from(Project))
+    return Counts(int(users), int(disabled), int(projects or 0))

@@ -1,0 +1,7 @@
+"""Imports every model module so Base.metadata knows every table (Alembic, schema tests)."""
+
+# Service packages add their model modules below as they land.
+from server.db import (
+    models,  # noqa: F401
+    sandbox_models,  # noqa: F401
+)

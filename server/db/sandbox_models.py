@@ -1,0 +1,97 @@
+"""Sandbox tables: sandboxes (one per container) and the executions run in them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Interval,
+    String,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.core.ids import new_id
+from server.db.models import Base
+
+SANDBOX_STATES = ("creating", "running", "paused", "deleted", "lost", "failed")
+LIVE_SANDBOX_STATES = ("creating", "running", "paused")
+EXECUTION_STATES = ("running", "finished", "lost")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+class SandboxRow(Base):
+    """A sandbox; the row mirrors its container (`container_id`)."""
+
+    __tablename__ = "sandboxes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    creator_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    runtime: Mapped[str] = mapped_column(String(32))
+    image: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    state_message: Mapped[str] = mapped_column(String(200), default="")
+    container_id: Mapped[str | None] = mapped_column(String(128))
+    warm: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RunCode's sandboxes: destroyed when their one execution ends.
+    ephemeral: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_duration: Mapped[timedelta | None] = mapped_column(Interval)
+    # Effective limits: ints, and the timeouts in milliseconds.
+    limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    create_time: Mapped[datetime] = mapped_column(server_default=func.now())
+    update_time: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    last_active_time: Mapped[datetime] = mapped_column(server_default=func.now())
+    end_time: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_in(SANDBOX_STATES)})", name="state"),
+        Index("ix_sandboxes_project_id_id", "project_id", "id"),
+        Index(
+            "ix_sandboxes_live",
+            "last_active_time",
+            postgresql_where=f"state IN ({_in(LIVE_SANDBOX_STATES)})",
+        ),
+    )
+
+
+class SandboxExecution(Base):
+    """One Exec or RunCode: what ran, how it ended and how much it printed."""
+
+    __tablename__ = "sandbox_executions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    sandbox_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sandboxes.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # {"argv": [...]} or {"shell": "..."} or {"language": "..."}; never env or stdin.
+    command: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    working_dir: Mapped[str] = mapped_column(String(4096), default="/workspace")
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    reason: Mapped[str | None] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    signal: Mapped[int | None] = mapped_column(Integer)
+    timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    oom_killed: Mapped[bool] = mapped_column(Boolean, default=False)
+    output_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    stdout_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    stderr_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    start_time: Mapped[datetime] = mapped_column(server_default=func.now())
+    end_time: Mapped[datetime | None]
+    duration: Mapped[timedelta | None] = mapped_column(Interval)
+
+    __table_args__ = (CheckConstraint(f"state IN ({_in(EXECUTION_STATES)})", name="state"),)

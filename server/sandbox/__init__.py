@@ -1,0 +1,1 @@
+"""SandboxService: isolated containers per project, files in them, streamed executions."""

@@ -1,0 +1,300 @@
+"""One running execution: relays its output as events, enforces its time limits, and records
+how it ended.
+
+The wall-clock timeout, the idle (no output) timeout and the caller's deadline each kill the
+command's whole process group inside the container; so does the caller going away (the
+consumer of `events()` being cancelled or closing it early). The `exit` event says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.core.timestamps import utcnow
+from server.sandbox import store
+from server.sandbox.backend import (
+    BackendError,
+    ContainerGone,
+    ContainerPaused,
+    ExecProcess,
+    ResourceLimit,
+    SandboxBackend,
+    Stream,
+)
+from server.sandbox.views import ExecEvent, ExecExited, ExecOutput, ExecStarted, ExitReason
+
+log = logging.getLogger(__name__)
+
+# Before the caller's deadline, so the `exit` event can still reach it.
+DEADLINE_MARGIN_SECONDS = 0.2
+# After a kill, how long to wait for the streams to close (a process that left the group
+# and holds them open is abandoned after this).
+DRAIN_AFTER_KILL_SECONDS = 3.0
+KILL_ATTEMPTS = 40
+KILL_RETRY_SECONDS = 0.05
+SIGKILL_EXIT = 128 + 9
+
+
+class OomCounter:
+    """The kernel's OOM kill count per container, as last seen; tells whether a SIGKILLed
+    execution was killed by the kernel for memory."""
+
+    def __init__(self, backend: SandboxBackend) -> None:
+        self._backend = backend
+        self._seen: dict[str, int] = {}
+
+    async def killed_since_last_look(self, container_id: str) -> bool:
+        try:
+            count = await self._backend.oom_kill_count(container_id)
+        except BackendError:
+            return False
+        if count is None:
+            return False
+        before = self._seen.get(container_id, 0)
+        self._seen[container_id] = count
+        return count > before
+
+    def forget(self, container_id: str) -> None:
+        self._seen.pop(container_id, None)
+
+
+@dataclass(frozen=True)
+class ExecTimes:
+    timeout: timedelta
+    idle_timeout: timedelta
+    # The caller's deadline on the event loop's clock, if it has one.
+    deadline: float | None
+
+
+class Execution:
+    """Created by the manager once the command has started; `events()` drives it."""
+
+    def __init__(
+        self,
+        *,
+        backend: SandboxBackend,
+        sessions: async_sessionmaker[AsyncSession],
+        oom: OomCounter,
+        process: ExecProcess,
+        container_id: str,
+        sandbox_id: uuid.UUID,
+        execution_id: uuid.UUID,
+        start_time: datetime,
+        times: ExecTimes,
+        on_end: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._backend = backend
+        self._sessions = sessions
+        self._oom = oom
+        self._process = process
+        self._container_id = container_id
+        self._sandbox_id = sandbox_id
+        self.execution_id = execution_id
+        self._start_time = start_time
+        self._times = times
+        self._on_end = on_end
+        self._loop = asyncio.get_running_loop()
+        self._started_at = self._loop.time()
+        self._stdout_bytes = 0
+        self._stderr_bytes = 0
+        self._truncated = False
+        self._kill_reason: ExitReason | None = None
+        self._kill_task: asyncio.Task[None] | None = None
+        self._killed_at: float | None = None
+        self._last_output = self._started_at
+        self._ended = False
+
+    async def events(self) -> AsyncIterator[ExecEvent]:
+        """`started`, output chunks in order, then `exit`. Raises BackendError if the engine
+        fails mid-way (the execution is then recorded as lost)."""
+        concluded = False
+        try:
+            yield ExecStarted(str(self.execution_id), str(self._sandbox_id), self._start_time)
+            while True:
+                batch_events = await self._next_output()
+                if batch_events is None:
+                    break
+                for event in batch_events:
+                    yield event
+            exited = await self._conclude()
+            concluded = True
+            yield exited
+        finally:
+            if not concluded:
+                await asyncio.shield(self._abandon())
+
+    # --- output and limits -------------------------------------------------------------
+
+    def _next_wake(self) -> tuple[float, ExitReason]:
+        times = self._times
+        candidates = [
+            (self._started_at + times.timeout.total_seconds(), ExitReason.TIMEOUT),
+            (self._last_output + times.idle_timeout.total_seconds(), ExitReason.IDLE_TIMEOUT),
+        ]
+        if times.deadline is not None:
+            candidates.append((times.deadline - DEADLINE_MARGIN_SECONDS, ExitReason.CANCELLED))
+        return min(candidates, key=lambda item: item[0])
+
+    async def _next_output(self) -> list[ExecOutput] | None:
+        """The events of the next output batch; None once the streams have ended."""
+        while True:
+            now = self._loop.time()
+            if self._kill_reason is None:
+                when, why = self._next_wake()
+                if now >= when:
+                    self._kill(why)
+                    continue
+                wait = when - now
+            else:
+                assert self._killed_at is not None
+                wait = self._killed_at + DRAIN_AFTER_KILL_SECONDS - now
+                if wait <= 0:
+                    log.warning("execution streams stayed open after its process group was killed")
+                    return None
+            try:
+                batch = await asyncio.wait_for(self._process.next_batch(), wait)
+            except TimeoutError:
+                continue
+            if batch is None:
+                return None
+            self._last_output = self._loop.time()
+            self._stdout_bytes += batch.stdout_seen
+            self._stderr_bytes += batch.stderr_seen
+            kept = {Stream.STDOUT: 0, Stream.STDERR: 0}
+            for stream, data in batch.segments:
+                kept[stream] += len(data)
+            if kept[Stream.STDOUT] < batch.stdout_seen or kept[Stream.STDERR] < batch.stderr_seen:
+                self._truncated = True
+            if batch.segments:
+                return [ExecOutput(stream, data) for stream, data in batch.segments]
+
+    def _kill(self, why: ExitReason) -> None:
+        if self._kill_reason is not None:
+            return
+        self._kill_reason = why
+        self._killed_at = self._loop.time()
+        self._kill_task = asyncio.create_task(self._kill_group())
+
+    async def _kill_group(self) -> None:
+        try:
+            group = await asyncio.wait_for(asyncio.shield(self._process.process_group), 5.0)
+        except TimeoutError:
+            group = None
+        if group is None:
+            return
+        for _ in range(KILL_ATTEMPTS):
+            try:
+                await self._backend.kill_process_group(self._container_id, group)
+                return
+            except ResourceLimit:
+                # No process slot for the kill itself (e.g. a fork bomb): try again.
+                await asyncio.sleep(KILL_RETRY_SECONDS)
+            except (ContainerGone, ContainerPaused):
+                return
+            except BackendError as error:
+                log.warning("could not kill an execution", extra={"error": str(error)})
+                return
+        log.warning("gave up killing an execution's process group")
+
+    # --- the end -------------------------------------------------------------------------
+
+    async def _conclude(self) -> ExecExited:
+        if self._kill_task is not None:
+            await self._kill_task
+        await self._process.close()
+        try:
+            code = await self._process.exit_code()
+        except BackendError:
+            code = None
+        reason = self._kill_reason or ExitReason.EXITED
+        oom = False
+        if code is None:
+            # The engine lost the execution: its container was removed under it.
+            code = SIGKILL_EXIT
+            if self._kill_reason is None:
+                reason = ExitReason.KILLED
+        elif code == SIGKILL_EXIT and self._kill_reason is None:
+            oom = await self._oom.killed_since_last_look(self._container_id)
+            reason = ExitReason.OOM_KILLED if oom else ExitReason.KILLED
+        exited = ExecExited(
+            exit_code=code,
+            signal=code - 128 if 128 < code <= 128 + 64 else 0,
+            duration=timedelta(seconds=self._loop.time() - self._started_at),
+            timed_out=reason in (ExitReason.TIMEOUT, ExitReason.IDLE_TIMEOUT),
+            oom_killed=oom,
+            output_truncated=self._truncated,
+            reason=reason,
+            stdout_bytes=self._stdout_bytes,
+            stderr_bytes=self._stderr_bytes,
+        )
+        await self._record(exited)
+        await self._end()
+        return exited
+
+    async def _abandon(self) -> None:
+        """The consumer went away (cancel, deadline, error): kill, then record what we know."""
+        try:
+            self._kill(ExitReason.CANCELLED)
+            if self._kill_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._kill_task
+            await self._process.close()
+            code = None
+            with contextlib.suppress(Exception):
+                code = await asyncio.wait_for(self._process.exit_code(), 2.0)
+            reason = self._kill_reason or ExitReason.CANCELLED
+            exited = ExecExited(
+                exit_code=code if code is not None else SIGKILL_EXIT,
+                signal=9 if code in (None, SIGKILL_EXIT) else 0,
+                duration=timedelta(seconds=self._loop.time() - self._started_at),
+                timed_out=reason in (ExitReason.TIMEOUT, ExitReason.IDLE_TIMEOUT),
+                oom_killed=False,
+                output_truncated=self._truncated,
+                reason=reason,
+                stdout_bytes=self._stdout_bytes,
+                stderr_bytes=self._stderr_bytes,
+            )
+            await self._record(exited)
+        except Exception:
+            log.exception("could not wind up an abandoned execution")
+        finally:
+            await self._end()
+
+    async def _record(self, exited: ExecExited) -> None:
+        try:
+            async with self._sessions() as db:
+                await store.finish_execution(
+                    db,
+                    self.execution_id,
+                    self._sandbox_id,
+                    reason=exited.reason.value,
+                    exit_code=exited.exit_code,
+                    signal=exited.signal,
+                    timed_out=exited.timed_out,
+                    oom_killed=exited.oom_killed,
+                    output_truncated=exited.output_truncated,
+                    stdout_bytes=exited.stdout_bytes,
+                    stderr_bytes=exited.stderr_bytes,
+                    end_time=utcnow(),
+                    duration=exited.duration,
+                )
+                await db.commit()
+        except Exception:
+            log.exception("could not record the end of an execution")
+
+    async def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            await self._on_end()
+        except Exception:
+            log.exception("execution end hook failed")

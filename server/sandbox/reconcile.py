@@ -1,0 +1,157 @@
+"""Making the database and the engine agree.
+
+At start-up (`reconcile_on_start`), before anything else runs: every managed container of
+this namespace without a live row is removed (crash leftovers, old warm pools, half-made
+sandboxes); every live row whose container is gone or stopped is marked lost; executions
+left 'running' by a dead server are marked lost.
+
+While serving (`sweep`), more carefully, since creations are in flight: rows whose
+container vanished are marked lost, containers of rows that ended are removed, and
+containers with no row at all only once they are older than a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db.sandbox_models import SandboxRow
+from server.sandbox import store
+from server.sandbox.backend import (
+    LABEL_SANDBOX_ID,
+    BackendError,
+    ContainerInfo,
+    ContainerStatus,
+    SandboxBackend,
+)
+
+log = logging.getLogger(__name__)
+
+ORPHAN_GRACE = timedelta(minutes=2)
+_ALIVE = (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
+
+
+@dataclass
+class Report:
+    removed_containers: list[str] = field(default_factory=list)
+    lost_sandboxes: list[str] = field(default_factory=list)
+    failed_sandboxes: list[str] = field(default_factory=list)
+    lost_executions: int = 0
+
+
+async def reconcile_on_start(
+    backend: SandboxBackend, sessions: async_sessionmaker[AsyncSession], namespace: str
+) -> Report:
+    report = Report()
+    containers = await backend.list_managed(namespace)
+    by_id = {container.id: container for container in containers}
+    keep: set[str] = set()
+    async with sessions() as db:
+        for row in await store.live(db):
+            container = by_id.get(row.container_id or "")
+            if row.state == "creating":
+                await store.set_state(db, row.id, "failed", "the server stopped while creating it")
+                report.failed_sandboxes.append(str(row.id))
+                continue
+            if container is None or container.status not in _ALIVE:
+                why = "container vanished" if container is None else "container stopped"
+                await store.set_state(db, row.id, "lost", why)
+                report.lost_sandboxes.append(str(row.id))
+                continue
+            keep.add(container.id)
+            await _mirror(db, row, container)
+        report.lost_executions = await store.mark_running_executions_lost(db)
+        await db.commit()
+    report.removed_containers = [c.id for c in containers if c.id not in keep]
+    await _remove(backend, report.removed_containers)
+    if report.removed_containers or report.lost_sandboxes or report.failed_sandboxes:
+        log.info(
+            "sandboxes reconciled",
+            extra={
+                "removed_containers": len(report.removed_containers),
+                "lost_sandboxes": len(report.lost_sandboxes),
+                "failed_sandboxes": len(report.failed_sandboxes),
+                "lost_executions": report.lost_executions,
+            },
+        )
+    return report
+
+
+async def _mirror(db: AsyncSession, row: SandboxRow, container: ContainerInfo) -> None:
+    """The row follows the container's paused/running state."""
+    if container.status is ContainerStatus.PAUSED and row.state == "running":
+        await store.set_state(db, row.id, "paused", "found paused", only_from=("running",))
+    elif container.status is ContainerStatus.RUNNING and row.state == "paused":
+        await store.set_state(db, row.id, "running", "found running", only_from=("paused",))
+
+
+async def sweep(
+    backend: SandboxBackend,
+    sessions: async_sessionmaker[AsyncSession],
+    namespace: str,
+    pooled: Callable[[str], bool],
+    created_long_ago: Callable[[ContainerInfo], bool],
+) -> tuple[Report, list[ContainerInfo]]:
+    """One pass while serving; also answers the containers it saw (for the warm pool)."""
+    report = Report()
+    containers = await backend.list_managed(namespace)
+    by_container = {container.id: container for container in containers}
+    labelled: dict[uuid.UUID, ContainerInfo] = {}
+    for info in containers:
+        try:
+            labelled[uuid.UUID(info.labels.get(LABEL_SANDBOX_ID, ""))] = info
+        except ValueError:
+            continue
+    async with sessions() as db:
+        for row in await store.live(db):
+            if row.state == "creating" or not row.container_id:
+                continue
+            container = by_container.get(row.container_id)
+            if container is None or container.status not in _ALIVE:
+                # Only from a live state: a sandbox deleted a moment ago is not lost.
+                why = "container vanished" if container is None else "container stopped"
+                changed = await store.set_state(
+                    db, row.id, "lost", why, only_from=("running", "paused")
+                )
+                if changed is not None:
+                    report.lost_sandboxes.append(str(row.id))
+                    if container is not None:
+                        report.removed_containers.append(container.id)
+        states = dict(
+            (
+                await db.execute(
+                    select(SandboxRow.id, SandboxRow.state).where(SandboxRow.id.in_(list(labelled)))
+                )
+            ).tuples()
+        )
+        await db.commit()
+    for sandbox_id, labelled_container in labelled.items():
+        state = states.get(sandbox_id)
+        ended = state in ("deleted", "lost", "failed")
+        stray = (
+            state is None
+            and not pooled(labelled_container.id)
+            and created_long_ago(labelled_container)
+        )
+        if ended or stray:
+            report.removed_containers.append(labelled_container.id)
+    report.removed_containers = sorted(set(report.removed_containers))
+    await _remove(backend, report.removed_containers)
+    return report, containers
+
+
+async def _remove(backend: SandboxBackend, container_ids: Iterable[str]) -> None:
+    async def one(container_id: str) -> None:
+        try:
+            await backend.destroy(container_id)
+        except BackendError as error:
+            log.warning("could not remove a container", extra={"error": str(error)})
+
+    await asyncio.gather(*(one(container_id) for container_id in container_ids))

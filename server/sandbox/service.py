@@ -1,0 +1,219 @@
+"""SandboxService servicer: protos in, SandboxManager calls, protos out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
+from google.protobuf import empty_pb2
+
+from server.core.context import current_call
+from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
+from server.core.pagination import PageTokens
+from server.sandbox import convert
+from server.sandbox.executions import Execution
+from server.sandbox.manager import ExecParams, RunCodeParams, SandboxManager
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE_NAME = "forge.sandbox.v1.SandboxService"
+# A deadline further away than this is treated as none.
+_NO_DEADLINE_SECONDS = 365 * 24 * 3600.0
+
+
+def _deadline(context: Context) -> float | None:
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE_SECONDS:
+        return None
+    return asyncio.get_running_loop().time() + remaining
+
+
+async def _relay(execution: Execution) -> AsyncIterator[sandbox_pb2.ExecEvent]:
+    """Numbers the events; a failure after the first event becomes an in-band `error` event
+    (REST clients cannot see trailers) and then ends the call with the same status."""
+    seq = 0
+    try:
+        async for event in execution.events():
+            seq += 1
+            yield convert.exec_event_to_proto(event, seq)
+    except ForgeError as error:
+        yield convert.error_event(error, seq + 1)
+        raise
+    except Exception as error:
+        log.exception("execution stream failed")
+        failure = Unavailable("the execution was lost", "SANDBOX_EXECUTION_LOST")
+        yield convert.error_event(failure, seq + 1)
+        raise failure from error
+
+
+class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
+    def __init__(self, manager: SandboxManager, page_tokens: PageTokens) -> None:
+        self._manager = manager
+        self._pages = page_tokens
+
+    async def ListRuntimes(
+        self, request: sandbox_pb2.ListRuntimesRequest, context: Context
+    ) -> sandbox_pb2.ListRuntimesResponse:
+        current_call().require_caller()
+        page = self._pages.page("sandbox_runtimes", request.page_size, request.page_token)
+        views = self._manager.list_runtimes()
+        if page.after:
+            views = [view for view in views if view.runtime.name > page.after[0]]
+        shown = views[: page.size]
+        token = ""
+        if len(views) > page.size:
+            token = self._pages.next_token(page, [shown[-1].runtime.name])
+        return sandbox_pb2.ListRuntimesResponse(
+            runtimes=[convert.runtime_to_proto(view) for view in shown], next_page_token=token
+        )
+
+    async def CreateSandbox(
+        self, request: sandbox_pb2.CreateSandboxRequest, context: Context
+    ) -> sandbox_pb2.Sandbox:
+        caller = current_call().require_caller()
+        if not request.HasField("sandbox"):
+            raise InvalidArgument.of([FieldViolation("sandbox", "is required")])
+        view = await self._manager.create(
+            caller,
+            request.project_id,
+            request.sandbox.runtime,
+            convert.limit_request(request.sandbox.limits),
+        )
+        return convert.sandbox_to_proto(view)
+
+    async def GetSandbox(
+        self, request: sandbox_pb2.GetSandboxRequest, context: Context
+    ) -> sandbox_pb2.Sandbox:
+        caller = current_call().require_caller()
+        return convert.sandbox_to_proto(await self._manager.get(caller, request.sandbox_id))
+
+    async def ListSandboxes(
+        self, request: sandbox_pb2.ListSandboxesRequest, context: Context
+    ) -> sandbox_pb2.ListSandboxesResponse:
+        caller = current_call().require_caller()
+        state = convert.STATE_FROM_PROTO.get(request.state)
+        if request.state and state is None:
+            raise InvalidArgument.of([FieldViolation("state", "is not a sandbox state")])
+        filters = {"project_id": request.project_id, "state": int(request.state)}
+        page = self._pages.page("sandboxes", request.page_size, request.page_token, filters)
+        result = await self._manager.list_sandboxes(
+            caller,
+            request.project_id,
+            state,
+            page.after[0] if page.after else None,
+            page.size,
+        )
+        token = self._pages.next_token(page, [result.next_after]) if result.next_after else ""
+        return sandbox_pb2.ListSandboxesResponse(
+            sandboxes=[convert.sandbox_to_proto(view) for view in result.sandboxes],
+            next_page_token=token,
+        )
+
+    async def PauseSandbox(
+        self, request: sandbox_pb2.PauseSandboxRequest, context: Context
+    ) -> sandbox_pb2.Sandbox:
+        caller = current_call().require_caller()
+        return convert.sandbox_to_proto(await self._manager.pause(caller, request.sandbox_id))
+
+    async def ResumeSandbox(
+        self, request: sandbox_pb2.ResumeSandboxRequest, context: Context
+    ) -> sandbox_pb2.Sandbox:
+        caller = current_call().require_caller()
+        return convert.sandbox_to_proto(await self._manager.resume(caller, request.sandbox_id))
+
+    async def DeleteSandbox(
+        self, request: sandbox_pb2.DeleteSandboxRequest, context: Context
+    ) -> empty_pb2.Empty:
+        caller = current_call().require_caller()
+        await self._manager.delete(caller, request.sandbox_id)
+        return empty_pb2.Empty()
+
+    async def Exec(
+        self, request: sandbox_pb2.ExecRequest, context: Context
+    ) -> AsyncIterator[sandbox_pb2.ExecEvent]:
+        caller = current_call().require_caller()
+        params = ExecParams(
+            argv=list(request.argv),
+            shell=request.shell,
+            stdin=request.stdin,
+            env=dict(request.env),
+            timeout=convert.optional_duration(request.timeout, request.HasField("timeout")),
+            idle_timeout=convert.optional_duration(
+                request.idle_timeout, request.HasField("idle_timeout")
+            ),
+            working_dir=request.working_dir,
+        )
+        execution = await self._manager.start_exec(
+            caller, request.sandbox_id, params, _deadline(context)
+        )
+        async for event in _relay(execution):
+            yield event
+
+    async def RunCode(
+        self, request: sandbox_pb2.RunCodeRequest, context: Context
+    ) -> AsyncIterator[sandbox_pb2.ExecEvent]:
+        caller = current_call().require_caller()
+        params = RunCodeParams(
+            language=request.language,
+            code=request.code,
+            stdin=request.stdin,
+            env=dict(request.env),
+            timeout=convert.optional_duration(request.timeout, request.HasField("timeout")),
+        )
+        execution = await self._manager.start_run_code(
+            caller, request.project_id, params, _deadline(context)
+        )
+        async for event in _relay(execution):
+            yield event
+
+    async def WriteFile(
+        self, request: sandbox_pb2.WriteFileRequest, context: Context
+    ) -> sandbox_pb2.FileEntry:
+        caller = current_call().require_caller()
+        info = await self._manager.write_file(
+            caller, request.sandbox_id, request.path, request.content, request.mode
+        )
+        return convert.file_to_proto(info)
+
+    async def ReadFile(
+        self, request: sandbox_pb2.ReadFileRequest, context: Context
+    ) -> sandbox_pb2.ReadFileResponse:
+        caller = current_call().require_caller()
+        info, content = await self._manager.read_file(caller, request.sandbox_id, request.path)
+        return sandbox_pb2.ReadFileResponse(file=convert.file_to_proto(info), content=content)
+
+    async def ListFiles(
+        self, request: sandbox_pb2.ListFilesRequest, context: Context
+    ) -> sandbox_pb2.ListFilesResponse:
+        caller = current_call().require_caller()
+        filters = {
+            "sandbox_id": request.sandbox_id,
+            "path": request.path,
+            "recursive": request.recursive,
+        }
+        page = self._pages.page("sandbox_files", request.page_size, request.page_token, filters)
+        result = await self._manager.list_files(
+            caller,
+            request.sandbox_id,
+            request.path,
+            request.recursive,
+            page.after[0] if page.after else None,
+            page.size,
+        )
+        token = self._pages.next_token(page, [result.next_after]) if result.next_after else ""
+        return sandbox_pb2.ListFilesResponse(
+            files=[convert.file_to_proto(info) for info in result.files], next_page_token=token
+        )
+
+    async def DeleteFile(
+        self, request: sandbox_pb2.DeleteFileRequest, context: Context
+    ) -> empty_pb2.Empty:
+        caller = current_call().require_caller()
+        await self._manager.delete_file(caller, request.sandbox_id, request.path, request.recursive)
+        return empty_pb2.Empty()

@@ -1,0 +1,183 @@
+"""Queries on the sandbox tables. Callers own the session and the transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxExecution, SandboxRow
+
+
+async def get(db: AsyncSession, sandbox_id: uuid.UUID, *, lock: bool = False) -> SandboxRow | None:
+    query = select(SandboxRow).where(SandboxRow.id == sandbox_id)
+    if lock:
+        query = query.with_for_update()
+    return (await db.execute(query)).scalar_one_or_none()
+
+
+async def count_live(db: AsyncSession, project_id: uuid.UUID) -> int:
+    count = await db.scalar(
+        select(func.count())
+        .select_from(SandboxRow)
+        .where(SandboxRow.project_id == project_id, SandboxRow.state.in_(LIVE_SANDBOX_STATES))
+    )
+    return int(count or 0)
+
+
+async def list_page(
+    db: AsyncSession,
+    project_id: uuid.UUID,
+    states: Sequence[str],
+    before: uuid.UUID | None,
+    limit: int,
+) -> list[SandboxRow]:
+    """Newest first (ids are time-ordered), `limit` rows strictly older than `before`."""
+    query = select(SandboxRow).where(
+        SandboxRow.project_id == project_id, SandboxRow.state.in_(states)
+    )
+    if before is not None:
+        query = query.where(SandboxRow.id < before)
+    query = query.order_by(SandboxRow.id.desc()).limit(limit)
+    return list((await db.execute(query)).scalars())
+
+
+async def live(db: AsyncSession) -> list[SandboxRow]:
+    query = select(SandboxRow).where(SandboxRow.state.in_(LIVE_SANDBOX_STATES))
+    return list((await db.execute(query)).scalars())
+
+
+async def live_in_project(db: AsyncSession, project_id: uuid.UUID) -> list[SandboxRow]:
+    query = select(SandboxRow).where(
+        SandboxRow.project_id == project_id, SandboxRow.state.in_(LIVE_SANDBOX_STATES)
+    )
+    return list((await db.execute(query)).scalars())
+
+
+@dataclass(frozen=True)
+class Expired:
+    row: SandboxRow
+    why: str
+
+
+async def expired(
+    db: AsyncSession, now: datetime, idle_ttl: timedelta, max_lifetime: timedelta
+) -> list[Expired]:
+    query = select(SandboxRow).where(
+        SandboxRow.state.in_(("running", "paused")),
+        or_(
+            SandboxRow.last_active_time < now - idle_ttl,
+            SandboxRow.create_time < now - max_lifetime,
+        ),
+    )
+    found = []
+    for row in (await db.execute(query)).scalars():
+        if row.create_time < now - max_lifetime:
+            why = f"reached the maximum lifetime of {_human(max_lifetime)}"
+        else:
+            why = f"idle for {_human(idle_ttl)}"
+        found.append(Expired(row, why))
+    return found
+
+
+def _human(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+async def set_state(
+    db: AsyncSession,
+    sandbox_id: uuid.UUID,
+    state: str,
+    message: str,
+    *,
+    only_from: Sequence[str] = LIVE_SANDBOX_STATES,
+    now: datetime | None = None,
+    **values: Any,
+) -> SandboxRow | None:
+    """Moves a sandbox to `state` if it is in one of `only_from`; the updated row, or None."""
+    changes: dict[str, Any] = {"state": state, "state_message": message[:200], **values}
+    if state not in LIVE_SANDBOX_STATES:
+        changes["end_time"] = now or func.now()
+    query = (
+        update(SandboxRow)
+        .where(SandboxRow.id == sandbox_id, SandboxRow.state.in_(only_from))
+        .values(**changes)
+        .returning(SandboxRow)
+        .execution_options(synchronize_session=False)
+    )
+    return (await db.execute(query)).scalar_one_or_none()
+
+
+async def touch(db: AsyncSession, sandbox_id: uuid.UUID, now: datetime) -> None:
+    await db.execute(
+        update(SandboxRow)
+        .where(SandboxRow.id == sandbox_id)
+        .values(last_active_time=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def start_execution(
+    db: AsyncSession,
+    *,
+    execution_id: uuid.UUID,
+    sandbox_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    command: dict[str, Any],
+    working_dir: str,
+    start_time: datetime,
+) -> None:
+    db.add(
+        SandboxExecution(
+            id=execution_id,
+            sandbox_id=sandbox_id,
+            user_id=user_id,
+            command=command,
+            working_dir=working_dir,
+            state="running",
+            start_time=start_time,
+        )
+    )
+    await touch(db, sandbox_id, start_time)
+
+
+async def finish_execution(
+    db: AsyncSession, execution_id: uuid.UUID, sandbox_id: uuid.UUID, **values: Any
+) -> None:
+    await db.execute(
+        update(SandboxExecution)
+        .where(SandboxExecution.id == execution_id)
+        .values(state="finished", **values)
+        .execution_options(synchronize_session=False)
+    )
+    end_time = values.get("end_time")
+    if isinstance(end_time, datetime):
+        await touch(db, sandbox_id, end_time)
+
+
+async def get_execution(db: AsyncSession, execution_id: uuid.UUID) -> SandboxExecution | None:
+    return await db.get(SandboxExecution, execution_id)
+
+
+async def mark_running_executions_lost(
+    db: AsyncSession, sandbox_ids: Sequence[uuid.UUID] | None = None
+) -> int:
+    """Executions still 'running' (their server died): marked lost. All, or those of
+    `sandbox_ids`."""
+    query = update(SandboxExecution).where(SandboxExecution.state == "running")
+    if sandbox_ids is not None:
+        query = query.where(SandboxExecution.sandbox_id.in_(sandbox_ids))
+    result = await db.execute(
+        query.values(state="lost", end_time=func.now()).execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

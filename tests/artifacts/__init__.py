@@ -1,0 +1,1 @@
+"""Tests of the Artifacts service: blob stores and code-block extraction."""

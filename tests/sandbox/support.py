@@ -1,0 +1,196 @@
+"""Helpers for sandbox tests: people and projects in the database, and running executions."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import docker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.core.context import Caller
+from server.db.models import Project, ProjectMember, User
+from server.sandbox.backend import LABEL_MANAGED, LABEL_NAMESPACE, Stream
+from server.sandbox.executions import Execution
+from server.sandbox.manager import ExecParams, SandboxManager
+from server.sandbox.views import ExecEvent, ExecExited, ExecOutput, ExecStarted
+
+# Every namespace a test run uses starts with this, so clean-up finds them all.
+RUN_PREFIX = f"sbxtest-{secrets.token_hex(3)}"
+
+
+def namespace(purpose: str) -> str:
+    return f"{RUN_PREFIX}-{purpose}"
+
+
+async def new_user(sessions: async_sessionmaker[AsyncSession], name: str) -> Caller:
+    async with sessions() as db:
+        user = User(
+            email=f"{name}-{secrets.token_hex(4)}@sandbox.test",
+            password_hash="!",  # nobody signs in as this user
+            display_name=name,
+        )
+        db.add(user)
+        await db.commit()
+        return Caller(user_id=str(user.id), roles=frozenset({"user"}))
+
+
+@dataclass(frozen=True)
+class Team:
+    """A project with a member of each role, and someone who is not a member."""
+
+    project_id: str
+    owner: Caller
+    editor: Caller
+    viewer: Caller
+    stranger: Caller
+
+
+async def new_team(sessions: async_sessionmaker[AsyncSession]) -> Team:
+    owner = await new_user(sessions, "owner")
+    editor = await new_user(sessions, "editor")
+    viewer = await new_user(sessions, "viewer")
+    stranger = await new_user(sessions, "stranger")
+    async with sessions() as db:
+        project = Project(name=f"sandbox test {secrets.token_hex(3)}")
+        db.add(project)
+        await db.flush()
+        for caller, role in ((owner, "owner"), (editor, "editor"), (viewer, "viewer")):
+            db.add(
+                ProjectMember(project_id=project.id, user_id=uuid.UUID(caller.user_id), role=role)
+            )
+        await db.commit()
+        return Team(str(project.id), owner, editor, viewer, stranger)
+
+
+@dataclass
+class Ran:
+    """Everything an execution streamed, with arrival times (seconds after the start)."""
+
+    events: list[ExecEvent] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+
+    @property
+    def started(self) -> ExecStarted:
+        first = self.events[0]
+        assert isinstance(first, ExecStarted), first
+        return first
+
+    @property
+    def exit(self) -> ExecExited:
+        last = self.events[-1]
+        assert isinstance(last, ExecExited), last
+        return last
+
+    def output(self, stream: Stream) -> bytes:
+        return b"".join(
+            e.data for e in self.events if isinstance(e, ExecOutput) and e.stream is stream
+        )
+
+    @property
+    def stdout(self) -> bytes:
+        return self.output(Stream.STDOUT)
+
+    @property
+    def stderr(self) -> bytes:
+        return self.output(Stream.STDERR)
+
+
+def params(
+    argv: list[str] | None = None,
+    shell: str = "",
+    *,
+    stdin: bytes = b"",
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    idle_timeout: float | None = None,
+    working_dir: str = "",
+) -> ExecParams:
+    return ExecParams(
+        argv=argv or [],
+        shell=shell,
+        stdin=stdin,
+        env=dict(env or {}),
+        timeout=timedelta(seconds=timeout) if timeout else None,
+        idle_timeout=timedelta(seconds=idle_timeout) if idle_timeout else None,
+        working_dir=working_dir,
+    )
+
+
+async def collect(execution: Execution) -> Ran:
+    ran = Ran()
+    started = time.monotonic()
+    async for event in execution.events():
+        ran.events.append(event)
+        ran.arrivals.append(time.monotonic() - started)
+    return ran
+
+
+async def run(
+    manager: SandboxManager,
+    caller: Caller,
+    sandbox_id: str,
+    exec_params: ExecParams,
+    deadline: float | None = None,
+) -> Ran:
+    execution = await manager.start_exec(caller, sandbox_id, exec_params, deadline)
+    return await collect(execution)
+
+
+async def shell(manager: SandboxManager, caller: Caller, sandbox_id: str, command: str) -> Ran:
+    return await run(manager, caller, sandbox_id, params(shell=command, timeout=20))
+
+
+async def stderr_until(
+    execution: Execution, wanted: bytes
+) -> tuple[AsyncIterator[ExecEvent], list[ExecEvent]]:
+    """Reads events until `wanted` has appeared on stderr; answers the (still open) stream
+    and what was read."""
+    stream = execution.events()
+    seen: list[ExecEvent] = []
+    text = b""
+    async for event in stream:
+        seen.append(event)
+        if isinstance(event, ExecOutput) and event.stream is Stream.STDERR:
+            text += event.data
+            if wanted in text.lower():
+                return stream, seen
+    raise AssertionError(f"{wanted!r} never appeared: {seen!r}")
+
+
+def managed_containers(namespace_value: str) -> list[dict[str, object]]:
+    client = docker.from_env()
+    try:
+        return list(
+            client.api.containers(
+                all=True,
+                filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NAMESPACE}={namespace_value}"]},
+            )
+        )
+    finally:
+        client.close()
+
+
+async def container_ids(namespace_value: str) -> set[str]:
+    rows = await asyncio.to_thread(managed_containers, namespace_value)
+    return {str(row["Id"]) for row in rows}
+
+
+def remove_test_containers() -> int:
+    """Removes every container any namespace of this test run created."""
+    client = docker.from_env()
+    removed = 0
+    try:
+        for row in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
+            labels = row.get("Labels") or {}
+            if str(labels.get(LABEL_NAMESPACE, "")).startswith(RUN_PREFIX):
+                client.api.remove_container(row["Id"], v=True, force=True)
+                removed += 1
+    finally:
+        client.close()
+    return removed
