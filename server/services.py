@@ -14,6 +14,7 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.agents.hooks import AnswerListener
 from server.auth.accounts import Accounts
 from server.auth.authenticator import DatabaseAuthenticator
 from server.auth.directory import Directory
@@ -46,6 +47,7 @@ class Dependencies:
     secret: bytes
     page_tokens: PageTokens = field(init=False)
     project_hooks: ProjectDeletionHooks = field(default_factory=ProjectDeletionHooks)
+    answer_listeners: list[AnswerListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.page_tokens = PageTokens(self.secret)
@@ -85,16 +87,31 @@ def wire(deps: Dependencies) -> Wiring:
     accounts = Accounts(settings, deps.sessions, hasher, access_tokens, mail)
     auth = AuthService(accounts, Directory(deps.sessions, deps.page_tokens))
 
+    background: list[Background] = [_MailLifecycle(mail, hasher)]
+
     # Services whose issues have not landed yet are bound to the generated base servicer:
     # the call interceptor answers their RPCs UNIMPLEMENTED (reason NOT_IMPLEMENTED).
+
+    # --- projects ---
+    projects = ServiceBinding.unbuilt(projects_pb2, projects_pb2_grpc, "ProjectService")
+
+    # --- agents ---
+    agents = ServiceBinding.unbuilt(agents_pb2, agents_pb2_grpc, "AgentService")
+
+    # --- sandbox ---
+    sandbox = ServiceBinding.unbuilt(sandbox_pb2, sandbox_pb2_grpc, "SandboxService")
+
+    # --- artifacts ---
+    artifacts = ServiceBinding.unbuilt(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService")
+
     bindings = [
         ServiceBinding.of(
             auth_pb2, auth_pb2_grpc, "AuthService", auth, public_methods=AUTH_PUBLIC_METHODS
         ),
-        ServiceBinding.unbuilt(projects_pb2, projects_pb2_grpc, "ProjectService"),
-        ServiceBinding.unbuilt(agents_pb2, agents_pb2_grpc, "AgentService"),
-        ServiceBinding.unbuilt(sandbox_pb2, sandbox_pb2_grpc, "SandboxService"),
-        ServiceBinding.unbuilt(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService"),
+        projects,
+        agents,
+        sandbox,
+        artifacts,
     ]
     if settings.enable_testing_service:
         bindings.append(
@@ -109,5 +126,5 @@ def wire(deps: Dependencies) -> Wiring:
     return Wiring(
         bindings=bindings,
         authenticator=DatabaseAuthenticator(deps.sessions, access_tokens),
-        background=[_MailLifecycle(mail, hasher)],
+        background=background,
     )
