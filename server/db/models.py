@@ -36,6 +36,9 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Fetch server-generated values (create/update times) with RETURNING on INSERT and
+    # UPDATE, so rows stay readable after their session has closed.
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         uuid.UUID: UUID(as_uuid=True),
         datetime: DateTime(timezone=True),
@@ -190,6 +193,9 @@ class Project(Base):
     description: Mapped[str] = mapped_column(String(2000), default="")
     repository_url: Mapped[str] = mapped_column(String(500), default="")
     default_runtime: Mapped[str] = mapped_column(String(32), default="")
+    creator_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     create_time: Mapped[datetime] = _created()
     update_time: Mapped[datetime] = _updated()
 
@@ -205,6 +211,7 @@ class ProjectMember(Base):
     )
     role: Mapped[str] = mapped_column(String(16))
     create_time: Mapped[datetime] = _created()
+    update_time: Mapped[datetime] = _updated()
 
     __table_args__ = (CheckConstraint("role IN ('owner', 'editor', 'viewer')", name="role"),)
 
@@ -223,6 +230,9 @@ class Task(Base):
     )
     agent_id: Mapped[str | None] = mapped_column(String(64))
     run_id: Mapped[uuid.UUID | None]
+    creator_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     create_time: Mapped[datetime] = _created()
     update_time: Mapped[datetime] = _updated()
 

@@ -39,7 +39,7 @@ class Mailbox:
 def token_in(message: Message) -> str:
     body = message.get_payload(decode=True)
     assert isinstance(body, bytes)
-    match = re.search(r"^([A-Za-z0-9_-]{40,})$", body.decode(), re.MULTILINE)
+    match = re.search(r"^([A-Za-z0-9_-]{40,})$", body.decode().replace("\r\n", "\n"), re.MULTILINE)
     assert match, body
     return match.group(1)
 
