@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import grpc
 import pytest
-from forge.projects.v1 import projects_pb2, projects_pb2_grpc
+from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 
 from tests.support.rpc import error_info, field_violations
@@ -20,20 +20,21 @@ def _details_of_type(body: dict[str, object], type_url: str) -> list[dict[str, o
     return [d for d in details if isinstance(d, dict) and d.get("@type") == type_url]
 
 
-# An RPC whose issue has not landed yet: it must say so, with or without credentials.
-UNBUILT_RPC = "/v1/projects/some-project/tasks"
+# Agent runs belong to an issue that has not landed yet: their RPCs must say so, with or
+# without credentials. (When runs land, point these tests at the next unbuilt RPC or drop them.)
+UNBUILT_ROUTE = "/v1/runs/some-run"
 
 
 async def test_unimplemented_rpc_over_grpc(channel: grpc.aio.Channel) -> None:
-    stub = projects_pb2_grpc.ProjectServiceStub(channel)
+    stub = agents_pb2_grpc.AgentServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.ListTasks(projects_pb2.ListTasksRequest(project_id="p"), timeout=5)
+        await stub.GetRun(agents_pb2.GetRunRequest(run_id="r"), timeout=5)
     assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert error_info(failure.value).reason == "NOT_IMPLEMENTED"
 
 
 async def test_unimplemented_rpc_through_envoy_is_501_json(http: aiohttp.ClientSession) -> None:
-    async with http.get(UNBUILT_RPC) as response:
+    async with http.get(UNBUILT_ROUTE) as response:
         assert response.status == 501
         assert response.content_type == "application/json"
         body = await response.json()
