@@ -32,7 +32,7 @@ install: $(STAMP)
 
 $(GEN_STAMP): $(STAMP) $(PROTOS) scripts/gen
 	scripts/gen
-	$(VENV)/bin/pip install -q --no-deps -e clients/python
+	$(VENV)/bin/pip install -q -e clients/python
 	touch $@
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml

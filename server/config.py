@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     presign_expiry_seconds: int = Field(
         900, ge=1, le=7 * 24 * 3600, description="default lifetime of a download URL"
     )
+    image_model: str | None = Field(
+        None,
+        description="model of GenerateImage requests naming none: echo or gemini/<image model>; "
+        "unset: gemini/gemini-2.5-flash-image when gemini_api_key is set, else echo",
+    )
 
     # --- sandboxes -----------------------------------------------------------------
     docker_host: str | None = Field(
@@ -228,6 +233,12 @@ class Settings(BaseSettings):
     )
     history_token_budget: int = Field(
         16_000, ge=1, description="approximate tokens of history sent to a provider"
+    )
+    daily_token_quota: int | None = Field(
+        None,
+        ge=1,
+        description="tokens (input + output) a user may spend per UTC day; once spent, new "
+        "chats are refused until midnight UTC (unset: no quota)",
     )
 
     @field_validator("admin_emails", mode="before")

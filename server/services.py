@@ -28,6 +28,10 @@ from server.core.binding import ServiceBinding
 from server.core.credentials import Authenticator
 from server.core.pagination import PageTokens
 from server.projects.cleanup import ProjectDeletionHooks
+from server.projects.members import Members
+from server.projects.projects import Projects
+from server.projects.service import ProjectService
+from server.projects.tasks import Board
 from server.testing.service import TestingService
 
 
@@ -93,7 +97,16 @@ def wire(deps: Dependencies) -> Wiring:
     # the call interceptor answers their RPCs UNIMPLEMENTED (reason NOT_IMPLEMENTED).
 
     # --- projects ---
-    projects = ServiceBinding.unbuilt(projects_pb2, projects_pb2_grpc, "ProjectService")
+    projects = ServiceBinding.of(
+        projects_pb2,
+        projects_pb2_grpc,
+        "ProjectService",
+        ProjectService(
+            Projects(deps.sessions, deps.page_tokens, deps.project_hooks),
+            Members(deps.sessions, deps.page_tokens),
+            Board(deps.sessions, deps.page_tokens),
+        ),
+    )
 
     # --- agents ---
     agents = ServiceBinding.unbuilt(agents_pb2, agents_pb2_grpc, "AgentService")

@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("command", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("working_dir", sa.String(length=4096), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("process_group", sa.Integer(), nullable=True),
         sa.Column("reason", sa.String(length=16), nullable=True),
         sa.Column("exit_code", sa.Integer(), nullable=True),
         sa.Column("signal", sa.Integer(), nullable=True),

@@ -2,6 +2,8 @@
 
 # Service packages add their model modules below as they land.
 from server.db import (
+    agent_models,  # noqa: F401
+    artifact_models,  # noqa: F401
     models,  # noqa: F401
     sandbox_models,  # noqa: F401
 )

@@ -82,6 +82,8 @@ class SandboxExecution(Base):
     command: Mapped[dict[str, Any]] = mapped_column(default=dict)
     working_dir: Mapped[str] = mapped_column(String(4096), default="/workspace")
     state: Mapped[str] = mapped_column(String(16), default="running")
+    # The command's process group inside the container, to kill it if the server dies.
+    process_group: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(String(16))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     signal: Mapped[int | None] = mapped_column(Integer)

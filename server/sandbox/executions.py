@@ -111,6 +111,7 @@ class Execution:
         self._killed_at: float | None = None
         self._last_output = self._started_at
         self._ended = False
+        self._group_recorded = asyncio.create_task(self._record_process_group())
 
     async def events(self) -> AsyncIterator[ExecEvent]:
         """`started`, output chunks in order, then `exit`. Raises BackendError if the engine
@@ -268,6 +269,18 @@ class Execution:
         finally:
             await self._end()
 
+    async def _record_process_group(self) -> None:
+        """Remembers the process group, so a restarted server can kill what a dead one left."""
+        group = await asyncio.shield(self._process.process_group)
+        if group is None:
+            return
+        try:
+            async with self._sessions() as db:
+                await store.set_process_group(db, self.execution_id, group)
+                await db.commit()
+        except Exception:
+            log.exception("could not record an execution's process group")
+
     async def _record(self, exited: ExecExited) -> None:
         try:
             async with self._sessions() as db:
@@ -294,6 +307,8 @@ class Execution:
         if self._ended:
             return
         self._ended = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(self._group_recorded), 2.0)
         try:
             await self._on_end()
         except Exception:

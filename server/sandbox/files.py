@@ -55,10 +55,16 @@ class SandboxFiles:
         if not chain:
             root = await backend.stat(container_id, WORKSPACE)
             return Resolved(path, WORKSPACE, root, WORKSPACE, ())
-        stats = await asyncio.gather(*(backend.stat(container_id, step) for step in chain))
+        # All at once; a failure below a component that is not a directory does not count.
+        results = await asyncio.gather(
+            *(backend.stat(container_id, step) for step in chain), return_exceptions=True
+        )
         base_dir = WORKSPACE
-        for depth, (step, stat) in enumerate(zip(chain, stats, strict=True)):
+        for depth, (step, result) in enumerate(zip(chain, results, strict=True)):
             last = depth == len(chain) - 1
+            if isinstance(result, BaseException):
+                raise result
+            stat = result
             if stat is None:
                 names = tuple(part.rsplit("/", 1)[-1] for part in chain[depth:])
                 return Resolved(path, path, None, base_dir, names)

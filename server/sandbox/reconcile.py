@@ -67,6 +67,8 @@ async def reconcile_on_start(
                 continue
             keep.add(container.id)
             await _mirror(db, row, container)
+        orphaned = [o for o in await store.running_executions(db) if o.container_id in keep]
+        await _kill_groups(backend, orphaned)
         report.lost_executions = await store.mark_running_executions_lost(db)
         await db.commit()
     report.removed_containers = [c.id for c in containers if c.id not in keep]
@@ -82,6 +84,18 @@ async def reconcile_on_start(
             },
         )
     return report
+
+
+async def _kill_groups(backend: SandboxBackend, orphaned: list[store.Orphaned]) -> None:
+    """Kills what executions of a dead server left running in containers that survived."""
+
+    async def one(item: store.Orphaned) -> None:
+        try:
+            await backend.kill_process_group(item.container_id, item.process_group)
+        except BackendError as error:
+            log.warning("could not kill a lost execution", extra={"error": str(error)})
+
+    await asyncio.gather(*(one(item) for item in orphaned))
 
 
 async def _mirror(db: AsyncSession, row: SandboxRow, container: ContainerInfo) -> None:
@@ -124,13 +138,8 @@ async def sweep(
                     report.lost_sandboxes.append(str(row.id))
                     if container is not None:
                         report.removed_containers.append(container.id)
-        states = dict(
-            (
-                await db.execute(
-                    select(SandboxRow.id, SandboxRow.state).where(SandboxRow.id.in_(list(labelled)))
-                )
-            ).tuples()
-        )
+        query = select(SandboxRow.id, SandboxRow.state).where(SandboxRow.id.in_(list(labelled)))
+        states = {sandbox_id: state for sandbox_id, state in await db.execute(query)}
         await db.commit()
     for sandbox_id, labelled_container in labelled.items():
         state = states.get(sandbox_id)

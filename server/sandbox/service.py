@@ -57,6 +57,10 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         self._manager = manager
         self._pages = page_tokens
 
+    @property
+    def manager(self) -> SandboxManager:
+        return self._manager
+
     async def ListRuntimes(
         self, request: sandbox_pb2.ListRuntimesRequest, context: Context
     ) -> sandbox_pb2.ListRuntimesResponse:

@@ -165,6 +165,40 @@ async def finish_execution(
         await touch(db, sandbox_id, end_time)
 
 
+async def set_process_group(db: AsyncSession, execution_id: uuid.UUID, group: int) -> None:
+    await db.execute(
+        update(SandboxExecution)
+        .where(SandboxExecution.id == execution_id)
+        .values(process_group=group)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class Orphaned:
+    """An execution left running by a dead server, in a container that is still there."""
+
+    container_id: str
+    process_group: int
+
+
+async def running_executions(db: AsyncSession) -> list[Orphaned]:
+    query = (
+        select(SandboxRow.container_id, SandboxExecution.process_group)
+        .join(SandboxRow, SandboxRow.id == SandboxExecution.sandbox_id)
+        .where(
+            SandboxExecution.state == "running",
+            SandboxExecution.process_group.is_not(None),
+            SandboxRow.container_id.is_not(None),
+        )
+    )
+    return [
+        Orphaned(str(container), int(group))
+        for container, group in await db.execute(query)
+        if container is not None and group is not None
+    ]
+
+
 async def get_execution(db: AsyncSession, execution_id: uuid.UUID) -> SandboxExecution | None:
     return await db.get(SandboxExecution, execution_id)
 

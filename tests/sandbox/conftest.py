@@ -3,23 +3,37 @@ their own, a SandboxManager on both, and clean-up of every container the run cre
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import docker
+import grpc
 import pytest
+from forge.sandbox.v1 import sandbox_pb2_grpc
+from grpc_health.v1 import health_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import docker
+import server.app
+import server.services
+from gateway.launcher import EnvoyConfig, EnvoyProcess
+from server.app import ForgeServer
 from server.config import Settings
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import make_engine, make_session_factory
 from server.db.migrate import upgrade
+from server.db.models import Project, ProjectMember
 from server.sandbox.backend import BackendUnavailable
 from server.sandbox.docker_backend import DockerBackend
 from server.sandbox.manager import BACKEND_UNAVAILABLE, SandboxManager
-from tests.conftest import make_settings
+from server.sandbox.service import SERVICE_NAME
+from tests.conftest import DESCRIPTOR, make_settings
 from tests.sandbox.support import Team, namespace, new_team, remove_test_containers
+from tests.sandbox.wiring import with_sandbox
+from tests.support.accounts import Account, register
 
 POOL_SIZE = 2
 
@@ -37,16 +51,14 @@ def sandbox_settings(database_url: str, data_dir: Path, **overrides: object) -> 
 @pytest.fixture(scope="session")
 def _remove_test_containers() -> Iterator[None]:
     yield
-    try:
+    with contextlib.suppress(docker.errors.DockerException):
         remove_test_containers()
-    except docker.errors.DockerException:
-        pass
 
 
 @pytest.fixture(scope="session")
 async def docker_engine(
     tmp_path_factory: pytest.TempPathFactory, _remove_test_containers: None
-) -> AsyncIterator[None]:
+) -> None:
     """A Docker engine with the sandbox images; without one the sandbox tests skip with
     SANDBOX_BACKEND_UNAVAILABLE, except in CI (CI=true), where they fail."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("docker-probe"))
@@ -73,7 +85,6 @@ async def docker_engine(
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    yield
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +128,104 @@ async def manager(
 @pytest.fixture
 async def team(sessions: async_sessionmaker[AsyncSession]) -> Team:
     return await new_team(sessions)
+
+
+# --- a whole server with SandboxService, for RPC, REST and restart tests -----------------
+
+
+@dataclass
+class RpcWorld:
+    app: ForgeServer
+    manager: SandboxManager
+    channel: grpc.aio.Channel
+    stub: sandbox_pb2_grpc.SandboxServiceAsyncStub
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class RpcTeam:
+    project_id: str
+    owner: Account
+    editor: Account
+    viewer: Account
+    stranger: Account
+
+
+def watch_health(app: ForgeServer, manager: SandboxManager) -> None:
+    """Health of SandboxService follows the backend (what app.py does once wired)."""
+
+    async def follow(available: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await app.health.set(SERVICE_NAME, status)
+
+    manager.add_availability_listener(follow)
+
+
+async def start_server(settings: Settings) -> tuple[ForgeServer, SandboxManager]:
+    found: list[SandboxManager] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(server.app, "wire", with_sandbox(server.services.wire, found))
+        app = ForgeServer(settings)
+        await app.start()
+    watch_health(app, found[0])
+    return app, found[0]
+
+
+@pytest.fixture(scope="session")
+async def rpc(
+    docker_engine: None, postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RpcWorld]:
+    url = await postgres.ensure_database("forge_sandbox_rpc")
+    settings = sandbox_settings(
+        url, tmp_path_factory.mktemp("sandbox-rpc"), sandbox_namespace=namespace("rpc")
+    )
+    app, mgr = await start_server(settings)
+    engine = make_engine(url)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            # The first account of an empty database becomes admin: take it here, so the
+            # accounts tests make are plain users.
+            await register(channel, display_name="First Admin")
+            yield RpcWorld(
+                app,
+                mgr,
+                channel,
+                sandbox_pb2_grpc.SandboxServiceStub(channel),
+                make_session_factory(engine),
+            )
+    finally:
+        await app.stop(grace=0)
+        await engine.dispose()
+
+
+@pytest.fixture
+async def rpc_team(rpc: RpcWorld) -> RpcTeam:
+    owner, editor, viewer, stranger = [await register(rpc.channel) for _ in range(4)]
+    async with rpc.sessions() as db:
+        project = Project(name="rpc sandbox test")
+        db.add(project)
+        await db.flush()
+        for account, role in ((owner, "owner"), (editor, "editor"), (viewer, "viewer")):
+            db.add(
+                ProjectMember(project_id=project.id, user_id=uuid.UUID(account.user_id), role=role)
+            )
+        await db.commit()
+        return RpcTeam(str(project.id), owner, editor, viewer, stranger)
+
+
+@pytest.fixture(scope="session")
+async def rpc_envoy(rpc: RpcWorld) -> AsyncIterator[EnvoyProcess]:
+    config = EnvoyConfig(
+        listen_port=0,
+        admin_port=0,
+        upstream_host="127.0.0.1",
+        upstream_port=rpc.app.port,
+        descriptor_path=DESCRIPTOR,
+        listen_host="127.0.0.1",
+    )
+    async with EnvoyProcess(config) as proc:
+        yield proc

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import docker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import docker
 from server.core.context import Caller
 from server.db.models import Project, ProjectMember, User
 from server.sandbox.backend import LABEL_MANAGED, LABEL_NAMESPACE, Stream
@@ -103,7 +103,7 @@ class Ran:
 
 def params(
     argv: list[str] | None = None,
-    shell: str = "",
+    script: str = "",
     *,
     stdin: bytes = b"",
     env: Mapping[str, str] | None = None,
@@ -113,7 +113,7 @@ def params(
 ) -> ExecParams:
     return ExecParams(
         argv=argv or [],
-        shell=shell,
+        shell=script,
         stdin=stdin,
         env=dict(env or {}),
         timeout=timedelta(seconds=timeout) if timeout else None,
@@ -143,7 +143,7 @@ async def run(
 
 
 async def shell(manager: SandboxManager, caller: Caller, sandbox_id: str, command: str) -> Ran:
-    return await run(manager, caller, sandbox_id, params(shell=command, timeout=20))
+    return await run(manager, caller, sandbox_id, params(script=command, timeout=20))
 
 
 async def stderr_until(
@@ -169,7 +169,9 @@ def managed_containers(namespace_value: str) -> list[dict[str, object]]:
         return list(
             client.api.containers(
                 all=True,
-                filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NAMESPACE}={namespace_value}"]},
+                filters={
+                    "label": [f"{LABEL_MANAGED}=true", f"{LABEL_NAMESPACE}={namespace_value}"]
+                },
             )
         )
     finally:

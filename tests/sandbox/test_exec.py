@@ -86,7 +86,11 @@ async def test_execution_is_recorded(
         manager,
         team.editor,
         sandbox.id,
-        params(shell="cat; echo \"$GREETING\" >&2; exit 7", stdin=b"from stdin\n", env={"GREETING": "hi"}),
+        params(
+            script='cat; echo "$GREETING" >&2; exit 7',
+            stdin=b"from stdin\n",
+            env={"GREETING": "hi"},
+        ),
     )
     assert ran.stdout == b"from stdin\n"
     assert ran.stderr == b"hi\n"
@@ -97,7 +101,7 @@ async def test_execution_is_recorded(
     assert recorded.state == "finished"
     assert recorded.exit_code == 7
     assert recorded.reason == "exited"
-    assert recorded.command == {"shell": "cat; echo \"$GREETING\" >&2; exit 7"}
+    assert recorded.command == {"shell": 'cat; echo "$GREETING" >&2; exit 7'}
     assert (recorded.stdout_bytes, recorded.stderr_bytes) == (11, 3)
     assert recorded.duration is not None
 
@@ -122,7 +126,7 @@ async def test_idle_timeout_kills_a_silent_command(manager: SandboxManager, team
         manager,
         team.editor,
         sandbox.id,
-        params(shell="echo working; sleep 60", idle_timeout=1.0, timeout=30),
+        params(script="echo working; sleep 60", idle_timeout=1.0, timeout=30),
     )
     assert ran.stdout == b"working\n"
     assert ran.exit.timed_out
@@ -134,7 +138,9 @@ async def test_output_beyond_the_cap_is_dropped_and_reported(
     manager: SandboxManager, team: Team
 ) -> None:
     sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
-    program = "import sys\nchunk = b'x' * 65536\nfor _ in range(800): sys.stdout.buffer.write(chunk)\n"
+    program = (
+        "import sys\nchunk = b'x' * 65536\nfor _ in range(800): sys.stdout.buffer.write(chunk)\n"
+    )
     ran = await run(manager, team.editor, sandbox.id, params(["python3", "-c", program]))
     assert ran.exit.exit_code == 0
     assert ran.exit.output_truncated
@@ -160,12 +166,7 @@ async def test_allocating_a_gibibyte_is_oom_killed(manager: SandboxManager, team
 
 async def test_no_network(manager: SandboxManager, team: Team) -> None:
     sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
-    probe = (
-        "import socket\n"
-        "s = socket.socket()\n"
-        "s.settimeout(3)\n"
-        "s.connect(('1.1.1.1', 80))\n"
-    )
+    probe = "import socket\ns = socket.socket()\ns.settimeout(3)\ns.connect(('1.1.1.1', 80))\n"
     ran = await run(manager, team.editor, sandbox.id, params(["python3", "-c", probe]))
     assert ran.exit.exit_code == 1
     assert b"Network is unreachable" in ran.stderr
@@ -202,7 +203,7 @@ async def test_fork_bomb_hits_the_pid_limit_and_the_host_stays_responsive(
     bombed = await manager.create(team.editor, team.project_id, "python", LimitRequest())
     other = await manager.create(team.editor, team.project_id, "python", LimitRequest())
     execution = await manager.start_exec(
-        team.editor, bombed.id, params(shell="f(){ f|f& }; f; sleep 60", timeout=4), None
+        team.editor, bombed.id, params(script="f(){ f|f& }; f; sleep 60", timeout=4), None
     )
     # Wait until the bomb has hit the pid limit ("Cannot fork"), then look around.
     events, seen = await stderr_until(execution, b"fork")
@@ -225,7 +226,7 @@ async def test_cancel_kills_the_whole_process_group(manager: SandboxManager, tea
     execution = await manager.start_exec(
         team.editor,
         sandbox.id,
-        params(shell="sleep 300 & sleep 301 & (sleep 302; echo never) & echo started; wait"),
+        params(script="sleep 300 & sleep 301 & (sleep 302; echo never) & echo started; wait"),
         None,
     )
     consumer = asyncio.create_task(collect(execution))
@@ -253,7 +254,7 @@ async def _wait_for_processes(
 async def test_deadline_kills_and_says_cancelled(manager: SandboxManager, team: Team) -> None:
     sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
     deadline = asyncio.get_running_loop().time() + 1.5
-    ran = await run(manager, team.editor, sandbox.id, params(shell="sleep 60"), deadline)
+    ran = await run(manager, team.editor, sandbox.id, params(script="sleep 60"), deadline)
     assert ran.exit.reason is ExitReason.CANCELLED
     assert not ran.exit.timed_out
     assert ran.exit.duration.total_seconds() < 2.0
