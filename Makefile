@@ -48,7 +48,8 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 bench: $(GEN_STAMP)
-	$(PY) -m bench
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf gen clients/python/src .build .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ class Mailbox:
     def to(self, address: str) -> list[Message]:
         return [m for m in self.messages if m["To"] == address]
 
-    async def wait_for(self, address: str, subject_contains: str, timeout: float = 15) -> Message:  # noqa: ASYNC109
+    async def wait_for(self, address: str, subject_contains: str, timeout: float = 15) -> Message:
         async def probe() -> Message | None:
             for message in self.to(address):
                 if subject_contains in (message["Subject"] or ""):

@@ -59,7 +59,7 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signum)
 
-    async def wait(self, timeout: float) -> int:  # noqa: ASYNC109 - a deadline, not a cancel scope
+    async def wait(self, timeout: float) -> int:
         assert self.proc is not None
         code = await asyncio.wait_for(self.proc.wait(), timeout)
         if self._reader is not None:

@@ -13,7 +13,7 @@ T = TypeVar("T")
 async def eventually(
     probe: Callable[[], Awaitable[T | None]],
     *,
-    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for polling, not a cancel scope
+    timeout: float = 10.0,
     interval: float = 0.05,
 ) -> T:
     """Polls `probe` until it returns something truthy, or fails after `timeout` seconds."""

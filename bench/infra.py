@@ -1,0 +1,74 @@
+"""What every benchmark needs: one embedded PostgreSQL for the run and Forge server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness import SERVER_CORE, Measured, spawn, stop
+from server.db.embedded import EmbeddedPostgres
+
+_SERVING = re.compile(rb"forge: serving on port (\d+)")
+BENCH_SECRET = "bench-secret-" + "x" * 40
+
+
+@dataclass
+class Infra:
+    postgres: EmbeddedPostgres
+    workdir: Path
+    _databases: int = 0
+
+    async def database(self) -> str:
+        self._databases += 1
+        return await self.postgres.ensure_database(f"bench_{self._databases}")
+
+
+@asynccontextmanager
+async def infrastructure() -> AsyncIterator[Infra]:
+    with tempfile.TemporaryDirectory(prefix="forge-bench-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "pgdata", delete_on_stop=True)
+        await pg.start()
+        try:
+            yield Infra(pg, Path(tmp))
+        finally:
+            await pg.stop()
+
+
+@dataclass
+class ForgeProcess:
+    measured: Measured
+    port: int
+
+
+@asynccontextmanager
+async def forge_server(
+    infra: Infra, env: Mapping[str, str] | None = None
+) -> AsyncIterator[ForgeProcess]:
+    """`python -m server` pinned to the server core, on a fresh database."""
+    url = await infra.database()
+    data_dir = Path(tempfile.mkdtemp(dir=infra.workdir))
+    measured, match = await spawn(
+        [sys.executable, "-m", "server"],
+        core=SERVER_CORE,
+        env={
+            "FORGE_LISTEN_ADDRESS": "127.0.0.1:0",
+            "FORGE_DATABASE_URL": url,
+            "FORGE_DATA_DIR": str(data_dir),
+            "FORGE_JWT_SECRET": BENCH_SECRET,
+            "FORGE_LOG_LEVEL": "WARNING",
+            **(env or {}),
+        },
+        ready=_SERVING,
+    )
+    assert match is not None
+    try:
+        yield ForgeProcess(measured, int(match.group(1)))
+    finally:
+        await stop(measured)
+        await asyncio.sleep(0)
