@@ -1,0 +1,61 @@
+"""Plain domain types of ProjectService (no proto): task columns and what the servicer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from server.db.models import Project, ProjectMember
+from server.projects.access import ProjectRole
+
+
+class TaskStatus(StrEnum):
+    """Kanban columns, declared in board order (ListTasks returns them in this order)."""
+
+    TODO = "todo"
+    IN_PROGRESS = "in_progress"
+    REVIEW = "review"
+    DONE = "done"
+
+    @property
+    def rank(self) -> int:
+        return list(TaskStatus).index(self) + 1
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    project: Project
+    # None when an admin sees a project they are not a member of.
+    caller_role: ProjectRole | None
+
+
+@dataclass(frozen=True)
+class MemberView:
+    member: ProjectMember
+    email: str
+    display_name: str
+
+    @property
+    def role(self) -> ProjectRole:
+        return ProjectRole.parse(self.member.role)
+
+
+@dataclass(frozen=True)
+class ProjectFields:
+    """Settable project fields, as the client sent them."""
+
+    name: str = ""
+    description: str = ""
+    repository_url: str = ""
+    default_runtime: str = ""
+
+
+@dataclass(frozen=True)
+class TaskFields:
+    """Settable task fields, as the client sent them (ids still unparsed)."""
+
+    title: str = ""
+    description: str = ""
+    assignee_user_id: str = ""
+    agent_id: str = ""
+    run_id: str = ""

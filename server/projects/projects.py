@@ -1,0 +1,136 @@
+"""Projects: create, read, list, update, delete.
+
+Who may do what (the access rule is server/projects/access.py; admins act as owners):
+- any signed-in user creates projects and becomes their owner;
+- viewers read a project;
+- editors and owners update its settings (name, description, repository, runtime): these
+  describe the work, which editors do; membership and deletion stay with owners;
+- owners delete it, with everything other services registered to remove along with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.core.context import Caller
+from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
+from server.core.pagination import PageTokens, paginate
+from server.db.models import Project, ProjectMember
+from server.projects import store
+from server.projects.access import ProjectRole, project_not_found, require_project_role
+from server.projects.cleanup import ProjectDeletionHooks
+from server.projects.model import ProjectFields, ProjectView
+from server.projects.validation import check_project, clean_project
+
+PROJECT_FIELDS = ("name", "description", "repository_url", "default_runtime")
+
+
+def require_id(value: str, field: str) -> None:
+    if not value:
+        raise InvalidArgument.of([FieldViolation(field, "is required")])
+
+
+async def lock_as(
+    db: AsyncSession, caller: Caller, project_id: str, needed: ProjectRole
+) -> tuple[uuid.UUID, ProjectRole]:
+    """Checks the caller's role, takes the project lock, and checks the role again: a role
+    changed by a write that held the lock before us counts."""
+    await require_project_role(db, caller, project_id, needed)
+    pid = uuid.UUID(project_id)
+    if await store.lock_project(db, pid) is None:
+        raise project_not_found()
+    return pid, await require_project_role(db, caller, pid, needed)
+
+
+class Projects:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        pages: PageTokens,
+        hooks: ProjectDeletionHooks,
+    ) -> None:
+        self._sessions = sessions
+        self._pages = pages
+        self._hooks = hooks
+
+    async def create(self, caller: Caller, fields: ProjectFields) -> ProjectView:
+        fields = clean_project(fields)
+        violations = Violations()
+        check_project(violations, fields, set(PROJECT_FIELDS), "project")
+        violations.raise_if_any()
+        user_id = uuid.UUID(caller.user_id)
+        project = Project(
+            name=fields.name,
+            description=fields.description,
+            repository_url=fields.repository_url,
+            default_runtime=fields.default_runtime,
+            creator_id=user_id,
+        )
+        async with self._sessions() as db, db.begin():
+            db.add(project)
+            await db.flush()
+            db.add(
+                ProjectMember(project_id=project.id, user_id=user_id, role=ProjectRole.OWNER.label)
+            )
+        return ProjectView(project, ProjectRole.OWNER)
+
+    async def get(self, caller: Caller, project_id: str) -> ProjectView:
+        require_id(project_id, "project_id")
+        async with self._sessions() as db:
+            await require_project_role(db, caller, project_id, ProjectRole.VIEWER)
+            return await self._view(db, caller, uuid.UUID(project_id))
+
+    async def list_projects(
+        self, caller: Caller, page_size: int, page_token: str, every: bool
+    ) -> tuple[list[ProjectView], str]:
+        if every and not caller.is_admin:
+            raise PermissionDenied("only admins can list every project", "ADMIN_REQUIRED")
+        filters = {"user": caller.user_id, "all": every}
+        page = self._pages.page("projects", page_size, page_token, filters)
+        async with self._sessions() as db:
+            rows = await store.list_projects(db, uuid.UUID(caller.user_id), page, every=every)
+        items, more = paginate(rows, page)
+        token = self._pages.next_token(page, [items[-1][0].id]) if more and items else ""
+        views = [
+            ProjectView(project, ProjectRole.parse(role) if role else None)
+            for project, role in items
+        ]
+        return views, token
+
+    async def update(
+        self, caller: Caller, project_id: str, fields: ProjectFields, paths: set[str]
+    ) -> ProjectView:
+        require_id(project_id, "project.id")
+        fields = clean_project(fields)
+        async with self._sessions() as db, db.begin():
+            await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
+            violations = Violations()
+            check_project(violations, fields, paths, "project")
+            violations.raise_if_any()
+            pid, _ = await lock_as(db, caller, project_id, ProjectRole.EDITOR)
+            view = await self._view(db, caller, pid)
+            for path in paths:
+                setattr(view.project, path, getattr(fields, path))
+            await db.flush()
+            return view
+
+    async def delete(self, caller: Caller, project_id: str) -> None:
+        require_id(project_id, "project_id")
+        async with self._sessions() as db, db.begin():
+            pid, _ = await lock_as(db, caller, project_id, ProjectRole.OWNER)
+            after_commit = await self._hooks.run_in_transaction(db, pid)
+            await store.delete_project(db, pid)
+        if after_commit:
+            # The project is gone; finish removing what lives outside the database even if
+            # the caller stops waiting.
+            await asyncio.shield(ProjectDeletionHooks.run_after_commit(after_commit))
+
+    async def _view(self, db: AsyncSession, caller: Caller, pid: uuid.UUID) -> ProjectView:
+        project = await store.get_project(db, pid)
+        if project is None:
+            raise project_not_found()
+        role = await store.membership_role(db, pid, uuid.UUID(caller.user_id))
+        return ProjectView(project, role)

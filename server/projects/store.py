@@ -1,0 +1,204 @@
+"""Queries of ProjectService. Callers check the project role first (server/projects/access.py)
+and run every write to a project's members or tasks after `lock_project`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Select, and_, case, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core.pagination import Page, keyset
+from server.db.models import Project, ProjectMember, Task, User
+from server.projects.access import ProjectRole
+from server.projects.model import MemberView, TaskStatus
+
+# --- projects ---------------------------------------------------------------------------
+
+
+async def lock_project(db: AsyncSession, project_id: uuid.UUID) -> Project | None:
+    """The project, row-locked until the transaction ends.
+
+    Every change to a project's members or tasks takes this lock first, so such changes
+    are serialised per project: task positions stay dense and the last owner stays.
+    FOR NO KEY UPDATE still lets other transactions insert rows referencing the project.
+    """
+    return await db.scalar(
+        select(Project).where(Project.id == project_id).with_for_update(key_share=True)
+    )
+
+
+async def get_project(db: AsyncSession, project_id: uuid.UUID) -> Project | None:
+    return await db.get(Project, project_id)
+
+
+async def membership_role(
+    db: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID
+) -> ProjectRole | None:
+    role = await db.scalar(
+        select(ProjectMember.role).where(
+            ProjectMember.project_id == project_id, ProjectMember.user_id == user_id
+        )
+    )
+    return ProjectRole.parse(role) if role is not None else None
+
+
+async def list_projects(
+    db: AsyncSession, user_id: uuid.UUID, page: Page, *, every: bool
+) -> list[tuple[Project, str | None]]:
+    """Newest first: the user's projects, or every project (with the user's role if any)."""
+    membership = and_(ProjectMember.project_id == Project.id, ProjectMember.user_id == user_id)
+    query = cast("Select[Any]", select(Project, ProjectMember.role))
+    query = (
+        query.outerjoin(ProjectMember, membership)
+        if every
+        else query.join(ProjectMember, membership)
+    )
+    rows = await db.execute(keyset(query, Project.id, page, descending=True))
+    return [(project, role) for project, role in rows]
+
+
+async def delete_project(db: AsyncSession, project_id: uuid.UUID) -> None:
+    # Members and tasks go with it (ON DELETE CASCADE).
+    await db.execute(delete(Project).where(Project.id == project_id))
+
+
+# --- members ----------------------------------------------------------------------------
+
+_role_rank: ColumnElement[int] = case(
+    {role.label: int(role) for role in ProjectRole}, value=ProjectMember.role, else_=0
+)
+
+
+async def user_id_by_email(db: AsyncSession, email: str) -> uuid.UUID | None:
+    return await db.scalar(select(User.id).where(User.email == email))
+
+
+async def get_member(
+    db: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID
+) -> ProjectMember | None:
+    return await db.get(ProjectMember, (project_id, user_id))
+
+
+async def member_view(db: AsyncSession, member: ProjectMember) -> MemberView:
+    row = (
+        await db.execute(select(User.email, User.display_name).where(User.id == member.user_id))
+    ).one()
+    return MemberView(member=member, email=row.email, display_name=row.display_name)
+
+
+async def count_owners(db: AsyncSession, project_id: uuid.UUID) -> int:
+    count = await db.scalar(
+        select(func.count()).where(
+            ProjectMember.project_id == project_id,
+            ProjectMember.role == ProjectRole.OWNER.label,
+        )
+    )
+    return int(count or 0)
+
+
+async def list_members(db: AsyncSession, project_id: uuid.UUID, page: Page) -> list[MemberView]:
+    """Owners first, then editors, then viewers; each by user id (time of sign-up)."""
+    query = (
+        select(ProjectMember, User.email, User.display_name)
+        .join(User, User.id == ProjectMember.user_id)
+        .where(ProjectMember.project_id == project_id)
+    )
+    if page.after is not None:
+        rank, user_id = int(page.after[0]), uuid.UUID(page.after[1])
+        query = query.where(
+            or_(_role_rank < rank, and_(_role_rank == rank, ProjectMember.user_id > user_id))
+        )
+    query = query.order_by(_role_rank.desc(), ProjectMember.user_id).limit(page.size + 1)
+    rows = await db.execute(query)
+    return [
+        MemberView(member=member, email=email, display_name=name) for member, email, name in rows
+    ]
+
+
+def member_cursor(view: MemberView) -> list[Any]:
+    return [int(view.role), view.member.user_id]
+
+
+async def unassign_tasks(db: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    await db.execute(
+        update(Task)
+        .where(Task.project_id == project_id, Task.assignee_id == user_id)
+        .values(assignee_id=None)
+    )
+
+
+# --- tasks ------------------------------------------------------------------------------
+
+_status_rank: ColumnElement[int] = case(
+    {status.value: status.rank for status in TaskStatus}, value=Task.status, else_=0
+)
+
+
+async def get_task(db: AsyncSession, project_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
+    return await db.scalar(select(Task).where(Task.id == task_id, Task.project_id == project_id))
+
+
+async def column_size(db: AsyncSession, project_id: uuid.UUID, status: TaskStatus) -> int:
+    count = await db.scalar(
+        select(func.count()).where(Task.project_id == project_id, Task.status == status.value)
+    )
+    return int(count or 0)
+
+
+async def shift_column(
+    db: AsyncSession,
+    project_id: uuid.UUID,
+    status: TaskStatus,
+    *,
+    first: int,
+    last: int | None,
+    delta: int,
+    exclude: uuid.UUID | None = None,
+) -> None:
+    """Adds `delta` to the position of the column's tasks at positions first..last.
+
+    Intermediate duplicates are fine: the (project, status, position) constraint is
+    checked at commit."""
+    conditions: list[ColumnElement[bool]] = [
+        Task.project_id == project_id,
+        Task.status == status.value,
+        Task.position >= first,
+    ]
+    if last is not None:
+        conditions.append(Task.position <= last)
+    if exclude is not None:
+        conditions.append(Task.id != exclude)
+    await db.execute(
+        update(Task)
+        .where(*conditions)
+        .values(position=Task.position + delta)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def list_tasks(
+    db: AsyncSession,
+    project_id: uuid.UUID,
+    page: Page,
+    status: TaskStatus | None,
+    assignee_id: uuid.UUID | None,
+) -> list[Task]:
+    """Column by column (board order), each in position order."""
+    query = select(Task).where(Task.project_id == project_id)
+    if status is not None:
+        query = query.where(Task.status == status.value)
+    if assignee_id is not None:
+        query = query.where(Task.assignee_id == assignee_id)
+    if page.after is not None:
+        rank, position = int(page.after[0]), int(page.after[1])
+        query = query.where(
+            or_(_status_rank > rank, and_(_status_rank == rank, Task.position > position))
+        )
+    query = query.order_by(_status_rank, Task.position).limit(page.size + 1)
+    return list((await db.scalars(query)).all())
+
+
+def task_cursor(task: Task) -> list[Any]:
+    return [TaskStatus(task.status).rank, task.position]
