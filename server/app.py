@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -73,7 +74,10 @@ class ForgeServer:
         self._server = server
         await server.start()
         for name in ["", *self._service_names]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            # A service with a backend of its own starts NOT_SERVING until the backend answers.
+            await self._set_serving(name, name not in wiring.availability)
+        for name, follow in wiring.availability.items():
+            follow(partial(self._set_serving, name))
         log.info(
             "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
         )
@@ -103,6 +107,10 @@ class ForgeServer:
                 server,
             )
         return server
+
+    async def _set_serving(self, service: str, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse
+        await self.health.set(service, status.SERVING if serving else status.NOT_SERVING)
 
     async def _open_database(self) -> AsyncEngine:
         settings = self.settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -14,7 +15,9 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.agents.assembly import build_agents
 from server.agents.hooks import AnswerListener
+from server.artifacts.assembly import build_artifacts
 from server.auth.accounts import Accounts
 from server.auth.authenticator import DatabaseAuthenticator
 from server.auth.directory import Directory
@@ -32,6 +35,7 @@ from server.projects.members import Members
 from server.projects.projects import Projects
 from server.projects.service import ProjectService
 from server.projects.tasks import Board
+from server.sandbox.assembly import build_sandbox
 from server.testing.service import TestingService
 
 
@@ -57,11 +61,17 @@ class Dependencies:
         self.page_tokens = PageTokens(self.secret)
 
 
+# Given a callback, a service calls it with True/False whenever it can/cannot serve.
+FollowHealth = Callable[[Callable[[bool], Awaitable[None]]], None]
+
+
 @dataclass
 class Wiring:
     bindings: list[ServiceBinding]
     authenticator: Authenticator
     background: list[Background]
+    # Services whose health depends on a backend (e.g. Docker) beyond the process itself.
+    availability: dict[str, FollowHealth] = field(default_factory=dict)
 
 
 class _MailLifecycle:
@@ -92,6 +102,7 @@ def wire(deps: Dependencies) -> Wiring:
     auth = AuthService(accounts, Directory(deps.sessions, deps.page_tokens))
 
     background: list[Background] = [_MailLifecycle(mail, hasher)]
+    availability: dict[str, FollowHealth] = {}
 
     # Services whose issues have not landed yet are bound to the generated base servicer:
     # the call interceptor answers their RPCs UNIMPLEMENTED (reason NOT_IMPLEMENTED).
@@ -109,13 +120,27 @@ def wire(deps: Dependencies) -> Wiring:
     )
 
     # --- agents ---
-    agents = ServiceBinding.unbuilt(agents_pb2, agents_pb2_grpc, "AgentService")
+    agent_parts = build_agents(settings, deps.sessions, deps.page_tokens, deps.answer_listeners)
+    agents = ServiceBinding.of(agents_pb2, agents_pb2_grpc, "AgentService", agent_parts.servicer)
+    background.append(agent_parts.lifecycle)
 
     # --- sandbox ---
-    sandbox = ServiceBinding.unbuilt(sandbox_pb2, sandbox_pb2_grpc, "SandboxService")
+    sandbox_parts = build_sandbox(settings, deps.sessions, deps.page_tokens)
+    sandbox = ServiceBinding.of(
+        sandbox_pb2, sandbox_pb2_grpc, "SandboxService", sandbox_parts.servicer
+    )
+    deps.project_hooks.register(sandbox_parts.project_cleanup)
+    background.append(sandbox_parts.lifecycle)
+    availability[sandbox_parts.service_name] = sandbox_parts.follow_health
 
     # --- artifacts ---
-    artifacts = ServiceBinding.unbuilt(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService")
+    artifact_parts = build_artifacts(settings, deps.sessions, deps.page_tokens)
+    artifacts = ServiceBinding.of(
+        artifacts_pb2, artifacts_pb2_grpc, "ArtifactService", artifact_parts.servicer
+    )
+    deps.answer_listeners.append(artifact_parts.answer_listener)
+    deps.project_hooks.register(artifact_parts.project_cleanup)
+    background.append(artifact_parts.lifecycle)
 
     bindings = [
         ServiceBinding.of(
@@ -140,4 +165,5 @@ def wire(deps: Dependencies) -> Wiring:
         bindings=bindings,
         authenticator=DatabaseAuthenticator(deps.sessions, access_tokens),
         background=background,
+        availability=availability,
     )

@@ -15,6 +15,7 @@ from gateway.launcher import EnvoyConfig, EnvoyProcess
 from server.app import ForgeServer
 from server.config import Settings
 from server.db.embedded import EmbeddedPostgres
+from tests.sandbox.support import namespace
 from tests.support.accounts import Account, login, register
 from tests.support.mailbox import Mailbox, SmtpServer
 
@@ -46,6 +47,10 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "jwt_secret": secrets.token_hex(32),
         "bcrypt_rounds": 4,
         "shutdown_grace_seconds": 1.0,
+        # Sandbox containers of this test run are kept apart from any other server's, and
+        # no warm pool is started unless a test asks for one.
+        "sandbox_namespace": namespace("main"),
+        "sandbox_pool_size": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -30,6 +30,8 @@ async def test_run_serves_rest_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         "FORGE_DATA_DIR": str(tmp_path / "forge-data"),
         "GATEWAY_PORT": str(gateway_port),
         "GATEWAY_ADMIN_PORT": str(admin_port),
+        "FORGE_SANDBOX_NAMESPACE": f"test-make-run-{os.getpid()}",
+        "FORGE_SANDBOX_POOL_SIZE": "0",
     }
     env.pop("FORGE_DATABASE_URL", None)
     proc = await asyncio.create_subprocess_exec(

@@ -1,6 +1,6 @@
 """projects: creators of projects and tasks, members' update time
 
-Revision ID: 0002_projects
+Revision ID: 0002
 Revises: 0001
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_projects"
+revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

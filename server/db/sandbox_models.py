@@ -59,7 +59,9 @@ class SandboxRow(Base):
 
     __table_args__ = (
         CheckConstraint(f"state IN ({_in(SANDBOX_STATES)})", name="state"),
-        Index("ix_sandboxes_project_id_id", "project_id", "id"),
+        # Listing, newest first. Not by id alone: a warm sandbox's id was given to its
+        # container when the pool started it, so ids do not follow creation order.
+        Index("ix_sandboxes_project_id_create_time", "project_id", "create_time", "id"),
         Index(
             "ix_sandboxes_live",
             "last_active_time",

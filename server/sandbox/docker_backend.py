@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _API_TIMEOUT_SECONDS = 60
+_CONNECT_TIMEOUT_SECONDS = 5
 # The container's own /tmp tmpfs (also its HOME: the image's home is on the read-only root).
 _CONTAINER_TMP = "/tmp"  # noqa: S108
 _GO_MODE_DIR = 1 << 31
@@ -137,16 +138,19 @@ class DockerBackend:
         pool = settings.sandbox_docker_threads + settings.sandbox_max_concurrent_execs
 
         def make() -> docker.APIClient:
+            # A short timeout while connecting: an unreachable engine must not hold up the
+            # server's start for long.
             if settings.docker_host:
                 api = docker.APIClient(
                     base_url=settings.docker_host,
-                    timeout=_API_TIMEOUT_SECONDS,
+                    timeout=_CONNECT_TIMEOUT_SECONDS,
                     max_pool_size=pool,
                     version="auto",
                 )
             else:
-                api = docker.from_env(timeout=_API_TIMEOUT_SECONDS, max_pool_size=pool).api
+                api = docker.from_env(timeout=_CONNECT_TIMEOUT_SECONDS, max_pool_size=pool).api
             api.ping()
+            api.timeout = _API_TIMEOUT_SECONDS
             return api
 
         try:
@@ -371,9 +375,7 @@ class DockerBackend:
         url = f"{api.base_url}/v{api.api_version}/containers/{quote(container_id)}/archive"
         response = api.head(url, params={"path": path}, timeout=_API_TIMEOUT_SECONDS)
         if response.status_code == 404:
-            if "no such container" in response.headers.get("X-Docker-Container-Path-Stat", ""):
-                raise ContainerGone("no such container")
-            # A missing container also answers 404: tell the two apart.
+            # A missing container also answers 404 (a HEAD has no body): tell the two apart.
             try:
                 api.inspect_container(container_id)
             except docker.errors.NotFound as error:

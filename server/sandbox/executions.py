@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +38,9 @@ DEADLINE_MARGIN_SECONDS = 0.2
 # After a kill, how long to wait for the streams to close (a process that left the group
 # and holds them open is abandoned after this).
 DRAIN_AFTER_KILL_SECONDS = 3.0
+# A command still running after this long has its process group written down, so a
+# restarted server can kill what a crashed one left behind (shorter ones cost no write).
+RECORD_GROUP_AFTER_SECONDS = 0.25
 KILL_ATTEMPTS = 40
 KILL_RETRY_SECONDS = 0.05
 SIGKILL_EXIT = 128 + 9
@@ -90,6 +93,7 @@ class Execution:
         start_time: datetime,
         times: ExecTimes,
         on_end: Callable[[], Awaitable[None]],
+        spawn: Callable[[Awaitable[None]], None],
     ) -> None:
         self._backend = backend
         self._sessions = sessions
@@ -101,6 +105,7 @@ class Execution:
         self._start_time = start_time
         self._times = times
         self._on_end = on_end
+        self._spawn = spawn
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
         self._stdout_bytes = 0
@@ -111,9 +116,12 @@ class Execution:
         self._killed_at: float | None = None
         self._last_output = self._started_at
         self._ended = False
-        self._group_recorded = asyncio.create_task(self._record_process_group())
+        self._group_recorder: asyncio.Task[None] | None = None
+        self._group_timer = self._loop.call_later(
+            RECORD_GROUP_AFTER_SECONDS, self._start_group_recorder
+        )
 
-    async def events(self) -> AsyncIterator[ExecEvent]:
+    async def events(self) -> AsyncGenerator[ExecEvent, None]:
         """`started`, output chunks in order, then `exit`. Raises BackendError if the engine
         fails mid-way (the execution is then recorded as lost)."""
         concluded = False
@@ -236,8 +244,9 @@ class Execution:
             stdout_bytes=self._stdout_bytes,
             stderr_bytes=self._stderr_bytes,
         )
-        await self._record(exited)
         await self._end()
+        # The caller gets the exit event now; the row is written right after.
+        self._spawn(self._record(exited))
         return exited
 
     async def _abandon(self) -> None:
@@ -269,10 +278,14 @@ class Execution:
         finally:
             await self._end()
 
+    def _start_group_recorder(self) -> None:
+        if not self._ended:
+            self._group_recorder = asyncio.create_task(self._record_process_group())
+
     async def _record_process_group(self) -> None:
         """Remembers the process group, so a restarted server can kill what a dead one left."""
         group = await asyncio.shield(self._process.process_group)
-        if group is None:
+        if group is None or self._ended:
             return
         try:
             async with self._sessions() as db:
@@ -307,8 +320,10 @@ class Execution:
         if self._ended:
             return
         self._ended = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self._group_recorded), 2.0)
+        self._group_timer.cancel()
+        if self._group_recorder is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._group_recorder), 2.0)
         try:
             await self._on_end()
         except Exception:

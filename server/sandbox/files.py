@@ -13,6 +13,7 @@ import posixpath
 from dataclasses import dataclass
 
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from server.core.timestamps import utcnow
 from server.sandbox.archive import ArchiveTooLarge
 from server.sandbox.backend import WORKSPACE, NewFile, PathStat, SandboxBackend
 from server.sandbox.paths import ancestors, is_inside_workspace
@@ -113,7 +114,7 @@ class SandboxFiles:
             size=len(content),
             is_dir=False,
             mode=file_mode,
-            modify_time=None,
+            modify_time=utcnow(),
             is_symlink=False,
         )
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -52,6 +52,7 @@ from server.sandbox.backend import (
     ContainerNotRunning,
     ContainerPaused,
     ContainerSpec,
+    ExecProcess,
     ExecSpec,
     NewFile,
     NoSpace,
@@ -142,6 +143,8 @@ class SandboxManager:
         self._files: SandboxFiles | None = None
         self._oom: OomCounter | None = None
         self._available = False
+        # What listeners were last told (None: nothing yet, before start()).
+        self._reported: bool | None = None
         self._listeners: list[AvailabilityListener] = []
         self._retry_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -169,13 +172,14 @@ class SandboxManager:
     def add_availability_listener(self, listener: AvailabilityListener) -> None:
         """`listener(available)` runs now (if started) and whenever availability changes."""
         self._listeners.append(listener)
-        if self._backend is not None or self._retry_task is not None:
+        if self._reported is not None:
             self._spawn(listener(self._available))
 
     async def _set_available(self, available: bool) -> None:
-        if available == self._available:
-            return
         self._available = available
+        if available == self._reported or self._stopped:
+            return
+        self._reported = available
         log.log(
             logging.INFO if available else logging.WARNING,
             "sandbox backend available" if available else "sandbox backend unavailable",
@@ -189,29 +193,37 @@ class SandboxManager:
     async def start(self) -> None:
         """Connects to the engine, reconciles, starts the warm pool and the reaper. Without an
         engine the server still starts: every RPC answers UNAVAILABLE until one answers."""
+        if await self._connect():
+            return
+        self._retry_task = asyncio.create_task(self._retry_connect(), name="sandbox-connect")
+        await self._set_available(False)
+
+    async def _connect(self, quiet: bool = False) -> bool:
         try:
             backend = await self._factory()
         except BackendError as error:
-            log.warning(
-                "sandboxes unavailable: no Docker engine",
-                extra={"reason": BACKEND_UNAVAILABLE, "error": str(error)},
-            )
-            self._retry_task = asyncio.create_task(self._retry_connect(), name="sandbox-connect")
-            return
+            if not quiet:
+                log.warning(
+                    "sandboxes unavailable: no Docker engine",
+                    extra={"reason": BACKEND_UNAVAILABLE, "error": str(error)},
+                )
+            return False
+        try:
+            await reconcile_on_start(backend, self._sessions, self.settings.sandbox_namespace)
+        except BackendError as error:
+            log.warning("sandbox reconciliation failed", extra={"error": str(error)})
+            await backend.close()
+            return False
         await self._bring_up(backend)
+        return True
 
     async def _retry_connect(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sandbox_backend_retry_seconds)
-            try:
-                backend = await self._factory()
-            except BackendError:
-                continue
-            await self._bring_up(backend)
-            return
+            if await self._connect(quiet=True):
+                return
 
     async def _bring_up(self, backend: SandboxBackend) -> None:
-        await reconcile_on_start(backend, self._sessions, self.settings.sandbox_namespace)
         self._backend = backend
         self._files = SandboxFiles(backend, self.settings.sandbox_max_file_bytes)
         self._oom = OomCounter(backend)
@@ -425,7 +437,7 @@ class SandboxManager:
             db.add(row)
             try:
                 await db.commit()
-            except Exception:
+            except BaseException:
                 if warm:
                     self._spawn(self._destroy_quietly(warm.container_id))
                 raise
@@ -472,15 +484,14 @@ class SandboxManager:
     async def _abandon_cold(
         self, creating: asyncio.Future[ContainerInfo], sandbox_id: uuid.UUID
     ) -> None:
-        info = None
+        info: ContainerInfo | None = None
         with contextlib.suppress(Exception):
             info = await creating
         async with self._sessions() as db:
             await store.set_state(db, sandbox_id, "failed", "creation was cancelled")
             await db.commit()
-        container_id = getattr(info, "id", None)
-        if isinstance(container_id, str):
-            await self._destroy_quietly(container_id)
+        if info is not None:
+            await self._destroy_quietly(info.id)
 
     async def _destroy_quietly(self, container_id: str) -> None:
         if self._backend is None:
@@ -503,7 +514,7 @@ class SandboxManager:
         caller: Caller,
         project_id: str,
         state: SandboxState | None,
-        after: str | None,
+        after: tuple[str, ...] | None,
         page_size: int,
     ) -> SandboxPage:
         if not project_id:
@@ -514,15 +525,17 @@ class SandboxManager:
             if state is not None
             else [s.value for s in SandboxState if s is not SandboxState.DELETED]
         )
-        before = parse_id(after) if after else None
+        before = _listing_key(after) if after else None
         async with self._sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.VIEWER)
             pid = uuid.UUID(str(parse_id(project_id)))
             rows = await store.list_page(db, pid, states, before, page_size + 1)
         more = len(rows) > page_size
         rows = rows[:page_size]
+        last = rows[-1] if more and rows else None
         return SandboxPage(
-            [self._view(row) for row in rows], str(rows[-1].id) if more and rows else None
+            [self._view(row) for row in rows],
+            (last.create_time.isoformat(), str(last.id)) if last is not None else None,
         )
 
     async def pause(self, caller: Caller, sandbox_id: str) -> SandboxView:
@@ -717,17 +730,6 @@ class SandboxManager:
         assert self._oom is not None
         execution_id = new_id()
         start_time = utcnow()
-        await store.start_execution(
-            db,
-            execution_id=execution_id,
-            sandbox_id=row.id,
-            user_id=uuid.UUID(caller.user_id),
-            command=command,
-            working_dir=working_dir,
-            start_time=start_time,
-        )
-        await db.commit()
-        self._executing[row.id] = self._executing.get(row.id, 0) + 1
         spec = ExecSpec(
             argv=argv,
             env=dict(params.env),
@@ -735,8 +737,30 @@ class SandboxManager:
             stdin=params.stdin or None,
             output_limit_bytes=limits.output_limit_bytes,
         )
+        self._executing[row.id] = self._executing.get(row.id, 0) + 1
+        # Start the command and record it at the same time.
+        starting = asyncio.ensure_future(backend.exec(row.container_id, spec))
         try:
-            process = await backend.exec(row.container_id, spec)
+            await store.start_execution(
+                db,
+                execution_id=execution_id,
+                sandbox_id=row.id,
+                user_id=uuid.UUID(caller.user_id),
+                command=command,
+                working_dir=working_dir,
+                start_time=start_time,
+            )
+            await db.commit()
+        except BaseException:
+            self._exec_done(row.id)
+            self._spawn(self._discard(row.container_id, starting, execution_id, row.id))
+            raise
+        try:
+            process = await starting
+        except asyncio.CancelledError:
+            self._exec_done(row.id)
+            self._spawn(self._discard(row.container_id, starting, execution_id, row.id))
+            raise
         except BackendError as error:
             self._exec_done(row.id)
             await store.finish_execution(
@@ -765,7 +789,33 @@ class SandboxManager:
                 deadline=deadline,
             ),
             on_end=ended,
+            spawn=self._spawn,
         )
+
+    async def _discard(
+        self,
+        container_id: str,
+        starting: asyncio.Future[ExecProcess],
+        execution_id: uuid.UUID,
+        sandbox_id: uuid.UUID,
+    ) -> None:
+        """Stops a command whose caller went away (or whose record failed) as it started."""
+        try:
+            process = await starting
+        except BackendError:
+            process = None
+        if process is not None:
+            try:
+                group = await asyncio.wait_for(asyncio.shield(process.process_group), 5.0)
+                if group is not None and self._backend is not None:
+                    await self._backend.kill_process_group(container_id, group)
+            finally:
+                await process.close()
+        async with self._sessions() as db:
+            await store.finish_execution(
+                db, execution_id, sandbox_id, end_time=utcnow(), reason="cancelled"
+            )
+            await db.commit()
 
     def _exec_done(self, sandbox_id: uuid.UUID) -> None:
         left = self._executing.get(sandbox_id, 0) - 1
@@ -927,3 +977,12 @@ class SandboxManager:
 
 def _sid(row: SandboxRow | None) -> dict[str, str]:
     return {"sandbox_id": str(row.id)} if row is not None else {}
+
+
+def _listing_key(after: tuple[str, ...]) -> tuple[datetime, uuid.UUID] | None:
+    """The (create time, id) key of a page token (already checked as ours by PageTokens)."""
+    try:
+        created, sandbox_id = after
+        return datetime.fromisoformat(created), uuid.UUID(sandbox_id)
+    except ValueError:
+        return None

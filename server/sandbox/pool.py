@@ -82,7 +82,7 @@ class WarmPool:
                     asyncio.create_task(self._refill(runtime), name=f"warm-pool-{runtime.name}")
                 )
 
-    async def wait_ready(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline
+    async def wait_ready(self, timeout: float) -> None:
         """Waits until every pool is full (tests, warm-up); TimeoutError after `timeout`."""
 
         async def full() -> None:

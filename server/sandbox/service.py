@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
@@ -34,14 +35,15 @@ def _deadline(context: Context) -> float | None:
     return asyncio.get_running_loop().time() + remaining
 
 
-async def _relay(execution: Execution) -> AsyncIterator[sandbox_pb2.ExecEvent]:
+async def _relay(execution: Execution) -> AsyncGenerator[sandbox_pb2.ExecEvent, None]:
     """Numbers the events; a failure after the first event becomes an in-band `error` event
     (REST clients cannot see trailers) and then ends the call with the same status."""
     seq = 0
     try:
-        async for event in execution.events():
-            seq += 1
-            yield convert.exec_event_to_proto(event, seq)
+        async with contextlib.aclosing(execution.events()) as events:
+            async for event in events:
+                seq += 1
+                yield convert.exec_event_to_proto(event, seq)
     except ForgeError as error:
         yield convert.error_event(error, seq + 1)
         raise
@@ -107,13 +109,9 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         filters = {"project_id": request.project_id, "state": int(request.state)}
         page = self._pages.page("sandboxes", request.page_size, request.page_token, filters)
         result = await self._manager.list_sandboxes(
-            caller,
-            request.project_id,
-            state,
-            page.after[0] if page.after else None,
-            page.size,
+            caller, request.project_id, state, page.after, page.size
         )
-        token = self._pages.next_token(page, [result.next_after]) if result.next_after else ""
+        token = self._pages.next_token(page, result.next_after) if result.next_after else ""
         return sandbox_pb2.ListSandboxesResponse(
             sandboxes=[convert.sandbox_to_proto(view) for view in result.sandboxes],
             next_page_token=token,
@@ -156,8 +154,11 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         execution = await self._manager.start_exec(
             caller, request.sandbox_id, params, _deadline(context)
         )
-        async for event in _relay(execution):
-            yield event
+        # Closed explicitly (not left to the garbage collector) when the call ends early,
+        # so the execution is killed and recorded at once.
+        async with contextlib.aclosing(_relay(execution)) as events:
+            async for event in events:
+                yield event
 
     async def RunCode(
         self, request: sandbox_pb2.RunCodeRequest, context: Context
@@ -173,8 +174,11 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         execution = await self._manager.start_run_code(
             caller, request.project_id, params, _deadline(context)
         )
-        async for event in _relay(execution):
-            yield event
+        # Closed explicitly (not left to the garbage collector) when the call ends early,
+        # so the execution is killed and recorded at once.
+        async with contextlib.aclosing(_relay(execution)) as events:
+            async for event in events:
+                yield event
 
     async def WriteFile(
         self, request: sandbox_pb2.WriteFileRequest, context: Context

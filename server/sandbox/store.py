@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxExecution, SandboxRow
@@ -34,16 +34,16 @@ async def list_page(
     db: AsyncSession,
     project_id: uuid.UUID,
     states: Sequence[str],
-    before: uuid.UUID | None,
+    before: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[SandboxRow]:
-    """Newest first (ids are time-ordered), `limit` rows strictly older than `before`."""
+    """Newest first, `limit` rows strictly after the (create_time, id) key `before`."""
     query = select(SandboxRow).where(
         SandboxRow.project_id == project_id, SandboxRow.state.in_(states)
     )
     if before is not None:
-        query = query.where(SandboxRow.id < before)
-    query = query.order_by(SandboxRow.id.desc()).limit(limit)
+        query = query.where(tuple_(SandboxRow.create_time, SandboxRow.id) < tuple_(*before))
+    query = query.order_by(SandboxRow.create_time.desc(), SandboxRow.id.desc()).limit(limit)
     return list((await db.execute(query)).scalars())
 
 

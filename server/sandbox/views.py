@@ -99,7 +99,8 @@ class FilePage:
 @dataclass(frozen=True)
 class SandboxPage:
     sandboxes: list[SandboxView]
-    next_after: str | None
+    # The listing key (create time, id) of the last sandbox, when more follow.
+    next_after: tuple[str, str] | None
 
 
 class ExitReason(Enum):

@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -36,6 +37,8 @@ from tests.sandbox.wiring import with_sandbox
 from tests.support.accounts import Account, register
 
 POOL_SIZE = 2
+# Test containers this old belong to a run that was killed before cleaning up.
+STALE_TEST_CONTAINERS = timedelta(minutes=30)
 
 
 def sandbox_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
@@ -50,6 +53,8 @@ def sandbox_settings(database_url: str, data_dir: Path, **overrides: object) -> 
 
 @pytest.fixture(scope="session")
 def _remove_test_containers() -> Iterator[None]:
+    with contextlib.suppress(docker.errors.DockerException):
+        remove_test_containers(older_than=STALE_TEST_CONTAINERS)
     yield
     with contextlib.suppress(docker.errors.DockerException):
         remove_test_containers()

@@ -21,7 +21,8 @@ from server.sandbox.manager import ExecParams, SandboxManager
 from server.sandbox.views import ExecEvent, ExecExited, ExecOutput, ExecStarted
 
 # Every namespace a test run uses starts with this, so clean-up finds them all.
-RUN_PREFIX = f"sbxtest-{secrets.token_hex(3)}"
+TEST_PREFIX = "sbxtest-"
+RUN_PREFIX = f"{TEST_PREFIX}{secrets.token_hex(3)}"
 
 
 def namespace(purpose: str) -> str:
@@ -146,21 +147,33 @@ async def shell(manager: SandboxManager, caller: Caller, sandbox_id: str, comman
     return await run(manager, caller, sandbox_id, params(script=command, timeout=20))
 
 
-async def stderr_until(
-    execution: Execution, wanted: bytes
+async def output_until(
+    execution: Execution, stream_wanted: Stream, wanted: bytes
 ) -> tuple[AsyncIterator[ExecEvent], list[ExecEvent]]:
-    """Reads events until `wanted` has appeared on stderr; answers the (still open) stream
-    and what was read."""
+    """Reads events until `wanted` has appeared on one stream (case-insensitively); answers
+    the (still open) event stream and what was read."""
     stream = execution.events()
     seen: list[ExecEvent] = []
     text = b""
     async for event in stream:
         seen.append(event)
-        if isinstance(event, ExecOutput) and event.stream is Stream.STDERR:
+        if isinstance(event, ExecOutput) and event.stream is stream_wanted:
             text += event.data
-            if wanted in text.lower():
+            if wanted.lower() in text.lower():
                 return stream, seen
     raise AssertionError(f"{wanted!r} never appeared: {seen!r}")
+
+
+async def stderr_until(
+    execution: Execution, wanted: bytes
+) -> tuple[AsyncIterator[ExecEvent], list[ExecEvent]]:
+    return await output_until(execution, Stream.STDERR, wanted)
+
+
+async def stdout_until(
+    execution: Execution, wanted: bytes
+) -> tuple[AsyncIterator[ExecEvent], list[ExecEvent]]:
+    return await output_until(execution, Stream.STDOUT, wanted)
 
 
 def managed_containers(namespace_value: str) -> list[dict[str, object]]:
@@ -183,14 +196,22 @@ async def container_ids(namespace_value: str) -> set[str]:
     return {str(row["Id"]) for row in rows}
 
 
-def remove_test_containers() -> int:
-    """Removes every container any namespace of this test run created."""
+def remove_test_containers(older_than: timedelta | None = None) -> int:
+    """Removes every container of this test run, or (`older_than`) of any test run that
+    started that long ago (left behind by a run that was killed)."""
     client = docker.from_env()
     removed = 0
+    now = time.time()
     try:
         for row in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
             labels = row.get("Labels") or {}
-            if str(labels.get(LABEL_NAMESPACE, "")).startswith(RUN_PREFIX):
+            space = str(labels.get(LABEL_NAMESPACE, ""))
+            if older_than is None:
+                doomed = space.startswith(RUN_PREFIX)
+            else:
+                age = now - float(row.get("Created") or now)
+                doomed = space.startswith(TEST_PREFIX) and age > older_than.total_seconds()
+            if doomed:
                 client.api.remove_container(row["Id"], v=True, force=True)
                 removed += 1
     finally:

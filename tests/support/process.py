@@ -15,7 +15,14 @@ _SERVING = re.compile(rb"forge: serving on port (\d+)")
 
 class ServerProcess:
     def __init__(self, env: Mapping[str, str], startup_timeout: float = 60.0) -> None:
-        self._env = {**os.environ, "FORGE_LISTEN_ADDRESS": "127.0.0.1:0", **env}
+        self._env = {
+            **os.environ,
+            "FORGE_LISTEN_ADDRESS": "127.0.0.1:0",
+            # Keep sandbox containers apart from other servers' and start no warm pool.
+            "FORGE_SANDBOX_NAMESPACE": f"test-process-{os.getpid()}",
+            "FORGE_SANDBOX_POOL_SIZE": "0",
+            **env,
+        }
         self._startup_timeout = startup_timeout
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0

@@ -1,7 +1,7 @@
 """sandboxes and their executions
 
-Revision ID: 0002_sandboxes
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0002_sandboxes"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -64,7 +64,12 @@ def upgrade() -> None:
         unique=False,
         postgresql_where="state IN ('creating', 'running', 'paused')",
     )
-    op.create_index("ix_sandboxes_project_id_id", "sandboxes", ["project_id", "id"], unique=False)
+    op.create_index(
+        "ix_sandboxes_project_id_create_time",
+        "sandboxes",
+        ["project_id", "create_time", "id"],
+        unique=False,
+    )
     op.create_table(
         "sandbox_executions",
         sa.Column("id", sa.UUID(), nullable=False),
@@ -113,7 +118,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_sandbox_executions_sandbox_id"), table_name="sandbox_executions")
     op.drop_table("sandbox_executions")
-    op.drop_index("ix_sandboxes_project_id_id", table_name="sandboxes")
+    op.drop_index("ix_sandboxes_project_id_create_time", table_name="sandboxes")
     op.drop_index(
         "ix_sandboxes_live",
         table_name="sandboxes",

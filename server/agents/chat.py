@@ -1,0 +1,383 @@
+"""Chat: one user message in, one streamed assistant answer out.
+
+`Chats.open` checks access and quota, stores the user message and an IN_PROGRESS assistant
+message, and plans the provider request (history trimmed to the token budget, newest turns
+kept). `ChatTurn.events()` then yields `ChatStarted`, the provider's `TextDelta`s exactly as
+they arrive (nothing is written per delta), and at the end `ChatUsage`, one `ChatArtifact`
+per artifact the answer listeners produced, and `ChatCompleted`; or `ChatFailed` followed by
+the error itself when the provider fails.
+
+Whatever ends the stream, the answer is settled exactly once: `complete`, `failed` (with
+the error) or `cancelled` (the client went away or its deadline passed: the provider stream
+is closed at once). Settling runs in a task of its own that the caller's cancellation
+cannot interrupt, so the partial text is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Coroutine, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from types import AsyncGeneratorType
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.agents import store
+from server.agents.access import conversation_with_role
+from server.agents.hooks import AnswerListener, CompletedAnswer
+from server.agents.profiles import AgentProfiles
+from server.agents.providers import (
+    ChatMessage,
+    ChatProvider,
+    ChatRequest,
+    Finish,
+    ProviderRegistry,
+    ProviderStreamError,
+    Role,
+    TextDelta,
+    Usage,
+    estimate_tokens,
+    trim_history,
+)
+from server.agents.providers.errors import UNAVAILABLE as PROVIDER_UNAVAILABLE
+from server.agents.usage import UsageLedger
+from server.agents.views import (
+    ChatArtifact,
+    ChatCompleted,
+    ChatEventView,
+    ChatFailed,
+    ChatStarted,
+    ChatUsage,
+)
+from server.core.context import Caller
+from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
+from server.core.ids import new_id
+from server.projects.access import ProjectRole
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_CONTENT_CHARS = 200_000
+HISTORY_MESSAGES = 400
+"""Newest messages read before trimming to the token budget."""
+TITLE_CHARS = 80
+
+
+def _title_from(content: str) -> str:
+    first_line = next((line.strip() for line in content.splitlines() if line.strip()), "")
+    if len(first_line) <= TITLE_CHARS:
+        return first_line
+    return first_line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def _error_document(error: ForgeError) -> dict[str, Any]:
+    return {
+        "code": error.code.value,
+        "reason": error.reason,
+        "message": error.message,
+        "metadata": dict(error.metadata),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """What one answer is about, fixed when the chat opens."""
+
+    project_id: uuid.UUID
+    conversation_id: uuid.UUID
+    user_id: uuid.UUID
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+    model: str
+    provider: ChatProvider
+    request: ChatRequest
+    estimated_input_tokens: int
+
+
+class Chats:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        registry: ProviderRegistry,
+        profiles: AgentProfiles,
+        ledger: UsageLedger,
+        listeners: Sequence[AnswerListener],
+        history_token_budget: int,
+    ) -> None:
+        self._sessions = sessions
+        self._registry = registry
+        self._profiles = profiles
+        self._ledger = ledger
+        # The list itself, not a copy: other services register listeners while wiring.
+        self._listeners = listeners
+        self._budget = history_token_budget
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- background work that a cancelled caller must not interrupt ------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            # Retrieved so that asyncio does not warn: a failure either reached the caller
+            # awaiting it or was logged by the work itself.
+            task.exception()
+
+    async def shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.shield(self.spawn(work))
+
+    async def drain(self, timeout: float) -> None:
+        """Waits (at most `timeout` s) for answers still being settled (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    # --- opening a chat --------------------------------------------------------------------
+
+    async def open(
+        self, caller: Caller, conversation_id: str, content: str, model: str
+    ) -> ChatTurn:
+        violations: list[FieldViolation] = []
+        if not content.strip():
+            violations.append(FieldViolation("content", "is required"))
+        elif len(content) > MAX_CONTENT_CHARS:
+            violations.append(
+                FieldViolation("content", f"must be at most {MAX_CONTENT_CHARS} characters")
+            )
+        elif "\x00" in content:
+            violations.append(FieldViolation("content", "must not contain NUL characters"))
+        if violations:
+            raise InvalidArgument.of(violations)
+        opening = self.spawn(self._open(caller, conversation_id, content, model))
+        try:
+            turn = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Gone before the answer started: once stored, it is settled as cancelled.
+            opening.add_done_callback(self._settle_if_opened)
+            raise
+        return ChatTurn(self, turn)
+
+    async def _open(self, caller: Caller, conversation_id: str, content: str, model: str) -> _Turn:
+        """Checks and plans the answer, and stores both messages: one transaction."""
+        user_id = uuid.UUID(caller.user_id)
+        async with self._sessions() as db, db.begin():
+            conversation = await conversation_with_role(
+                db, caller, conversation_id, ProjectRole.EDITOR
+            )
+            agent = (
+                await self._profiles.find(db, conversation.project_id, conversation.agent_id)
+                if conversation.agent_id
+                else None
+            )
+            chosen = (
+                model or conversation.model or (agent.model if agent else "")
+            ) or self._registry.default_model
+            resolved = self._registry.resolve(chosen, field="model")
+            await self._ledger.check_quota(db, user_id)
+            earlier = (
+                await store.recent_turns(db, conversation.id, HISTORY_MESSAGES)
+                if conversation.message_count
+                else []
+            )
+            system = agent.system_prompt if agent else ""
+            history = [ChatMessage(Role(role), text) for role, text in earlier]
+            history.append(ChatMessage.user(content))
+            trimmed = trim_history(system, history, self._budget)
+            turn = _Turn(
+                project_id=conversation.project_id,
+                conversation_id=conversation.id,
+                user_id=user_id,
+                user_message_id=new_id(),
+                assistant_message_id=new_id(),
+                model=resolved.id,
+                provider=resolved.provider,
+                request=ChatRequest(
+                    model=resolved.name,
+                    messages=trimmed.messages,
+                    system=system,
+                    max_tokens=(agent.max_output_tokens if agent else 0) or None,
+                    temperature=agent.temperature if agent else None,
+                ),
+                estimated_input_tokens=trimmed.estimated_tokens,
+            )
+            await store.add_messages(
+                db,
+                conversation.id,
+                [
+                    {
+                        "id": turn.user_message_id,
+                        "role": "user",
+                        "content": content,
+                        "model": "",
+                        "status": "complete",
+                        "author_id": user_id,
+                    },
+                    {
+                        "id": turn.assistant_message_id,
+                        "role": "assistant",
+                        "content": "",
+                        "model": turn.model,
+                        "status": "in_progress",
+                        "author_id": None,
+                    },
+                ],
+                title="" if conversation.title else _title_from(content),
+            )
+        return turn
+
+    def _settle_if_opened(self, opening: asyncio.Task[_Turn]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            self.spawn(self.settle(opening.result(), "", "cancelled", None, Usage(), None))
+
+    # --- ending an answer ------------------------------------------------------------------
+
+    async def settle(
+        self,
+        turn: _Turn,
+        text: str,
+        status: str,
+        finish_reason: str | None,
+        usage: Usage,
+        error: ForgeError | None,
+    ) -> None:
+        """Stores how the answer ended, and charges its tokens to the user."""
+        try:
+            async with self._sessions() as db, db.begin():
+                await store.settle_message(
+                    db,
+                    turn.assistant_message_id,
+                    content=text.replace("\x00", ""),
+                    status=status,
+                    finish_reason=finish_reason,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    error=_error_document(error) if error is not None else None,
+                )
+                if usage.input_tokens or usage.output_tokens:
+                    await self._ledger.record(db, turn.user_id, turn.model, usage)
+        except Exception:
+            log.exception(
+                "could not store the end of an answer",
+                extra={"message_id": str(turn.assistant_message_id), "status": status},
+            )
+            raise
+
+    async def notify(self, turn: _Turn, text: str) -> list[Any]:
+        """Runs the answer listeners; returns the artifacts they produced."""
+        answer = CompletedAnswer(
+            project_id=turn.project_id,
+            conversation_id=turn.conversation_id,
+            message_id=turn.assistant_message_id,
+            user_id=turn.user_id,
+            text=text,
+        )
+        artifacts: list[Any] = []
+        for listener in list(self._listeners):
+            try:
+                artifacts.extend(await listener.answer_completed(answer))
+            except Exception:
+                # The answer itself is complete and stored; a listener's failure is its own.
+                log.exception("an answer listener failed", extra={"listener": repr(listener)})
+        ids = [str(artifact.id) for artifact in artifacts if getattr(artifact, "id", "")]
+        if ids:
+            async with self._sessions() as db, db.begin():
+                await store.settle_message(db, turn.assistant_message_id, artifact_ids=ids)
+        return artifacts
+
+
+class ChatTurn:
+    """One answer being streamed: iterate `events()` once, and call `call_ended()` when the
+    RPC is over."""
+
+    def __init__(self, chats: Chats, turn: _Turn) -> None:
+        self._chats = chats
+        self._turn = turn
+        self._stream: AsyncGeneratorType[ChatStarted | ChatEventView, None] | None = None
+        self._settled = False
+
+    def events(self) -> AsyncGenerator[ChatStarted | ChatEventView, None]:
+        stream = self._events()
+        assert isinstance(stream, AsyncGeneratorType)
+        self._stream = stream
+        return stream
+
+    def call_ended(self) -> None:
+        """The RPC is over. An answer cut short is stopped and settled now, rather than
+        whenever its abandoned generator is finalised: when the cancellation reached the
+        transport instead of this generator's await, the generator is left suspended at a
+        `yield`. (While it is inside an await, its own task's cancellation reaches it.)"""
+        stream = self._stream
+        if stream is not None and not self._settled and not stream.ag_running:
+            self._chats.spawn(self._close(stream))
+
+    async def _close(self, stream: AsyncGenerator[ChatStarted | ChatEventView, None]) -> None:
+        await stream.aclose()
+        if not self._settled:  # closed before it ever ran
+            self._settled = True
+            await self._chats.settle(self._turn, "", "cancelled", None, Usage(), None)
+
+    @property
+    def started(self) -> ChatStarted:
+        turn = self._turn
+        return ChatStarted(turn.user_message_id, turn.assistant_message_id, turn.model)
+
+    async def _events(self) -> AsyncGenerator[ChatStarted | ChatEventView, None]:
+        chats = self._chats
+        turn = self._turn
+        parts: list[str] = []
+        append = parts.append
+        outcome: Finish | ForgeError | None = None
+        try:
+            yield self.started
+            async with aclosing(turn.provider.stream(turn.request)) as stream:
+                async for event in stream:
+                    if type(event) is TextDelta:
+                        append(event.text)
+                        yield event
+                    elif type(event) is Finish:
+                        outcome = event
+                    # Chats offer the model no tools, so a ToolCallRequest is not expected.
+        except ProviderStreamError as failure:
+            outcome = failure.error
+        except ForgeError as failure:
+            outcome = failure
+        except BaseException as stopped:
+            # The client cancelled, its deadline passed, or a bug: keep what was produced.
+            self._settled = True
+            status = (
+                "cancelled"
+                if isinstance(stopped, asyncio.CancelledError | GeneratorExit)
+                else "failed"
+            )
+            bug = None if status == "cancelled" else ForgeError("the answer failed", "INTERNAL")
+            text = "".join(parts)
+            usage = Usage(turn.estimated_input_tokens, estimate_tokens(text)) if text else Usage()
+            chats.spawn(chats.settle(turn, text, status, None, usage, bug))
+            raise
+        self._settled = True
+        text = "".join(parts)
+        if isinstance(outcome, Finish):
+            await chats.shielded(
+                chats.settle(turn, text, "complete", outcome.reason, outcome.usage, None)
+            )
+            yield ChatUsage(outcome.usage)
+            for artifact in await chats.shielded(chats.notify(turn, text)):
+                yield ChatArtifact(artifact)
+            yield ChatCompleted(outcome.reason)
+            return
+        error = outcome or Unavailable(
+            "the model ended its answer without finishing it", PROVIDER_UNAVAILABLE
+        )
+        usage = Usage(turn.estimated_input_tokens, estimate_tokens(text)) if text else Usage()
+        await chats.shielded(chats.settle(turn, text, "failed", None, usage, error))
+        yield ChatFailed(error)
+        raise error

@@ -1,0 +1,243 @@
+"""AgentService servicer: protos in, agent domain calls, protos out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from forge.agents.v1 import agents_pb2, agents_pb2_grpc
+from google.api import httpbody_pb2
+from google.protobuf import empty_pb2
+
+from server.agents import catalog, convert
+from server.agents import conversations as conversation_fields
+from server.agents import profiles as profile_fields
+from server.agents.chat import Chats
+from server.agents.conversations import Conversations
+from server.agents.profiles import AgentProfiles
+from server.agents.providers import ProviderRegistry, TextDelta
+from server.agents.usage import UsageLedger
+from server.core.context import current_call
+from server.core.errors import FieldViolation, InvalidArgument
+from server.core.fieldmask import mask_paths
+from server.core.pagination import PageTokens
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_ChatEvent = agents_pb2.ChatEvent
+_TextDelta = agents_pb2.TextDelta
+
+
+class AgentService(agents_pb2_grpc.AgentServiceServicer):
+    # Runs come with a later issue. These stay the generated base's own methods, which the
+    # call interceptor answers UNIMPLEMENTED (ServiceBinding.unimplemented_paths).
+    StartRun = agents_pb2_grpc.AgentServiceServicer.StartRun
+    GetRun = agents_pb2_grpc.AgentServiceServicer.GetRun
+    ListRuns = agents_pb2_grpc.AgentServiceServicer.ListRuns
+    WatchRun = agents_pb2_grpc.AgentServiceServicer.WatchRun
+    CancelRun = agents_pb2_grpc.AgentServiceServicer.CancelRun
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        profiles: AgentProfiles,
+        conversations: Conversations,
+        chats: Chats,
+        ledger: UsageLedger,
+        page_tokens: PageTokens,
+        max_output_tokens: int,
+    ) -> None:
+        self._registry = registry
+        self._profiles = profiles
+        self._conversations = conversations
+        self._chats = chats
+        self._ledger = ledger
+        self._pages = page_tokens
+        self._max_output_tokens = max_output_tokens
+
+    # --- models ----------------------------------------------------------------------
+
+    async def ListModels(
+        self, request: agents_pb2.ListModelsRequest, context: Context
+    ) -> agents_pb2.ListModelsResponse:
+        current_call().require_caller()
+        page = self._pages.page(
+            "models", request.page_size, request.page_token, {"provider": request.provider}
+        )
+        result = catalog.list_models(self._registry, request.provider, page.after, page.size)
+        return agents_pb2.ListModelsResponse(
+            models=[convert.model_to_proto(m, self._max_output_tokens) for m in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key)
+            if result.next_key
+            else "",
+        )
+
+    # --- agent profiles --------------------------------------------------------------
+
+    async def ListAgents(
+        self, request: agents_pb2.ListAgentsRequest, context: Context
+    ) -> agents_pb2.ListAgentsResponse:
+        caller = current_call().require_caller()
+        page = self._pages.page(
+            "agents", request.page_size, request.page_token, {"project_id": request.project_id}
+        )
+        result = await self._profiles.list(caller, request.project_id, page.after, page.size)
+        return agents_pb2.ListAgentsResponse(
+            agents=[convert.agent_to_proto(agent) for agent in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key)
+            if result.next_key
+            else "",
+        )
+
+    async def GetAgent(
+        self, request: agents_pb2.GetAgentRequest, context: Context
+    ) -> agents_pb2.Agent:
+        caller = current_call().require_caller()
+        agent = await self._profiles.get(caller, request.project_id, request.agent_id)
+        return convert.agent_to_proto(agent)
+
+    async def CreateAgent(
+        self, request: agents_pb2.CreateAgentRequest, context: Context
+    ) -> agents_pb2.Agent:
+        caller = current_call().require_caller()
+        if not request.HasField("agent"):
+            raise InvalidArgument.of([FieldViolation("agent", "is required")])
+        agent = await self._profiles.create(
+            caller, request.project_id, convert.agent_draft(request.agent)
+        )
+        return convert.agent_to_proto(agent)
+
+    async def UpdateAgent(
+        self, request: agents_pb2.UpdateAgentRequest, context: Context
+    ) -> agents_pb2.Agent:
+        caller = current_call().require_caller()
+        if not request.HasField("agent"):
+            raise InvalidArgument.of([FieldViolation("agent", "is required")])
+        paths = mask_paths(request.update_mask.paths, profile_fields.MUTABLE_FIELDS)
+        agent = await self._profiles.update(
+            caller, request.project_id, request.agent.id, convert.agent_draft(request.agent), paths
+        )
+        return convert.agent_to_proto(agent)
+
+    async def DeleteAgent(
+        self, request: agents_pb2.DeleteAgentRequest, context: Context
+    ) -> empty_pb2.Empty:
+        caller = current_call().require_caller()
+        await self._profiles.delete(caller, request.project_id, request.agent_id)
+        return empty_pb2.Empty()
+
+    # --- conversations ---------------------------------------------------------------
+
+    async def CreateConversation(
+        self, request: agents_pb2.CreateConversationRequest, context: Context
+    ) -> agents_pb2.Conversation:
+        caller = current_call().require_caller()
+        row = await self._conversations.create(
+            caller, request.project_id, convert.conversation_draft(request.conversation)
+        )
+        return convert.conversation_to_proto(row)
+
+    async def GetConversation(
+        self, request: agents_pb2.GetConversationRequest, context: Context
+    ) -> agents_pb2.Conversation:
+        caller = current_call().require_caller()
+        row = await self._conversations.get(caller, request.conversation_id)
+        return convert.conversation_to_proto(row)
+
+    async def ListConversations(
+        self, request: agents_pb2.ListConversationsRequest, context: Context
+    ) -> agents_pb2.ListConversationsResponse:
+        caller = current_call().require_caller()
+        filters = {"project_id": request.project_id, "agent_id": request.agent_id}
+        page = self._pages.page("conversations", request.page_size, request.page_token, filters)
+        result = await self._conversations.list(
+            caller, request.project_id, request.agent_id, page.after, page.size
+        )
+        return agents_pb2.ListConversationsResponse(
+            conversations=[convert.conversation_to_proto(row) for row in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key)
+            if result.next_key
+            else "",
+        )
+
+    async def UpdateConversation(
+        self, request: agents_pb2.UpdateConversationRequest, context: Context
+    ) -> agents_pb2.Conversation:
+        caller = current_call().require_caller()
+        if not request.HasField("conversation"):
+            raise InvalidArgument.of([FieldViolation("conversation", "is required")])
+        paths = mask_paths(request.update_mask.paths, conversation_fields.MUTABLE_FIELDS)
+        row = await self._conversations.update(
+            caller,
+            request.conversation.id,
+            convert.conversation_draft(request.conversation),
+            paths,
+        )
+        return convert.conversation_to_proto(row)
+
+    async def DeleteConversation(
+        self, request: agents_pb2.DeleteConversationRequest, context: Context
+    ) -> empty_pb2.Empty:
+        caller = current_call().require_caller()
+        await self._conversations.delete(caller, request.conversation_id)
+        return empty_pb2.Empty()
+
+    async def ListMessages(
+        self, request: agents_pb2.ListMessagesRequest, context: Context
+    ) -> agents_pb2.ListMessagesResponse:
+        caller = current_call().require_caller()
+        filters = {"conversation_id": request.conversation_id}
+        page = self._pages.page("messages", request.page_size, request.page_token, filters)
+        result = await self._conversations.messages(
+            caller, request.conversation_id, page.after, page.size
+        )
+        return agents_pb2.ListMessagesResponse(
+            messages=[convert.message_to_proto(row) for row in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key)
+            if result.next_key
+            else "",
+        )
+
+    async def ExportConversation(
+        self, request: agents_pb2.ExportConversationRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        caller = current_call().require_caller()
+        document = await self._conversations.export(caller, request.conversation_id, request.format)
+        # Through the gateway this header makes the answer a file download.
+        await context.send_initial_metadata(
+            (("content-disposition", f'attachment; filename="{document.filename}"'),)
+        )
+        return httpbody_pb2.HttpBody(content_type=document.content_type, data=document.data)
+
+    # --- chat ------------------------------------------------------------------------
+
+    async def Chat(
+        self, request: agents_pb2.ChatRequest, context: Context
+    ) -> AsyncIterator[agents_pb2.ChatEvent]:
+        caller = current_call().require_caller()
+        turn = await self._chats.open(
+            caller, request.conversation_id, request.content, request.model
+        )
+        # (grpc-stubs types the callback as a class, not a protocol, hence the ignore)
+        context.add_done_callback(lambda _: turn.call_ended())  # type: ignore[arg-type]
+        seq = 0
+        # The hot path: one small message per delta, nothing else.
+        async for event in turn.events():
+            seq += 1
+            if type(event) is TextDelta:
+                yield _ChatEvent(seq=seq, delta=_TextDelta(text=event.text))
+            else:
+                yield convert.chat_event(event, seq)
+
+    # --- usage -----------------------------------------------------------------------
+
+    async def GetUsage(
+        self, request: agents_pb2.GetUsageRequest, context: Context
+    ) -> agents_pb2.Usage:
+        caller = current_call().require_caller()
+        report = await self._ledger.report(
+            uuid.UUID(caller.user_id), request.start_day, request.end_day
+        )
+        return convert.usage_to_proto(report)

@@ -1,0 +1,111 @@
+"""GenerateImage: an image from a prompt, kept as an `image` artifact and counted in the
+caller's usage (AgentService's daily usage table: one image for the model, today, UTC)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.artifacts import store, validation
+from server.artifacts.core import ArtifactsCore
+from server.artifacts.images import ImageGenerator
+from server.artifacts.kinds import Kind, Origin
+from server.artifacts.manager import ArtifactManager
+from server.core.context import Caller
+from server.core.errors import Violations
+from server.core.timestamps import utcnow
+from server.db.artifact_models import ArtifactRow
+from server.projects.access import ProjectRole, require_project_role
+
+MAX_PROMPT = 4000
+MAX_STYLE = 100
+MIN_SIDE, MAX_SIDE = 16, 4096
+DEFAULT_SIZE = (1024, 1024)
+
+_SIZE = re.compile(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*")
+_SLUG = re.compile(r"[^a-z0-9]+")
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    project_id: str
+    prompt: str
+    size: str = ""
+    style: str = ""
+    model: str = ""
+    title: str = ""
+    conversation_id: str = ""
+
+
+def parse_size(value: str, violations: Violations) -> tuple[int, int]:
+    if not value.strip():
+        return DEFAULT_SIZE
+    match = _SIZE.fullmatch(value)
+    if match is None:
+        violations.add("size", "must be WIDTHxHEIGHT, e.g. 1024x1024")
+        return DEFAULT_SIZE
+    width, height = int(match[1]), int(match[2])
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        violations.add("size", f"each side must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+    return width, height
+
+
+def image_filename(prompt: str, content_type: str) -> str:
+    slug = _SLUG.sub("-", prompt.lower()).strip("-")[:48].rstrip("-") or "image"
+    return f"{slug}.{_EXTENSIONS.get(content_type, 'img')}"
+
+
+def image_title(prompt: str) -> str:
+    line = " ".join(prompt.split())
+    return line if len(line) <= 100 else line[:99].rstrip() + "…"
+
+
+class ImageArtifacts:
+    def __init__(
+        self, core: ArtifactsCore, manager: ArtifactManager, generator: ImageGenerator
+    ) -> None:
+        self._core = core
+        self._manager = manager
+        self._generator = generator
+
+    async def generate(self, caller: Caller, spec: ImageSpec) -> ArtifactRow:
+        violations = Violations()
+        project_id = validation.required_id(spec.project_id, "project_id", violations)
+        prompt = spec.prompt.strip()
+        if not prompt:
+            violations.add("prompt", "is required")
+        elif len(prompt) > MAX_PROMPT:
+            violations.add("prompt", f"must be at most {MAX_PROMPT} characters")
+        width, height = parse_size(spec.size, violations)
+        style = spec.style.strip()
+        if len(style) > MAX_STYLE or any(ord(c) < 32 for c in style):
+            violations.add("style", f"must be one line of at most {MAX_STYLE} characters")
+        title = validation.title(spec.title, "title", violations)
+        conversation = validation.optional_id(spec.conversation_id, "conversation_id", violations)
+        violations.raise_if_any()
+        assert project_id is not None
+        model = self._generator.resolve(spec.model.strip())
+        async with self._core.sessions() as db:
+            await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
+        image = await self._generator.generate(model, prompt, style, width, height)
+        user = uuid.UUID(caller.user_id)
+        new = store.NewArtifact(
+            project_id=project_id,
+            title=title or image_title(prompt),
+            filename=image_filename(prompt, image.content_type),
+            language="",
+            kind=Kind.IMAGE,
+            content_type=image.content_type,
+            origin=Origin.IMAGE_GENERATION,
+            creator_id=user,
+            conversation_id=conversation,
+        )
+
+        async def count_usage(db: AsyncSession) -> None:
+            await store.count_generated_image(db, user, model, utcnow().date())
+
+        return await self._manager.record_new(caller, new, image.data, also=count_usage)

@@ -1,0 +1,286 @@
+"""Artifacts and their versions: create, read, list, update (new content is a new version,
+under optimistic concurrency) and delete (with the blobs nothing references any more).
+
+Content in hand (CreateArtifact, UpdateArtifact) is stored before the transaction that
+records it, and removed again if that transaction fails (see blobrefs.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.artifacts import store, validation
+from server.artifacts.access import artifact_for
+from server.artifacts.core import ArtifactsCore, version_conflict
+from server.artifacts.kinds import Kind, Origin
+from server.artifacts.storage import BlobInfo
+from server.artifacts.storage.errors import upload_too_large
+from server.artifacts.storage.upload import finish_cleanup
+from server.artifacts.validation import Fields
+from server.core.context import Caller
+from server.core.errors import FieldViolation, InvalidArgument, Violations
+from server.core.pagination import paginate
+from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
+from server.projects.access import ProjectRole, require_project_role
+
+MUTABLE_FIELDS = ("title", "filename", "language", "kind", "content_type")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a new artifact came from, as ids in text (validated here)."""
+
+    conversation_id: str = ""
+    message_id: str = ""
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    conversation_id: str = ""
+    language: str = ""
+    kind: Kind | None = None
+    run_id: str = ""
+
+
+class ArtifactManager:
+    def __init__(self, core: ArtifactsCore) -> None:
+        self._core = core
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def get(self, caller: Caller, artifact_id: str) -> ArtifactRow:
+        aid = _artifact_id(artifact_id, "artifact_id")
+        async with self._core.sessions() as db:
+            return await artifact_for(db, caller, aid, ProjectRole.VIEWER)
+
+    async def list_artifacts(
+        self,
+        caller: Caller,
+        project_id: str,
+        filters: ListFilters,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[ArtifactRow], str]:
+        violations = Violations()
+        pid = validation.required_id(project_id, "project_id", violations)
+        conversation = validation.optional_id(
+            filters.conversation_id, "conversation_id", violations
+        )
+        run = validation.optional_id(filters.run_id, "run_id", violations)
+        language = validation.language(filters.language, "language", violations)
+        violations.raise_if_any()
+        assert pid is not None
+        checked = store.ArtifactFilters(conversation, language, filters.kind, run)
+        page = self._core.pages.page(
+            "artifacts",
+            page_size,
+            page_token,
+            {
+                "project": str(pid),
+                "conversation": str(conversation or ""),
+                "language": language,
+                "kind": filters.kind.value if filters.kind else "",
+                "run": str(run or ""),
+            },
+        )
+        async with self._core.sessions() as db:
+            await require_project_role(db, caller, pid, ProjectRole.VIEWER)
+            rows = await store.list_page(db, pid, checked, page)
+        items, more = paginate(rows, page)
+        token = self._core.pages.next_token(page, [items[-1].id]) if more else ""
+        return items, token
+
+    async def list_versions(
+        self, caller: Caller, artifact_id: str, page_size: int, page_token: str
+    ) -> tuple[list[ArtifactVersionRow], str]:
+        aid = _artifact_id(artifact_id, "artifact_id")
+        page = self._core.pages.page(
+            "artifact_versions", page_size, page_token, {"artifact": str(aid)}
+        )
+        after = _version_cursor(page.after)
+        async with self._core.sessions() as db:
+            await artifact_for(db, caller, aid, ProjectRole.VIEWER)
+            rows = await store.list_versions(db, aid, after, page.size + 1)
+        items, more = paginate(rows, page)
+        token = self._core.pages.next_token(page, [items[-1].version]) if more else ""
+        return items, token
+
+    # --- writes --------------------------------------------------------------------
+
+    async def create(
+        self, caller: Caller, project_id: str, fields: Fields, sources: Sources, content: bytes
+    ) -> ArtifactRow:
+        limits = self._core.limits
+        violations = Violations()
+        pid = validation.required_id(project_id, "project_id", violations)
+        checked = validation.new_fields(fields, "artifact", violations)
+        validation.allowed_content_type(
+            checked.content_type,
+            limits.allowed_content_types,
+            "artifact.content_type",
+            violations,
+        )
+        conversation = validation.optional_id(
+            sources.conversation_id, "artifact.conversation_id", violations
+        )
+        message = validation.optional_id(sources.message_id, "artifact.message_id", violations)
+        run = validation.optional_id(sources.run_id, "artifact.run_id", violations)
+        violations.raise_if_any()
+        assert pid is not None
+        if len(content) > limits.max_upload_bytes:
+            raise upload_too_large(limits.max_upload_bytes)
+        async with self._core.sessions() as db:
+            await require_project_role(db, caller, pid, ProjectRole.EDITOR)
+        new = store.NewArtifact(
+            project_id=pid,
+            title=checked.title,
+            filename=checked.filename,
+            language=checked.language,
+            kind=checked.kind,
+            content_type=checked.content_type,
+            origin=Origin.API,
+            creator_id=uuid.UUID(caller.user_id),
+            conversation_id=conversation,
+            message_id=message,
+            run_id=run,
+        )
+        return await self.record_new(caller, new, content)
+
+    async def record_new(
+        self,
+        caller: Caller,
+        new: store.NewArtifact,
+        content: bytes,
+        also: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    ) -> ArtifactRow:
+        """Stores `content` and records it as the new artifact's first version (the caller's
+        role is checked again in the recording transaction, in which `also` runs too)."""
+        blobs = self._core.blobs
+        blob = await blobs.put_bytes(content, new.content_type)
+        async with (
+            self._core.keeper.releasing_on_failure([blob]),
+            self._core.sessions() as db,
+            db.begin(),
+        ):
+            await require_project_role(db, caller, new.project_id, ProjectRole.EDITOR)
+            await self._core.keeper.hold(
+                db, [blob.sha256], lambda _: blobs.put_bytes(content, new.content_type)
+            )
+            row, _ = await store.insert_artifact(db, new, blob)
+            if also is not None:
+                await also(db)
+        return row
+
+    async def update(
+        self,
+        caller: Caller,
+        artifact_id: str,
+        paths: set[str],
+        fields: Fields,
+        content: bytes | None,
+        base_version: int,
+    ) -> ArtifactRow:
+        limits = self._core.limits
+        violations = Violations()
+        aid = validation.required_id(artifact_id, "artifact.id", violations)
+        changes = _metadata_changes(paths, fields, limits.allowed_content_types, violations)
+        if content is not None and base_version < 1:
+            violations.add(
+                "base_version", "must be the version the new content is based on (the latest)"
+            )
+        if not paths and content is None:
+            violations.add("update_mask", "name at least one field to update, or send content")
+        violations.raise_if_any()
+        assert aid is not None
+        blob: BlobInfo | None = None
+        content_type = changes.get("content_type")
+        if content is not None:
+            if len(content) > limits.max_upload_bytes:
+                raise upload_too_large(limits.max_upload_bytes)
+            async with self._core.sessions() as db:
+                current = await artifact_for(db, caller, aid, ProjectRole.EDITOR)
+            if base_version != current.latest_version:  # fail before storing anything
+                raise version_conflict(base_version, current.latest_version)
+            content_type = content_type or current.content_type
+            blob = await self._core.blobs.put_bytes(content, content_type)
+        async with (
+            self._core.keeper.releasing_on_failure([blob] if blob else []),
+            self._core.sessions() as db,
+            db.begin(),
+        ):
+            row = await artifact_for(db, caller, aid, ProjectRole.EDITOR, lock=True)
+            for name in ("title", "filename", "language", "kind"):
+                if name in changes:
+                    setattr(row, name, changes[name])
+            if blob is not None and content is not None and content_type is not None:
+                if base_version != row.latest_version:
+                    raise version_conflict(base_version, row.latest_version)
+                data, kind = content, content_type
+                await self._core.keeper.hold(
+                    db, [blob.sha256], lambda _: self._core.blobs.put_bytes(data, kind)
+                )
+                await store.append_version(db, row, blob, content_type, uuid.UUID(caller.user_id))
+            elif content_type is not None:
+                await store.relabel_latest(db, row, content_type)
+            await db.flush()
+        return row
+
+    async def delete(self, caller: Caller, artifact_id: str) -> None:
+        aid = _artifact_id(artifact_id, "artifact_id")
+        async with self._core.sessions() as db, db.begin():
+            row = await artifact_for(db, caller, aid, ProjectRole.EDITOR, lock=True)
+            shas = await store.shas_of_artifact(db, row.id)
+            await store.delete_artifact(db, row.id)
+        # Runs to the end even if the caller goes away: the rows are gone already.
+        await finish_cleanup(self._core.keeper.release(shas))
+
+
+def _artifact_id(value: str, field: str) -> uuid.UUID:
+    violations = Violations()
+    parsed = validation.required_id(value, field, violations)
+    violations.raise_if_any()
+    assert parsed is not None
+    return parsed
+
+
+def _version_cursor(after: Sequence[str] | None) -> int:
+    if not after:
+        return 0
+    try:
+        return int(after[0])
+    except ValueError:
+        raise InvalidArgument.of(
+            [FieldViolation("page_token", "not a page token issued by this API")],
+            reason="INVALID_PAGE_TOKEN",
+        ) from None
+
+
+def _metadata_changes(
+    paths: set[str], fields: Fields, allowed: Sequence[str], violations: Violations
+) -> dict[str, str]:
+    changes: dict[str, str] = {}
+    if "title" in paths:
+        changes["title"] = validation.title(fields.title, "artifact.title", violations)
+        if not changes["title"]:
+            violations.add("artifact.title", "must not be empty")
+    if "filename" in paths:
+        changes["filename"] = validation.filename(fields.filename, "artifact.filename", violations)
+    if "language" in paths:
+        changes["language"] = validation.language(fields.language, "artifact.language", violations)
+    if "kind" in paths:
+        if fields.kind is None:
+            violations.add("artifact.kind", "must be set")
+        else:
+            changes["kind"] = fields.kind.value
+    if "content_type" in paths:
+        content_type = validation.content_type(
+            fields.content_type, "artifact.content_type", violations
+        )
+        validation.allowed_content_type(content_type, allowed, "artifact.content_type", violations)
+        changes["content_type"] = content_type
+    return changes

@@ -1,0 +1,194 @@
+"""ArtifactService servicer: protos in, domain calls, protos out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import grpc
+from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
+from google.api import httpbody_pb2
+from google.protobuf import empty_pb2
+
+from server.artifacts import convert
+from server.artifacts.content import ArtifactContent, UploadSpec
+from server.artifacts.generation import ImageArtifacts, ImageSpec
+from server.artifacts.manager import MUTABLE_FIELDS, ArtifactManager, ListFilters, Sources
+from server.artifacts.validation import Fields
+from server.core.context import current_call
+from server.core.errors import FieldViolation, InvalidArgument
+from server.core.fieldmask import mask_paths
+from server.core.timestamps import to_timestamp
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _first_must_be_metadata() -> InvalidArgument:
+    return InvalidArgument.of(
+        [FieldViolation("metadata", "the first message must carry the metadata, and only it")]
+    )
+
+
+async def _chunks(
+    requests: AsyncIterator[artifacts_pb2.UploadArtifactRequest],
+) -> AsyncIterator[bytes]:
+    async for request in requests:
+        if request.WhichOneof("payload") == "metadata":
+            raise _first_must_be_metadata()
+        if request.chunk:
+            yield request.chunk
+
+
+class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
+    def __init__(
+        self, manager: ArtifactManager, content: ArtifactContent, images: ImageArtifacts
+    ) -> None:
+        self._manager = manager
+        self._content = content
+        self._images = images
+
+    async def CreateArtifact(
+        self, request: artifacts_pb2.CreateArtifactRequest, context: Context
+    ) -> artifacts_pb2.Artifact:
+        artifact = request.artifact
+        row = await self._manager.create(
+            current_call().require_caller(),
+            request.project_id,
+            convert.fields_from_proto(artifact, "artifact"),
+            Sources(artifact.conversation_id, artifact.message_id, artifact.run_id),
+            request.content,
+        )
+        return convert.artifact_to_proto(row)
+
+    async def GetArtifact(
+        self, request: artifacts_pb2.GetArtifactRequest, context: Context
+    ) -> artifacts_pb2.Artifact:
+        row = await self._manager.get(current_call().require_caller(), request.artifact_id)
+        return convert.artifact_to_proto(row)
+
+    async def ListArtifacts(
+        self, request: artifacts_pb2.ListArtifactsRequest, context: Context
+    ) -> artifacts_pb2.ListArtifactsResponse:
+        filters = ListFilters(
+            conversation_id=request.conversation_id,
+            language=request.language,
+            kind=convert.kind_from_proto(request.kind, "kind"),
+            run_id=request.run_id,
+        )
+        rows, token = await self._manager.list_artifacts(
+            current_call().require_caller(),
+            request.project_id,
+            filters,
+            request.page_size,
+            request.page_token,
+        )
+        return artifacts_pb2.ListArtifactsResponse(
+            artifacts=[convert.artifact_to_proto(row) for row in rows], next_page_token=token
+        )
+
+    async def UpdateArtifact(
+        self, request: artifacts_pb2.UpdateArtifactRequest, context: Context
+    ) -> artifacts_pb2.Artifact:
+        # An empty mask changes no metadata (updates usually carry only new content).
+        paths: set[str] = set()
+        if request.update_mask.paths:
+            paths = mask_paths(request.update_mask.paths, MUTABLE_FIELDS)
+        content = request.content if request.HasField("content") else None
+        fields = convert.fields_from_proto(request.artifact, "artifact")
+        row = await self._manager.update(
+            current_call().require_caller(),
+            request.artifact.id,
+            paths,
+            fields,
+            content,
+            request.base_version,
+        )
+        return convert.artifact_to_proto(row)
+
+    async def DeleteArtifact(
+        self, request: artifacts_pb2.DeleteArtifactRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._manager.delete(current_call().require_caller(), request.artifact_id)
+        return empty_pb2.Empty()
+
+    async def ListArtifactVersions(
+        self, request: artifacts_pb2.ListArtifactVersionsRequest, context: Context
+    ) -> artifacts_pb2.ListArtifactVersionsResponse:
+        rows, token = await self._manager.list_versions(
+            current_call().require_caller(),
+            request.artifact_id,
+            request.page_size,
+            request.page_token,
+        )
+        return artifacts_pb2.ListArtifactVersionsResponse(
+            versions=[convert.version_to_proto(row) for row in rows], next_page_token=token
+        )
+
+    async def GetArtifactContent(
+        self, request: artifacts_pb2.GetArtifactContentRequest, context: Context
+    ) -> httpbody_pb2.HttpBody:
+        version, data = await self._content.read(
+            current_call().require_caller(), request.artifact_id, request.version
+        )
+        return httpbody_pb2.HttpBody(content_type=version.content_type, data=data)
+
+    async def DownloadArtifact(
+        self, request: artifacts_pb2.DownloadArtifactRequest, context: Context
+    ) -> AsyncIterator[artifacts_pb2.DownloadArtifactResponse]:
+        download = await self._content.open(
+            current_call().require_caller(), request.artifact_id, request.version, request.offset
+        )
+        async with download.stream as chunks:
+            yield artifacts_pb2.DownloadArtifactResponse(
+                metadata=convert.version_to_proto(download.version)
+            )
+            async for chunk in chunks:
+                yield artifacts_pb2.DownloadArtifactResponse(chunk=chunk)
+
+    async def UploadArtifact(
+        self,
+        request_iterator: AsyncIterable[artifacts_pb2.UploadArtifactRequest],
+        context: Context,
+    ) -> artifacts_pb2.Artifact:
+        caller = current_call().require_caller()
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("payload") != "metadata":
+            raise _first_must_be_metadata()
+        metadata = first.metadata
+        spec = UploadSpec(
+            project_id=metadata.project_id,
+            fields=convert.fields_from_proto(metadata.artifact, "metadata.artifact")
+            if metadata.HasField("artifact")
+            else Fields(),
+            artifact_id=metadata.artifact_id,
+            base_version=metadata.base_version,
+            size_bytes=metadata.size_bytes,
+            sha256=metadata.sha256,
+        )
+        row = await self._content.upload(caller, spec, _chunks(requests))
+        return convert.artifact_to_proto(row)
+
+    async def GetDownloadUrl(
+        self, request: artifacts_pb2.GetDownloadUrlRequest, context: Context
+    ) -> artifacts_pb2.GetDownloadUrlResponse:
+        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else None
+        url, expire_time = await self._content.download_url(
+            current_call().require_caller(), request.artifact_id, request.version, ttl
+        )
+        return artifacts_pb2.GetDownloadUrlResponse(url=url, expire_time=to_timestamp(expire_time))
+
+    async def GenerateImage(
+        self, request: artifacts_pb2.GenerateImageRequest, context: Context
+    ) -> artifacts_pb2.Artifact:
+        spec = ImageSpec(
+            project_id=request.project_id,
+            prompt=request.prompt,
+            size=request.size,
+            style=request.style,
+            model=request.model,
+            title=request.title,
+            conversation_id=request.conversation_id,
+        )
+        row = await self._images.generate(current_call().require_caller(), spec)
+        return convert.artifact_to_proto(row)

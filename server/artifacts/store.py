@@ -1,0 +1,255 @@
+"""Queries on the artifact tables. Callers own the session and the transaction, and check
+the caller's project role before calling (see access.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.artifacts.kinds import Kind, Origin
+from server.artifacts.storage import BlobInfo
+from server.core.pagination import Page, keyset
+from server.db.agent_models import DailyUsage
+from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
+
+# Advisory lock namespace (the first key of the two-key form) of chat extraction.
+_CONVERSATION_LOCKS = 0x41525446  # "ARTF"
+
+
+@dataclass(frozen=True)
+class ArtifactFilters:
+    conversation_id: uuid.UUID | None = None
+    language: str = ""
+    kind: Kind | None = None
+    run_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class NewArtifact:
+    """A new artifact's metadata (already validated)."""
+
+    project_id: uuid.UUID
+    title: str
+    filename: str
+    language: str
+    kind: Kind
+    content_type: str
+    origin: Origin
+    creator_id: uuid.UUID | None
+    conversation_id: uuid.UUID | None = None
+    message_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
+
+
+async def get(
+    db: AsyncSession, artifact_id: uuid.UUID, *, lock: bool = False
+) -> ArtifactRow | None:
+    query = select(ArtifactRow).where(ArtifactRow.id == artifact_id)
+    if lock:
+        query = query.with_for_update()
+    return (await db.execute(query)).scalar_one_or_none()
+
+
+async def list_page(
+    db: AsyncSession, project_id: uuid.UUID, filters: ArtifactFilters, page: Page
+) -> Sequence[ArtifactRow]:
+    """Newest first; one row more than the page holds."""
+    query = select(ArtifactRow).where(ArtifactRow.project_id == project_id)
+    if filters.conversation_id is not None:
+        query = query.where(ArtifactRow.conversation_id == filters.conversation_id)
+    if filters.language:
+        query = query.where(ArtifactRow.language == filters.language)
+    if filters.kind is not None:
+        query = query.where(ArtifactRow.kind == filters.kind.value)
+    if filters.run_id is not None:
+        query = query.where(ArtifactRow.run_id == filters.run_id)
+    query = keyset(query, ArtifactRow.id, page, descending=True)
+    return (await db.execute(query)).scalars().all()
+
+
+async def find_in_conversation(
+    db: AsyncSession, project_id: uuid.UUID, conversation_id: uuid.UUID, filename: str
+) -> ArtifactRow | None:
+    """The conversation's newest artifact named `filename`, locked for update."""
+    query = (
+        select(ArtifactRow)
+        .where(
+            ArtifactRow.conversation_id == conversation_id,
+            ArtifactRow.filename == filename,
+            ArtifactRow.project_id == project_id,
+        )
+        .order_by(ArtifactRow.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return (await db.execute(query)).scalar_one_or_none()
+
+
+async def get_version(
+    db: AsyncSession, artifact_id: uuid.UUID, version: int
+) -> ArtifactVersionRow | None:
+    return await db.get(ArtifactVersionRow, (artifact_id, version))
+
+
+async def list_versions(
+    db: AsyncSession, artifact_id: uuid.UUID, after: int, limit: int
+) -> Sequence[ArtifactVersionRow]:
+    """Oldest first, versions after `after`, at most `limit`."""
+    query = (
+        select(ArtifactVersionRow)
+        .where(ArtifactVersionRow.artifact_id == artifact_id, ArtifactVersionRow.version > after)
+        .order_by(ArtifactVersionRow.version)
+        .limit(limit)
+    )
+    return (await db.execute(query)).scalars().all()
+
+
+async def insert_artifact(
+    db: AsyncSession, new: NewArtifact, blob: BlobInfo
+) -> tuple[ArtifactRow, ArtifactVersionRow]:
+    """The artifact with its first version."""
+    row = ArtifactRow(
+        project_id=new.project_id,
+        title=new.title,
+        filename=new.filename,
+        language=new.language,
+        kind=new.kind.value,
+        content_type=new.content_type,
+        origin=new.origin.value,
+        conversation_id=new.conversation_id,
+        message_id=new.message_id,
+        run_id=new.run_id,
+        latest_version=1,
+        size_bytes=blob.size,
+        sha256=blob.sha256,
+        creator_id=new.creator_id,
+    )
+    db.add(row)
+    await db.flush()
+    version = ArtifactVersionRow(
+        artifact_id=row.id,
+        version=1,
+        sha256=blob.sha256,
+        size_bytes=blob.size,
+        content_type=new.content_type,
+        message_id=new.message_id,
+        run_id=new.run_id,
+        creator_id=new.creator_id,
+    )
+    db.add(version)
+    await db.flush()
+    return row, version
+
+
+async def append_version(
+    db: AsyncSession,
+    artifact: ArtifactRow,
+    blob: BlobInfo,
+    content_type: str,
+    creator_id: uuid.UUID | None,
+    *,
+    message_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
+) -> ArtifactVersionRow:
+    """Version latest + 1 of `artifact` (locked by the caller), which then describes it."""
+    version = ArtifactVersionRow(
+        artifact_id=artifact.id,
+        version=artifact.latest_version + 1,
+        sha256=blob.sha256,
+        size_bytes=blob.size,
+        content_type=content_type,
+        message_id=message_id,
+        run_id=run_id,
+        creator_id=creator_id,
+    )
+    db.add(version)
+    artifact.latest_version = version.version
+    artifact.sha256 = blob.sha256
+    artifact.size_bytes = blob.size
+    artifact.content_type = content_type
+    if message_id is not None:
+        artifact.message_id = message_id
+    await db.flush()
+    return version
+
+
+async def relabel_latest(db: AsyncSession, artifact: ArtifactRow, content_type: str) -> None:
+    """A metadata-only content type change also relabels the latest version's bytes."""
+    latest = await get_version(db, artifact.id, artifact.latest_version)
+    if latest is not None:
+        latest.content_type = content_type
+    artifact.content_type = content_type
+
+
+async def shas_of_artifact(db: AsyncSession, artifact_id: uuid.UUID) -> set[str]:
+    query = select(ArtifactVersionRow.sha256).where(ArtifactVersionRow.artifact_id == artifact_id)
+    return set((await db.execute(query.distinct())).scalars())
+
+
+async def shas_of_project(db: AsyncSession, project_id: uuid.UUID) -> set[str]:
+    query = (
+        select(ArtifactVersionRow.sha256)
+        .join(ArtifactRow, ArtifactRow.id == ArtifactVersionRow.artifact_id)
+        .where(ArtifactRow.project_id == project_id)
+        .distinct()
+    )
+    return set((await db.execute(query)).scalars())
+
+
+async def delete_artifact(db: AsyncSession, artifact_id: uuid.UUID) -> None:
+    await db.execute(delete(ArtifactRow).where(ArtifactRow.id == artifact_id))
+
+
+async def delete_project_artifacts(db: AsyncSession, project_id: uuid.UUID) -> None:
+    await db.execute(delete(ArtifactRow).where(ArtifactRow.project_id == project_id))
+
+
+async def is_referenced(db: AsyncSession, sha256: str) -> bool:
+    query = select(exists().where(ArtifactVersionRow.sha256 == sha256))
+    return bool(await db.scalar(query))
+
+
+def _blob_lock_key(sha256: str) -> int:
+    return int.from_bytes(bytes.fromhex(sha256[:16]), "big", signed=True)
+
+
+async def lock_blob_shared(db: AsyncSession, sha256: str) -> None:
+    """Held by a transaction that adds references to the blob, until it ends."""
+    await db.execute(select(func.pg_advisory_xact_lock_shared(_blob_lock_key(sha256))))
+
+
+async def lock_blob_exclusive(db: AsyncSession, sha256: str) -> None:
+    """Held by the transaction that removes an unreferenced blob, until it ends."""
+    await db.execute(select(func.pg_advisory_xact_lock(_blob_lock_key(sha256))))
+
+
+async def lock_conversation(db: AsyncSession, conversation_id: uuid.UUID) -> None:
+    """Serializes chat extraction per conversation (so a file name maps to one artifact)."""
+    key = int.from_bytes(conversation_id.bytes[-4:], "big", signed=True)
+    await db.execute(select(func.pg_advisory_xact_lock(_CONVERSATION_LOCKS, key)))
+
+
+async def count_generated_image(
+    db: AsyncSession, user_id: uuid.UUID, model: str, day: date
+) -> None:
+    """Adds one image to the user's usage of `model` on `day` (AgentService reports it)."""
+    statement = insert(DailyUsage).values(
+        user_id=user_id,
+        day=day,
+        model=model,
+        input_tokens=0,
+        output_tokens=0,
+        request_count=0,
+        image_count=1,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[DailyUsage.user_id, DailyUsage.day, DailyUsage.model],
+        set_={"image_count": DailyUsage.image_count + 1},
+    )
+    await db.execute(statement)
