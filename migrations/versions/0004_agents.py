@@ -1,7 +1,7 @@
 """agent profiles, conversations, messages and daily token usage
 
-Revision ID: 0002_agents
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0002_agents"
-down_revision: str | None = "0001"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
