@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import store
+from server.auth.stats import SystemCounts, system_counts
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied
 from server.core.ids import parse_id
@@ -77,10 +78,10 @@ class Directory:
             rows = await store.list_audit_events(db, page, subject, action)
         return self._finish(rows, page)
 
-    async def counts(self, caller: Caller) -> store.Counts:
+    async def counts(self, caller: Caller) -> SystemCounts:
         require_admin(caller)
         async with self._sessions() as db:
-            return await store.counts(db)
+            return await system_counts(db)
 
     def _finish(self, rows: list[Any], page: Any) -> tuple[list[Any], str]:
         items, more = paginate(rows, page)

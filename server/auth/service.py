@@ -211,4 +211,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             user_count=counts.users,
             disabled_user_count=counts.disabled_users,
             project_count=counts.projects,
+            conversation_count=counts.conversations,
+            message_count=counts.messages,
+            sandbox_count=counts.live_sandboxes,
+            artifact_count=counts.artifacts,
+            input_tokens=counts.input_tokens,
+            output_tokens=counts.output_tokens,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
+from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from google.protobuf import field_mask_pb2
 
 from tests.support.accounts import Account, login, register
@@ -119,3 +120,17 @@ async def test_promotion_takes_effect_and_self_demotion_is_refused(
         )
     assert bad_path.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "email" in (bad_path.value.details() or "")
+
+
+async def test_system_stats_count_what_exists(channel: grpc.aio.Channel, admin: Account) -> None:
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    before = await stub.GetSystemStats(auth_pb2.GetSystemStatsRequest(), metadata=admin.metadata)
+    newcomer = await register(channel)
+    await projects_pb2_grpc.ProjectServiceStub(channel).CreateProject(
+        projects_pb2.CreateProjectRequest(project=projects_pb2.Project(name="Counted")),
+        metadata=newcomer.metadata,
+    )
+    after = await stub.GetSystemStats(auth_pb2.GetSystemStatsRequest(), metadata=admin.metadata)
+    assert after.user_count == before.user_count + 1
+    assert after.project_count == before.project_count + 1
+    assert after.disabled_user_count == before.disabled_user_count
