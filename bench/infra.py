@@ -62,6 +62,10 @@ async def forge_server(
             "FORGE_DATA_DIR": str(data_dir),
             "FORGE_JWT_SECRET": BENCH_SECRET,
             "FORGE_LOG_LEVEL": "WARNING",
+            # Each server keeps its sandbox containers apart and starts no warm pool unless
+            # the benchmark asks for one.
+            "FORGE_SANDBOX_NAMESPACE": f"bench-{data_dir.name}",
+            "FORGE_SANDBOX_POOL_SIZE": "0",
             **(env or {}),
         },
         ready=_SERVING,

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         10.0, description="on SIGTERM, how long in-flight calls may take before they are cancelled"
     )
     max_message_bytes: int = Field(16 * MiB, description="largest gRPC message sent or received")
+    max_pending_requests: int = Field(
+        10_000, ge=1, description="calls accepted and waiting for a handler before new ones fail"
+    )
+    http2_lookahead_bytes: int = Field(
+        MiB, ge=0, description="HTTP/2 receive lookahead per stream (upload buffering bound)"
+    )
     max_concurrent_rpcs: int | None = Field(
         None, description="calls served at once before new ones are refused (None: unlimited)"
     )
@@ -49,6 +55,15 @@ class Settings(BaseSettings):
     enable_reflection: bool = Field(True, description="serve the gRPC reflection API")
     enable_testing_service: bool = Field(
         False, description="serve forge.testing.v1.TestingService (tests and smoke checks)"
+    )
+    uvloop: bool = Field(
+        True, description="run on uvloop, a faster event loop (python -m server; off: asyncio's)"
+    )
+    read_lane_connections: int = Field(
+        4,
+        ge=0,
+        description="database connections kept for the reads every call makes (caller state, "
+        "GetProject), handed from read to read without a pool checkout; 0: use the pool",
     )
 
     # --- database ------------------------------------------------------------------

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, NotFound
 from server.core.ids import parse_id
 from server.db.agent_models import Conversation
-from server.projects.access import ProjectRole, project_not_found, require_project_role
+from server.projects.access import (
+    ProjectRole,
+    judge_role,
+    project_not_found,
+    require_project_role,
+)
 
 CONVERSATION_NOT_FOUND = "CONVERSATION_NOT_FOUND"
 
@@ -61,3 +66,26 @@ async def conversation_with_role(
     except NotFound:
         raise conversation_not_found() from None
     return row
+
+
+async def chat_target(
+    sessions: async_sessionmaker[AsyncSession],
+    caller: Caller,
+    conversation_id: str,
+    needed: ProjectRole,
+) -> store.ChatTarget:
+    """conversation_with_role in one read (Chat runs it on every answer): the conversation
+    with the caller's membership role, judged by the project access rule."""
+    require_field(conversation_id, "conversation_id")
+    cid = parse_id(conversation_id)
+    if cid is None:
+        raise conversation_not_found()
+    target = await store.chat_target(sessions, cid, uuid.UUID(caller.user_id))
+    if target is None:
+        raise conversation_not_found()
+    try:
+        # The conversation exists, so its project does (conversations go with their project).
+        judge_role(caller, True, target.member_role, needed)
+    except NotFound:
+        raise conversation_not_found() from None
+    return target

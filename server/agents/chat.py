@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
-from server.agents.access import conversation_with_role
+from server.agents.access import chat_target
 from server.agents.hooks import AnswerListener, CompletedAnswer
 from server.agents.profiles import AgentProfiles
 from server.agents.providers import (
@@ -46,6 +46,7 @@ from server.agents.providers import (
 from server.agents.providers.errors import UNAVAILABLE as PROVIDER_UNAVAILABLE
 from server.agents.usage import UsageLedger
 from server.agents.views import (
+    AgentView,
     ChatArtifact,
     ChatCompleted,
     ChatEventView,
@@ -56,6 +57,7 @@ from server.agents.views import (
 from server.core.context import Caller
 from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
 from server.core.ids import new_id
+from server.db.engine import reading
 from server.projects.access import ProjectRole
 
 log = logging.getLogger(__name__)
@@ -167,71 +169,61 @@ class Chats:
         return ChatTurn(self, turn)
 
     async def _open(self, caller: Caller, conversation_id: str, content: str, model: str) -> _Turn:
-        """Checks and plans the answer, and stores both messages: one transaction."""
+        """Checks and plans the answer, and stores both messages (one statement).
+
+        No transaction: the read that checks access and the write are single statements,
+        and nothing read here needs to stay as it was until the write (a conversation deleted
+        in between takes its new messages with it)."""
         user_id = uuid.UUID(caller.user_id)
-        async with self._sessions() as db, db.begin():
-            conversation = await conversation_with_role(
-                db, caller, conversation_id, ProjectRole.EDITOR
-            )
-            agent = (
-                await self._profiles.find(db, conversation.project_id, conversation.agent_id)
-                if conversation.agent_id
-                else None
-            )
-            chosen = (
-                model or conversation.model or (agent.model if agent else "")
-            ) or self._registry.default_model
-            resolved = self._registry.resolve(chosen, field="model")
-            await self._ledger.check_quota(db, user_id)
-            earlier = (
-                await store.recent_turns(db, conversation.id, HISTORY_MESSAGES)
-                if conversation.message_count
-                else []
-            )
-            system = agent.system_prompt if agent else ""
-            history = [ChatMessage(Role(role), text) for role, text in earlier]
-            history.append(ChatMessage.user(content))
-            trimmed = trim_history(system, history, self._budget)
-            turn = _Turn(
-                project_id=conversation.project_id,
-                conversation_id=conversation.id,
-                user_id=user_id,
-                user_message_id=new_id(),
-                assistant_message_id=new_id(),
-                model=resolved.id,
-                provider=resolved.provider,
-                request=ChatRequest(
-                    model=resolved.name,
-                    messages=trimmed.messages,
-                    system=system,
-                    max_tokens=(agent.max_output_tokens if agent else 0) or None,
-                    temperature=agent.temperature if agent else None,
-                ),
-                estimated_input_tokens=trimmed.estimated_tokens,
-            )
-            await store.add_messages(
-                db,
-                conversation.id,
-                [
-                    {
-                        "id": turn.user_message_id,
-                        "role": "user",
-                        "content": content,
-                        "model": "",
-                        "status": "complete",
-                        "author_id": user_id,
-                    },
-                    {
-                        "id": turn.assistant_message_id,
-                        "role": "assistant",
-                        "content": "",
-                        "model": turn.model,
-                        "status": "in_progress",
-                        "author_id": None,
-                    },
-                ],
-                title="" if conversation.title else _title_from(content),
-            )
+        conversation = await chat_target(
+            self._sessions, caller, conversation_id, ProjectRole.EDITOR
+        )
+        agent: AgentView | None = None
+        earlier: list[tuple[str, str]] = []
+        if conversation.agent_id or conversation.message_count or self._ledger.has_quota:
+            async with reading(self._sessions) as db:
+                if conversation.agent_id:
+                    agent = await self._profiles.find(
+                        db, conversation.project_id, conversation.agent_id
+                    )
+                await self._ledger.check_quota(db, user_id)
+                if conversation.message_count:
+                    earlier = await store.recent_turns(db, conversation.id, HISTORY_MESSAGES)
+        chosen = (
+            model or conversation.model or (agent.model if agent else "")
+        ) or self._registry.default_model
+        resolved = self._registry.resolve(chosen, field="model")
+        system = agent.system_prompt if agent else ""
+        history = [ChatMessage(Role(role), text) for role, text in earlier]
+        history.append(ChatMessage.user(content))
+        trimmed = trim_history(system, history, self._budget)
+        turn = _Turn(
+            project_id=conversation.project_id,
+            conversation_id=conversation.id,
+            user_id=user_id,
+            user_message_id=new_id(),
+            assistant_message_id=new_id(),
+            model=resolved.id,
+            provider=resolved.provider,
+            request=ChatRequest(
+                model=resolved.name,
+                messages=trimmed.messages,
+                system=system,
+                max_tokens=(agent.max_output_tokens if agent else 0) or None,
+                temperature=agent.temperature if agent else None,
+            ),
+            estimated_input_tokens=trimmed.estimated_tokens,
+        )
+        await store.add_turn(
+            self._sessions,
+            conversation.id,
+            user_message_id=turn.user_message_id,
+            assistant_message_id=turn.assistant_message_id,
+            user_id=user_id,
+            content=content,
+            model=turn.model,
+            title="" if conversation.title else _title_from(content),
+        )
         return turn
 
     def _settle_if_opened(self, opening: asyncio.Task[_Turn]) -> None:
@@ -249,21 +241,19 @@ class Chats:
         usage: Usage,
         error: ForgeError | None,
     ) -> None:
-        """Stores how the answer ended, and charges its tokens to the user."""
+        """Stores how the answer ended, and charges its tokens to the user (one statement)."""
         try:
-            async with self._sessions() as db, db.begin():
-                await store.settle_message(
-                    db,
-                    turn.assistant_message_id,
-                    content=text.replace("\x00", ""),
-                    status=status,
-                    finish_reason=finish_reason,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    error=_error_document(error) if error is not None else None,
-                )
-                if usage.input_tokens or usage.output_tokens:
-                    await self._ledger.record(db, turn.user_id, turn.model, usage)
+            await store.settle_answer(
+                self._sessions,
+                turn.assistant_message_id,
+                content=text.replace("\x00", ""),
+                status=status,
+                finish_reason=finish_reason,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                error=_error_document(error) if error is not None else None,
+                charge=self._ledger.charge(turn.user_id, turn.model, usage),
+            )
         except Exception:
             log.exception(
                 "could not store the end of an answer",
@@ -333,15 +323,16 @@ class ChatTurn:
     async def _events(self) -> AsyncGenerator[ChatStarted | ChatEventView, None]:
         chats = self._chats
         turn = self._turn
-        parts: list[str] = []
-        append = parts.append
+        # One growing string rather than a list of parts: CPython extends it in place, and
+        # a long answer costs its length in memory, not ~60 bytes more per delta.
+        text = ""
         outcome: Finish | ForgeError | None = None
         try:
             yield self.started
             async with aclosing(turn.provider.stream(turn.request)) as stream:
                 async for event in stream:
                     if type(event) is TextDelta:
-                        append(event.text)
+                        text += event.text
                         yield event
                     elif type(event) is Finish:
                         outcome = event
@@ -359,12 +350,10 @@ class ChatTurn:
                 else "failed"
             )
             bug = None if status == "cancelled" else ForgeError("the answer failed", "INTERNAL")
-            text = "".join(parts)
             usage = Usage(turn.estimated_input_tokens, estimate_tokens(text)) if text else Usage()
             chats.spawn(chats.settle(turn, text, status, None, usage, bug))
             raise
         self._settled = True
-        text = "".join(parts)
         if isinstance(outcome, Finish):
             await chats.shielded(
                 chats.settle(turn, text, "complete", outcome.reason, outcome.usage, None)

@@ -27,7 +27,6 @@ from server.core.pagination import PageTokens
 Context = grpc.aio.ServicerContext[Any, Any]
 
 _ChatEvent = agents_pb2.ChatEvent
-_TextDelta = agents_pb2.TextDelta
 
 
 class AgentService(agents_pb2_grpc.AgentServiceServicer):
@@ -223,11 +222,14 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         # (grpc-stubs types the callback as a class, not a protocol, hence the ignore)
         context.add_done_callback(lambda _: turn.call_ended())  # type: ignore[arg-type]
         seq = 0
-        # The hot path: one small message per delta, nothing else.
+        # The hot path: one small message per delta, nothing else. (Setting the delta's text
+        # in place costs half what building a TextDelta and nesting it does.)
         async for event in turn.events():
             seq += 1
             if type(event) is TextDelta:
-                yield _ChatEvent(seq=seq, delta=_TextDelta(text=event.text))
+                message = _ChatEvent(seq=seq)
+                message.delta.text = event.text
+                yield message
             else:
                 yield convert.chat_event(event, seq)
 

@@ -62,11 +62,18 @@ class UsageLedger:
             ],
         )
 
-    async def record(self, db: AsyncSession, user_id: uuid.UUID, model: str, usage: Usage) -> None:
-        """Adds one answer's tokens to today's row (inside the caller's transaction)."""
-        await store.add_usage(
-            db, user_id, self.today(), model, usage.input_tokens, usage.output_tokens
+    def charge(self, user_id: uuid.UUID, model: str, usage: Usage) -> store.UsageCharge | None:
+        """What recording `usage` adds to today's row (None when it has no tokens), for a
+        statement that records it together with other writes."""
+        if not usage.input_tokens and not usage.output_tokens:
+            return None
+        return store.UsageCharge(
+            user_id, self.today(), model, usage.input_tokens, usage.output_tokens
         )
+
+    @property
+    def has_quota(self) -> bool:
+        return self._quota is not None
 
     async def report(self, user_id: uuid.UUID, start_day: str, end_day: str) -> UsageReport:
         now = self._clock().astimezone(UTC)

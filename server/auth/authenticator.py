@@ -3,23 +3,57 @@ disabled user, a revoked session or a revoked key stops working at once."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import store
 from server.auth.accounts import API_KEY_TOUCH_EVERY
-from server.auth.tokens import AccessTokens, digest
+from server.auth.tokens import AccessClaims, AccessTokens, digest
 from server.core.context import AuthMethod, Caller
 from server.core.credentials import Credential, CredentialKind
 from server.core.errors import Unauthenticated
 from server.core.timestamps import utcnow
 
+VERIFIED_TOKENS_KEPT = 10_000
+
+
+class VerifiedTokens:
+    """Access tokens whose signature and claims were verified, with their claims, until they
+    expire: a client sends the same token on every call for its whole lifetime, and PyJWT's
+    verification costs more than the rest of authentication. Only what a token says is kept,
+    never whether its user or session may still use it (checked on every call)."""
+
+    def __init__(self, tokens: AccessTokens, capacity: int = VERIFIED_TOKENS_KEPT) -> None:
+        self._tokens = tokens
+        self._capacity = capacity
+        self._verified: dict[str, tuple[AccessClaims, float]] = {}
+
+    def verify(self, token: str) -> AccessClaims:
+        found = self._verified.get(token)
+        if found is not None:
+            claims, expires = found
+            if time.time() < expires:  # PyJWT's own rule: expired once exp <= now
+                return claims
+            del self._verified[token]
+        claims = self._tokens.verify(token)
+        if self._capacity > 0:
+            if len(self._verified) >= self._capacity:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[token] = (claims, claims.expire_time.timestamp())
+        return claims
+
 
 class DatabaseAuthenticator:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], tokens: AccessTokens) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tokens: AccessTokens,
+        verified_tokens_kept: int = VERIFIED_TOKENS_KEPT,
+    ) -> None:
         self._sessions = sessions
-        self._tokens = tokens
+        self._tokens = VerifiedTokens(tokens, verified_tokens_kept)
 
     async def authenticate(self, credential: Credential) -> Caller:
         if credential.kind is CredentialKind.API_KEY:
@@ -28,8 +62,7 @@ class DatabaseAuthenticator:
 
     async def _access_token(self, token: str) -> Caller:
         claims = self._tokens.verify(token)
-        async with self._sessions() as db:
-            state = await store.caller_state(db, claims.user_id, claims.session_id)
+        state = await store.caller_state(self._sessions, claims.user_id, claims.session_id)
         if state is None:
             raise Unauthenticated("the access token is not valid", "TOKEN_INVALID")
         if state.disabled:

@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.pagination import Page, keyset
 from server.db.models import (
@@ -19,6 +19,7 @@ from server.db.models import (
     Session,
     User,
 )
+from server.db.reads import DirectRead
 
 
 async def user_by_email(db: AsyncSession, email: str) -> User | None:
@@ -45,18 +46,23 @@ class CallerState:
     session_revoked: bool
 
 
+# Runs on every authenticated call, hence straight on the driver (see DirectRead).
+_CALLER_STATE = DirectRead(
+    select(
+        User.disabled,
+        User.role,
+        select(Session.revoke_time.is_not(None) | (Session.expire_time < func.now()))
+        .where(Session.id == bindparam("session_id"), Session.user_id == User.id)
+        .scalar_subquery(),
+    ).where(User.id == bindparam("user_id"))
+)
+
+
 async def caller_state(
-    db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID | None
+    sessions: async_sessionmaker[AsyncSession], user_id: uuid.UUID, session_id: uuid.UUID | None
 ) -> CallerState | None:
     """One round trip per authenticated call: the user's status and its session's."""
-    revoked = (
-        select(Session.revoke_time.is_not(None) | (Session.expire_time < func.now()))
-        .where(Session.id == session_id, Session.user_id == user_id)
-        .scalar_subquery()
-    )
-    row = (
-        await db.execute(select(User.disabled, User.role, revoked).where(User.id == user_id))
-    ).first()
+    row = await _CALLER_STATE.first(sessions, user_id=user_id, session_id=session_id)
     if row is None:
         return None
     disabled, role, session_revoked = row

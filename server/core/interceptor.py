@@ -10,8 +10,8 @@ import asyncio
 import inspect
 import ipaddress
 import logging
+import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeAlias, cast
 
@@ -31,6 +31,12 @@ MAX_REQUEST_ID_LENGTH = 128
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Behavior: TypeAlias = "Callable[[Any, Context], Any]"
+
+
+def _new_id() -> str:
+    """A request id: 128 random bits as 32 hex digits, like uuid4().hex. Only unique, never a
+    secret, so the fast PRNG serves (uuid4 reads os.urandom: a system call per call)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 class CallPolicy:
@@ -74,6 +80,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._policy = policy
         self._authenticator = authenticator
         self._trusted_proxies = frozenset(trusted_proxies)
+        # Handlers are fixed once the server starts, so each method's is wrapped once; what
+        # differs per call (metadata, peer) is read from the call's context.
+        self._wrapped: dict[str, Handler] = {}
 
     def set_authenticator(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
@@ -83,19 +92,20 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
         method: str = handler_call_details.method
-        metadata = {
-            key: value
-            for key, value in (handler_call_details.invocation_metadata or ())
-            if isinstance(value, str)
-        }
-        return _wrap(handler, self._make_scope(method, metadata))
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None  # not cached: unknown names are the caller's to invent
+            wrapped = self._wrapped[method] = _wrap(handler, self, method)
+        return wrapped
 
-    def _make_scope(self, method: str, metadata: dict[str, str]) -> _CallScope:
-        return _CallScope(self, method, metadata)
+
+def _metadata(context: Context) -> dict[str, str]:
+    return {
+        key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
+    }
 
 
 class _CallScope:
@@ -112,9 +122,7 @@ class _CallScope:
 
     async def enter(self, context: Context) -> None:
         self._started = time.perf_counter()
-        request_id = (
-            self._metadata.get("x-request-id", "")[:MAX_REQUEST_ID_LENGTH] or uuid.uuid4().hex
-        )
+        request_id = self._metadata.get("x-request-id", "")[:MAX_REQUEST_ID_LENGTH] or _new_id()
         peer = context.peer() or ""
         interceptor = self._interceptor
         ctx = CallContext(
@@ -177,13 +185,14 @@ def _is_passthrough(error: BaseException) -> bool:
     return isinstance(error, grpc.aio.AbortError)
 
 
-def _wrap(handler: Handler, scope: _CallScope) -> Handler:
+def _wrap(handler: Handler, interceptor: CallInterceptor, method: str) -> Handler:
     # grpc's stubs type behaviors as synchronous; under grpc.aio they are coroutines or
     # async generators.
     if handler.unary_unary:
         behavior = cast(Behavior, handler.unary_unary)
 
         async def unary_unary(request: Any, context: Context) -> Any:
+            scope = _CallScope(interceptor, method, _metadata(context))
             try:
                 await scope.enter(context)
                 response = await behavior(request, context)
@@ -204,7 +213,7 @@ def _wrap(handler: Handler, scope: _CallScope) -> Handler:
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(cast(Behavior, handler.unary_stream), scope),
+            _streaming(cast(Behavior, handler.unary_stream), interceptor, method),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -212,6 +221,7 @@ def _wrap(handler: Handler, scope: _CallScope) -> Handler:
         behavior_su = cast(Behavior, handler.stream_unary)
 
         async def stream_unary(requests: Any, context: Context) -> Any:
+            scope = _CallScope(interceptor, method, _metadata(context))
             try:
                 await scope.enter(context)
                 response = await behavior_su(requests, context)
@@ -231,14 +241,17 @@ def _wrap(handler: Handler, scope: _CallScope) -> Handler:
             response_serializer=handler.response_serializer,
         )
     return grpc.stream_stream_rpc_method_handler(
-        _streaming(cast(Behavior, handler.stream_stream), scope),
+        _streaming(cast(Behavior, handler.stream_stream), interceptor, method),
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
-def _streaming(behavior: Behavior, scope: _CallScope) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(
+    behavior: Behavior, interceptor: CallInterceptor, method: str
+) -> Callable[..., AsyncIterator[Any]]:
     async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+        scope = _CallScope(interceptor, method, _metadata(context))
         try:
             await scope.enter(context)
             result = behavior(request, context)

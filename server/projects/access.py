@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from enum import IntEnum
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.context import Caller
@@ -39,6 +39,35 @@ def project_not_found() -> NotFound:
     return NotFound("project not found", "PROJECT_NOT_FOUND")
 
 
+# Built once: constructing a statement costs more than running it.
+_PROJECT_EXISTS = select(Project.id).where(Project.id == bindparam("project_id"))
+_MEMBER_ROLE = select(ProjectMember.role).where(
+    ProjectMember.project_id == bindparam("project_id"),
+    ProjectMember.user_id == bindparam("user_id"),
+)
+
+
+def judge_role(
+    caller: Caller, exists: bool, member_role: str | None, needed: ProjectRole
+) -> ProjectRole:
+    """The rule itself, given whether the project exists and the caller's membership role
+    in it (None: not a member); for reads that fetch both in one query."""
+    if caller.is_admin:
+        if not exists:
+            raise project_not_found()
+        return ProjectRole.OWNER
+    if member_role is None:
+        raise project_not_found()
+    role = ProjectRole.parse(member_role)
+    if role < needed:
+        raise PermissionDenied(
+            f"this needs the {needed.label} role in the project; you are {role.label}",
+            "PROJECT_ROLE_TOO_LOW",
+            metadata={"needed": needed.label, "actual": role.label},
+        )
+    return role
+
+
 async def require_project_role(
     db: AsyncSession, caller: Caller, project_id: str | uuid.UUID, needed: ProjectRole
 ) -> ProjectRole:
@@ -47,22 +76,9 @@ async def require_project_role(
     if pid is None:
         raise project_not_found()
     if caller.is_admin:
-        exists = await db.scalar(select(Project.id).where(Project.id == pid))
-        if exists is None:
-            raise project_not_found()
-        return ProjectRole.OWNER
+        exists = await db.scalar(_PROJECT_EXISTS, {"project_id": pid})
+        return judge_role(caller, exists is not None, None, needed)
     role_name = await db.scalar(
-        select(ProjectMember.role).where(
-            ProjectMember.project_id == pid, ProjectMember.user_id == uuid.UUID(caller.user_id)
-        )
+        _MEMBER_ROLE, {"project_id": pid, "user_id": uuid.UUID(caller.user_id)}
     )
-    if role_name is None:
-        raise project_not_found()
-    role = ProjectRole.parse(role_name)
-    if role < needed:
-        raise PermissionDenied(
-            f"this needs the {needed.label} role in the project; you are {role.label}",
-            "PROJECT_ROLE_TOO_LOW",
-            metadata={"needed": needed.label, "actual": role.label},
-        )
-    return role
+    return judge_role(caller, True, role_name, needed)

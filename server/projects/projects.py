@@ -17,10 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
+from server.core.ids import parse_id
 from server.core.pagination import PageTokens, paginate
 from server.db.models import Project, ProjectMember
 from server.projects import store
-from server.projects.access import ProjectRole, project_not_found, require_project_role
+from server.projects.access import (
+    ProjectRole,
+    judge_role,
+    project_not_found,
+    require_project_role,
+)
 from server.projects.cleanup import ProjectDeletionHooks
 from server.projects.model import ProjectFields, ProjectView
 from server.projects.validation import check_project, clean_project
@@ -79,9 +85,16 @@ class Projects:
 
     async def get(self, caller: Caller, project_id: str) -> ProjectView:
         require_id(project_id, "project_id")
-        async with self._sessions() as db:
-            await require_project_role(db, caller, project_id, ProjectRole.VIEWER)
-            return await self._view(db, caller, uuid.UUID(project_id))
+        pid = parse_id(project_id)
+        if pid is None:
+            raise project_not_found()
+        # The hottest read: the access check and the load in one query.
+        project, role = await store.project_with_role(
+            self._sessions, pid, uuid.UUID(caller.user_id)
+        )
+        judge_role(caller, project is not None, role, ProjectRole.VIEWER)
+        assert project is not None  # judge_role raised otherwise
+        return ProjectView(project, ProjectRole.parse(role) if role else None)
 
     async def list_projects(
         self, caller: Caller, page_size: int, page_token: str, every: bool

@@ -1,5 +1,7 @@
 """One `docker exec`: its multiplexed output socket read in a thread, handed to the event loop
-through a bounded queue (the reader blocks while the queue is full: backpressure).
+through a bounded queue (the reader blocks while the queue is full: backpressure). When the
+streams end by themselves, the same thread asks the engine for the exit code before it hands
+over the end, so the loop has both at once (one thread hop less on every execution's path).
 
 The command is started through a one-line shell wrapper that reports its pid on stderr and
 then execs the command. A process started by `docker exec` leads its own session and process
@@ -117,6 +119,8 @@ class DockerExecProcess:
         self._ended = False
         self.process_group: asyncio.Future[int | None] = loop.create_future()
         self._reader: asyncio.Future[None] | None = None
+        # (exit code, None) or (None, the error reading it), once the reader has it.
+        self._exit: tuple[int | None, BaseException | None] | None = None
 
     def start(self, reader_pool: concurrent.futures.Executor, stdin: bytes | None) -> None:
         self._reader = self._loop.run_in_executor(reader_pool, self._read, stdin)
@@ -137,6 +141,8 @@ class DockerExecProcess:
                 except OSError:
                     break
                 if not data:
+                    if not self._closed:  # not our own shutdown: the command is done
+                        self._read_exit()
                     break
                 batch = self._demuxer.feed(data)
                 self._report_pid()
@@ -145,6 +151,13 @@ class DockerExecProcess:
         finally:
             self._report_pid(final=True)
             self._put(None)
+
+    def _read_exit(self) -> None:
+        """The streams ended by themselves: the command has (or is about to have) exited."""
+        try:
+            self._exit = (self._inspect_exit(), None)
+        except Exception as error:
+            self._exit = (None, error)
 
     def _report_pid(self, final: bool = False) -> None:
         if self.process_group.done():
@@ -187,6 +200,11 @@ class DockerExecProcess:
         return item
 
     async def exit_code(self) -> int | None:
+        if self._exit is not None:  # written before the end was queued, so visible here
+            code, error = self._exit
+            if error is not None:
+                raise error
+            return code
         return await self._loop.run_in_executor(self._blocking, self._inspect_exit)
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """SandboxManager: the sandbox domain behind SandboxService.
 
-It owns the backend connection (and its availability), the warm pool, the reaper, and every
-sandbox operation with its access rule: viewers of a project may get, list and read files;
-editors and owners create, exec, write, pause, resume and delete.
+It owns the backend connection (and its availability), the warm pool, the reaper, and the
+sandbox lifecycle with its access rule: viewers of a project may get, list and read files;
+editors and owners create, exec, write, pause, resume and delete. Executions are started by
+launcher.py, the file calls live in file_calls.py; both reach the engine through it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,12 +23,9 @@ from server.core.context import Caller
 from server.core.errors import (
     FailedPrecondition,
     FieldViolation,
-    ForgeError,
     InvalidArgument,
-    NotFound,
     QuotaViolation,
     ResourceExhausted,
-    Unavailable,
     Violations,
 )
 from server.core.ids import new_id, parse_id
@@ -37,6 +34,7 @@ from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxRow
 from server.projects.access import ProjectRole, require_project_role
 from server.projects.cleanup import AfterCommit
 from server.sandbox import store
+from server.sandbox.access import sandbox_for
 from server.sandbox.backend import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
@@ -44,31 +42,30 @@ from server.sandbox.backend import (
     LABEL_PROJECT_ID,
     LABEL_RUNTIME,
     LABEL_SANDBOX_ID,
-    WORKSPACE,
     BackendError,
-    BackendUnavailable,
-    ContainerGone,
     ContainerInfo,
-    ContainerNotRunning,
-    ContainerPaused,
     ContainerSpec,
-    ExecProcess,
-    ExecSpec,
-    NewFile,
-    NoSpace,
-    ResourceLimit,
     SandboxBackend,
 )
 from server.sandbox.docker_backend import DockerBackend
-from server.sandbox.executions import ExecTimes, Execution, OomCounter
+from server.sandbox.engine import Engine
+from server.sandbox.executions import Execution, OomCounter
+from server.sandbox.failures import (
+    BACKEND_UNAVAILABLE,
+    backend_unavailable,
+    failure,
+    require_state,
+    sandbox_not_found,
+    sid,
+)
+from server.sandbox.file_calls import FileCalls
 from server.sandbox.files import SandboxFiles
+from server.sandbox.launcher import ExecLauncher, ExecParams, RunCodeParams
 from server.sandbox.limits import LimitRequest, Limits, resolve_limits
-from server.sandbox.paths import confine
 from server.sandbox.pool import WarmPool
 from server.sandbox.reaper import Reaper
 from server.sandbox.reconcile import reconcile_on_start
 from server.sandbox.runtimes import Runtime, Runtimes, default_limits
-from server.sandbox.validation import check_env, check_timeout
 from server.sandbox.views import (
     FileInfo,
     FilePage,
@@ -79,45 +76,22 @@ from server.sandbox.views import (
     SandboxView,
 )
 
+# Re-exported: callers know these as the manager's.
+__all__ = [
+    "BACKEND_UNAVAILABLE",
+    "ExecParams",
+    "RunCodeParams",
+    "SandboxManager",
+    "backend_unavailable",
+    "sandbox_not_found",
+]
+
 log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[], Awaitable[SandboxBackend]]
 AvailabilityListener = Callable[[bool], Awaitable[None]]
 
-BACKEND_UNAVAILABLE = "SANDBOX_BACKEND_UNAVAILABLE"
 _STOP_WAIT_SECONDS = 10.0
-
-
-def backend_unavailable() -> Unavailable:
-    return Unavailable(
-        "the sandbox backend (Docker engine) is unavailable",
-        BACKEND_UNAVAILABLE,
-        retry_after=timedelta(seconds=30),
-    )
-
-
-def sandbox_not_found() -> NotFound:
-    return NotFound("sandbox not found", "SANDBOX_NOT_FOUND")
-
-
-@dataclass(frozen=True)
-class ExecParams:
-    argv: list[str]
-    shell: str
-    stdin: bytes
-    env: Mapping[str, str]
-    timeout: timedelta | None
-    idle_timeout: timedelta | None
-    working_dir: str
-
-
-@dataclass(frozen=True)
-class RunCodeParams:
-    language: str
-    code: str
-    stdin: bytes
-    env: Mapping[str, str]
-    timeout: timedelta | None
 
 
 class SandboxManager:
@@ -138,19 +112,28 @@ class SandboxManager:
         self._default_limits = default_limits(settings)
         self._factory = backend_factory or self._connect_docker
         self._backend: SandboxBackend | None = None
+        self._engine: Engine | None = None
         self._pool: WarmPool | None = None
         self._reaper: Reaper | None = None
-        self._files: SandboxFiles | None = None
-        self._oom: OomCounter | None = None
         self._available = False
         # What listeners were last told (None: nothing yet, before start()).
         self._reported: bool | None = None
         self._listeners: list[AvailabilityListener] = []
         self._retry_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._executing: dict[uuid.UUID, int] = {}
-        self._exec_slots = settings.sandbox_max_concurrent_execs
         self._stopped = False
+        self._launcher = ExecLauncher(
+            settings,
+            sessions,
+            self.runtimes,
+            self._default_limits,
+            engine=self._require_engine,
+            current_backend=lambda: self._backend,
+            provision=self._provision,
+            retire=self._retire,
+            spawn=self._spawn,
+        )
+        self._files = FileCalls(sessions, self._require_engine)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -225,8 +208,11 @@ class SandboxManager:
 
     async def _bring_up(self, backend: SandboxBackend) -> None:
         self._backend = backend
-        self._files = SandboxFiles(backend, self.settings.sandbox_max_file_bytes)
-        self._oom = OomCounter(backend)
+        self._engine = Engine(
+            backend,
+            SandboxFiles(backend, self.settings.sandbox_max_file_bytes),
+            OomCounter(backend),
+        )
         self._pool = WarmPool(backend, self.runtimes, self._container_spec)
         await self._pool.start()
         self._reaper = Reaper(
@@ -259,6 +245,7 @@ class SandboxManager:
         if self._backend is not None:
             await self._backend.close()
             self._backend = None
+            self._engine = None
         self._available = False
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -272,10 +259,13 @@ class SandboxManager:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _require_backend(self) -> SandboxBackend:
-        if self._backend is None or not self._available:
+    def _require_engine(self) -> Engine:
+        if self._engine is None or not self._available:
             raise backend_unavailable()
-        return self._backend
+        return self._engine
+
+    def _require_backend(self) -> SandboxBackend:
+        return self._require_engine().backend
 
     def _container_spec(
         self, runtime: Runtime, sandbox_id: uuid.UUID, limits: Limits, project_id: str
@@ -293,61 +283,7 @@ class SandboxManager:
             name=f"forge-sbx-{sandbox_id}", image=runtime.image, labels=labels, limits=limits
         )
 
-    # --- errors --------------------------------------------------------------------------
-
-    async def _failure(self, error: BackendError, row: SandboxRow | None = None) -> ForgeError:
-        """The error a client sees for a backend failure; a vanished container marks its
-        sandbox lost."""
-        if isinstance(error, BackendUnavailable):
-            return backend_unavailable()
-        if isinstance(error, ContainerGone | ContainerNotRunning):
-            if row is not None:
-                async with self._sessions() as db:
-                    why = (
-                        "container vanished"
-                        if isinstance(error, ContainerGone)
-                        else ("container stopped")
-                    )
-                    await store.set_state(db, row.id, "lost", why)
-                    await db.commit()
-            return FailedPrecondition(
-                "the sandbox's container is gone", "SANDBOX_LOST", metadata=_sid(row)
-            )
-        if isinstance(error, ContainerPaused):
-            return FailedPrecondition("the sandbox is paused", "SANDBOX_PAUSED", metadata=_sid(row))
-        if isinstance(error, NoSpace):
-            return ResourceExhausted(
-                f"no space left in {WORKSPACE}",
-                "SANDBOX_DISK_FULL",
-                quota_violations=[
-                    QuotaViolation("sandbox.limits.disk_bytes", "the workspace is full")
-                ],
-            )
-        if isinstance(error, ResourceLimit):
-            return ResourceExhausted(
-                "the sandbox has no process slot left",
-                "SANDBOX_PIDS_EXHAUSTED",
-                quota_violations=[QuotaViolation("sandbox.limits.pids", "process limit reached")],
-            )
-        log.warning("sandbox backend error", extra={"error": str(error)})
-        return Unavailable("the sandbox backend failed; try again", "SANDBOX_BACKEND_ERROR")
-
-    # --- access --------------------------------------------------------------------------
-
-    async def _sandbox_for(
-        self, db: AsyncSession, caller: Caller, sandbox_id: str, needed: ProjectRole
-    ) -> SandboxRow:
-        if not sandbox_id:
-            raise InvalidArgument.of([FieldViolation("sandbox_id", "is required")])
-        sid = parse_id(sandbox_id)
-        row = await store.get(db, sid) if sid is not None else None
-        if row is None:
-            raise sandbox_not_found()
-        try:
-            await require_project_role(db, caller, row.project_id, needed)
-        except NotFound as error:
-            raise sandbox_not_found() from error
-        return row
+    # --- views ---------------------------------------------------------------------------
 
     def _view(self, row: SandboxRow) -> SandboxView:
         return SandboxView.of(row, self._default_limits, self.lifetimes)
@@ -464,7 +400,7 @@ class SandboxManager:
             async with self._sessions() as db:
                 await store.set_state(db, row.id, "failed", "the container could not be started")
                 await db.commit()
-            raise await self._failure(error) from error
+            raise await failure(self._sessions, error) from error
         async with self._sessions() as db:
             updated = await store.set_state(
                 db,
@@ -500,13 +436,13 @@ class SandboxManager:
             await self._backend.destroy(container_id)
         except BackendError as error:
             log.warning("could not remove a container", extra={"error": str(error)})
-        if self._oom is not None:
-            self._oom.forget(container_id)
+        if self._engine is not None:
+            self._engine.oom.forget(container_id)
 
     async def get(self, caller: Caller, sandbox_id: str) -> SandboxView:
         self._require_backend()
         async with self._sessions() as db:
-            row = await self._sandbox_for(db, caller, sandbox_id, ProjectRole.VIEWER)
+            row = await sandbox_for(db, caller, sandbox_id, ProjectRole.VIEWER)
         return self._view(row)
 
     async def list_sandboxes(
@@ -541,35 +477,35 @@ class SandboxManager:
     async def pause(self, caller: Caller, sandbox_id: str) -> SandboxView:
         backend = self._require_backend()
         async with self._sessions() as db:
-            row = await self._sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
+            row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
         if row.state == "paused":
             return self._view(row)
-        self._require_state(row, ("running",))
-        if self._executing.get(row.id):
+        require_state(row, ("running",))
+        if self._launcher.busy(row.id):
             raise FailedPrecondition(
                 "the sandbox has executions running; cancel them or wait for them to end",
                 "SANDBOX_BUSY",
-                metadata=_sid(row),
+                metadata=sid(row),
             )
         assert row.container_id is not None
         try:
             await backend.pause(row.container_id)
         except BackendError as error:
-            raise await self._failure(error, row) from error
+            raise await failure(self._sessions, error, row) from error
         return await self._transition(row, "paused", "paused", ("running",))
 
     async def resume(self, caller: Caller, sandbox_id: str) -> SandboxView:
         backend = self._require_backend()
         async with self._sessions() as db:
-            row = await self._sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
+            row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
         if row.state == "running":
             return self._view(row)
-        self._require_state(row, ("paused",))
+        require_state(row, ("paused",))
         assert row.container_id is not None
         try:
             await backend.resume(row.container_id)
         except BackendError as error:
-            raise await self._failure(error, row) from error
+            raise await failure(self._sessions, error, row) from error
         return await self._transition(row, "running", "resumed", ("paused",))
 
     async def _transition(
@@ -587,24 +523,10 @@ class SandboxManager:
                 return self._view(current)
         return self._view(updated)
 
-    def _require_state(self, row: SandboxRow, allowed: tuple[str, ...]) -> None:
-        if row.state in allowed:
-            return
-        if row.state == "paused":
-            raise FailedPrecondition(
-                "the sandbox is paused; resume it first", "SANDBOX_PAUSED", metadata=_sid(row)
-            )
-        raise FailedPrecondition(
-            f"the sandbox is {row.state}"
-            + (f" ({row.state_message})" if row.state_message else ""),
-            "SANDBOX_NOT_RUNNING",
-            metadata={**_sid(row), "state": row.state},
-        )
-
     async def delete(self, caller: Caller, sandbox_id: str) -> None:
         self._require_backend()
         async with self._sessions() as db:
-            row = await self._sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
+            row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
         if row.state not in LIVE_SANDBOX_STATES:
             return
         await self._retire(row.id, row.container_id, "deleted", "deleted")
@@ -637,305 +559,27 @@ class SandboxManager:
 
         return remove_containers
 
-    # --- executions ----------------------------------------------------------------------
+    # --- executions and files ----------------------------------------------------------
 
     async def start_exec(
         self, caller: Caller, sandbox_id: str, params: ExecParams, deadline: float | None
     ) -> Execution:
         """Checks, records and starts an execution; raises before anything ran if it cannot."""
-        violations = Violations()
-        if bool(params.argv) == bool(params.shell):
-            violations.add("argv", "exactly one of argv and shell must be set")
-        if params.argv:
-            if not params.argv[0]:
-                violations.add("argv[0]", "must name a program")
-            for index, arg in enumerate(params.argv):
-                if "\x00" in arg:
-                    violations.add(f"argv[{index}]", "must not contain NUL characters")
-        if "\x00" in params.shell:
-            violations.add("shell", "must not contain NUL characters")
-        if len(params.stdin) > self.settings.sandbox_max_stdin_bytes:
-            violations.add(
-                "stdin", f"must be at most {self.settings.sandbox_max_stdin_bytes} bytes"
-            )
-        check_env(params.env, "env", violations)
-        backend = self._require_backend()
-        async with self._sessions() as db:
-            row = await self._sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
-            runtime = self.runtimes.get(row.runtime)
-            maximum = runtime.max_limits if runtime else self._default_limits
-            check_timeout(params.timeout, "timeout", maximum.exec_timeout, violations)
-            check_timeout(params.idle_timeout, "idle_timeout", maximum.idle_timeout, violations)
-            working_dir = WORKSPACE
-            if params.working_dir:
-                try:
-                    working_dir = confine(params.working_dir, "working_dir", allow_root=True)
-                except InvalidArgument as error:
-                    for violation in error.violations:
-                        violations.add(violation.field, violation.description)
-            violations.raise_if_any()
-            self._require_state(row, ("running",))
-            if working_dir != WORKSPACE:
-                await self._require_directory(row, working_dir)
-            argv = params.argv or ["/bin/sh", "-c", params.shell]
-            command: dict[str, object] = (
-                {"argv": list(params.argv)} if params.argv else {"shell": params.shell}
-            )
-            return await self._launch(
-                db,
-                backend,
-                caller,
-                row,
-                argv=argv,
-                command=command,
-                params=params,
-                working_dir=working_dir,
-                deadline=deadline,
-            )
-
-    async def _require_directory(self, row: SandboxRow, directory: str) -> None:
-        assert self._files is not None
-        assert row.container_id is not None
-        try:
-            resolved = await self._files.resolve(row.container_id, directory, "working_dir")
-        except BackendError as error:
-            raise await self._failure(error, row) from error
-        if resolved.stat is None or not resolved.stat.is_dir:
-            raise InvalidArgument.of(
-                [FieldViolation("working_dir", f"{directory} is not an existing directory")]
-            )
-
-    async def _launch(
-        self,
-        db: AsyncSession,
-        backend: SandboxBackend,
-        caller: Caller,
-        row: SandboxRow,
-        *,
-        argv: list[str],
-        command: dict[str, object],
-        params: ExecParams,
-        working_dir: str,
-        deadline: float | None,
-        on_end: Callable[[], Awaitable[None]] | None = None,
-    ) -> Execution:
-        if sum(self._executing.values()) >= self._exec_slots:
-            raise ResourceExhausted(
-                "too many executions are running on this server; try again shortly",
-                "SANDBOX_EXEC_LIMIT",
-                retry_after=timedelta(seconds=1),
-            )
-        limits = Limits.from_json(row.limits, self._default_limits)
-        assert row.container_id is not None
-        assert self._oom is not None
-        execution_id = new_id()
-        start_time = utcnow()
-        spec = ExecSpec(
-            argv=argv,
-            env=dict(params.env),
-            working_dir=working_dir,
-            stdin=params.stdin or None,
-            output_limit_bytes=limits.output_limit_bytes,
-        )
-        self._executing[row.id] = self._executing.get(row.id, 0) + 1
-        # Start the command and record it at the same time.
-        starting = asyncio.ensure_future(backend.exec(row.container_id, spec))
-        try:
-            await store.start_execution(
-                db,
-                execution_id=execution_id,
-                sandbox_id=row.id,
-                user_id=uuid.UUID(caller.user_id),
-                command=command,
-                working_dir=working_dir,
-                start_time=start_time,
-            )
-            await db.commit()
-        except BaseException:
-            self._exec_done(row.id)
-            self._spawn(self._discard(row.container_id, starting, execution_id, row.id))
-            raise
-        try:
-            process = await starting
-        except asyncio.CancelledError:
-            self._exec_done(row.id)
-            self._spawn(self._discard(row.container_id, starting, execution_id, row.id))
-            raise
-        except BackendError as error:
-            self._exec_done(row.id)
-            await store.finish_execution(
-                db, execution_id, row.id, end_time=utcnow(), reason="killed", exit_code=None
-            )
-            await db.commit()
-            raise await self._failure(error, row) from error
-
-        async def ended() -> None:
-            self._exec_done(row.id)
-            if on_end is not None:
-                await on_end()
-
-        return Execution(
-            backend=backend,
-            sessions=self._sessions,
-            oom=self._oom,
-            process=process,
-            container_id=row.container_id,
-            sandbox_id=row.id,
-            execution_id=execution_id,
-            start_time=start_time,
-            times=ExecTimes(
-                timeout=params.timeout or limits.exec_timeout,
-                idle_timeout=params.idle_timeout or limits.idle_timeout,
-                deadline=deadline,
-            ),
-            on_end=ended,
-            spawn=self._spawn,
-        )
-
-    async def _discard(
-        self,
-        container_id: str,
-        starting: asyncio.Future[ExecProcess],
-        execution_id: uuid.UUID,
-        sandbox_id: uuid.UUID,
-    ) -> None:
-        """Stops a command whose caller went away (or whose record failed) as it started."""
-        try:
-            process = await starting
-        except BackendError:
-            process = None
-        if process is not None:
-            try:
-                group = await asyncio.wait_for(asyncio.shield(process.process_group), 5.0)
-                if group is not None and self._backend is not None:
-                    await self._backend.kill_process_group(container_id, group)
-            finally:
-                await process.close()
-        async with self._sessions() as db:
-            await store.finish_execution(
-                db, execution_id, sandbox_id, end_time=utcnow(), reason="cancelled"
-            )
-            await db.commit()
-
-    def _exec_done(self, sandbox_id: uuid.UUID) -> None:
-        left = self._executing.get(sandbox_id, 0) - 1
-        if left > 0:
-            self._executing[sandbox_id] = left
-        else:
-            self._executing.pop(sandbox_id, None)
+        return await self._launcher.start_exec(caller, sandbox_id, params, deadline)
 
     async def start_run_code(
         self, caller: Caller, project_id: str, params: RunCodeParams, deadline: float | None
     ) -> Execution:
         """Runs code in a fresh sandbox (warm when possible) that is destroyed afterwards."""
-        started = time.perf_counter()
-        violations = Violations()
-        violations.check(bool(project_id), "project_id", "is required")
-        runtime = self.runtimes.for_language(params.language) if params.language else None
-        if not params.language:
-            violations.add("language", "is required")
-        elif runtime is None:
-            violations.add("language", f"must be one of {', '.join(self.runtimes.languages())}")
-        code = params.code.encode()
-        if not code:
-            violations.add("code", "is required")
-        elif len(code) > self.settings.sandbox_max_code_bytes:
-            violations.add("code", f"must be at most {self.settings.sandbox_max_code_bytes} bytes")
-        if len(params.stdin) > self.settings.sandbox_max_stdin_bytes:
-            violations.add(
-                "stdin", f"must be at most {self.settings.sandbox_max_stdin_bytes} bytes"
-            )
-        check_env(params.env, "env", violations)
-        if runtime is not None:
-            check_timeout(params.timeout, "timeout", runtime.max_limits.exec_timeout, violations)
-        violations.raise_if_any()
-        assert runtime is not None
-        backend = self._require_backend()
-        row = await self._provision(
-            caller, project_id, runtime, runtime.default_limits, ephemeral=True, started=started
-        )
-        assert row.container_id is not None
-        container_id = row.container_id
-
-        async def finished() -> None:
-            self._spawn(self._retire(row.id, container_id, "deleted", "RunCode finished"))
-
-        try:
-            await backend.write_file(
-                container_id, WORKSPACE, runtime.source_file, NewFile(code, 0o644)
-            )
-            async with self._sessions() as db:
-                return await self._launch(
-                    db,
-                    backend,
-                    caller,
-                    row,
-                    argv=list(runtime.run_argv),
-                    command={"language": params.language, "run_code": True},
-                    params=ExecParams(
-                        argv=list(runtime.run_argv),
-                        shell="",
-                        stdin=params.stdin,
-                        env=params.env,
-                        timeout=params.timeout,
-                        idle_timeout=None,
-                        working_dir=WORKSPACE,
-                    ),
-                    working_dir=WORKSPACE,
-                    deadline=deadline,
-                    on_end=finished,
-                )
-        except BaseException as error:
-            self._spawn(self._retire(row.id, container_id, "deleted", "RunCode could not start"))
-            if isinstance(error, BackendError):
-                raise await self._failure(error, row) from error
-            raise
-
-    # --- files ---------------------------------------------------------------------------
-
-    async def _file_target(
-        self, caller: Caller, sandbox_id: str, needed: ProjectRole
-    ) -> tuple[SandboxRow, SandboxFiles]:
-        self._require_backend()
-        async with self._sessions() as db:
-            row = await self._sandbox_for(db, caller, sandbox_id, needed)
-        self._require_state(row, ("running", "paused"))
-        assert self._files is not None
-        assert row.container_id is not None
-        return row, self._files
-
-    async def _touch(self, row: SandboxRow) -> None:
-        async with self._sessions() as db:
-            await store.touch(db, row.id, utcnow())
-            await db.commit()
+        return await self._launcher.start_run_code(caller, project_id, params, deadline)
 
     async def write_file(
         self, caller: Caller, sandbox_id: str, path: str, content: bytes, mode: int
     ) -> FileInfo:
-        violations = Violations()
-        violations.check(bool(path), "path", "is required")
-        violations.check(0 <= mode <= 0o7777, "mode", "must be Unix permission bits (0 to 07777)")
-        violations.raise_if_any()
-        confined = confine(path, "path")
-        row, files = await self._file_target(caller, sandbox_id, ProjectRole.EDITOR)
-        assert row.container_id is not None
-        try:
-            info = await files.write(row.container_id, confined, content, mode, "path")
-        except BackendError as error:
-            raise await self._failure(error, row) from error
-        await self._touch(row)
-        return info
+        return await self._files.write(caller, sandbox_id, path, content, mode)
 
     async def read_file(self, caller: Caller, sandbox_id: str, path: str) -> tuple[FileInfo, bytes]:
-        if not path:
-            raise InvalidArgument.of([FieldViolation("path", "is required")])
-        confined = confine(path, "path")
-        row, files = await self._file_target(caller, sandbox_id, ProjectRole.VIEWER)
-        assert row.container_id is not None
-        try:
-            return await files.read(row.container_id, confined, "path")
-        except BackendError as error:
-            raise await self._failure(error, row) from error
+        return await self._files.read(caller, sandbox_id, path)
 
     async def list_files(
         self,
@@ -946,37 +590,12 @@ class SandboxManager:
         after: str | None,
         page_size: int,
     ) -> FilePage:
-        confined = confine(path, "path", allow_root=True)
-        row, files = await self._file_target(caller, sandbox_id, ProjectRole.VIEWER)
-        assert row.container_id is not None
-        try:
-            entries = await files.list(row.container_id, confined, recursive, "path")
-        except BackendError as error:
-            raise await self._failure(error, row) from error
-        if after is not None:
-            entries = [entry for entry in entries if entry.path > after]
-        page = entries[:page_size]
-        more = len(entries) > page_size
-        return FilePage(page, page[-1].path if more and page else None)
+        return await self._files.list(caller, sandbox_id, path, recursive, after, page_size)
 
     async def delete_file(
         self, caller: Caller, sandbox_id: str, path: str, recursive: bool
     ) -> None:
-        if not path:
-            raise InvalidArgument.of([FieldViolation("path", "is required")])
-        confined = confine(path, "path", allow_root=True)
-        row, files = await self._file_target(caller, sandbox_id, ProjectRole.EDITOR)
-        self._require_state(row, ("running",))
-        assert row.container_id is not None
-        try:
-            await files.delete(row.container_id, confined, recursive, "path")
-        except BackendError as error:
-            raise await self._failure(error, row) from error
-        await self._touch(row)
-
-
-def _sid(row: SandboxRow | None) -> dict[str, str]:
-    return {"sandbox_id": str(row.id)} if row is not None else {}
+        await self._files.delete(caller, sandbox_id, path, recursive)
 
 
 def _listing_key(after: tuple[str, ...]) -> tuple[datetime, uuid.UUID] | None:

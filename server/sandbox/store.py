@@ -8,10 +8,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.models import ProjectMember
 from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxExecution, SandboxRow
+
+# Statements on the path of every exec and file call, built once: constructing a statement
+# costs more than running it.
+_WITH_ROLE = (
+    select(SandboxRow, ProjectMember.role)
+    .outerjoin(
+        ProjectMember,
+        and_(
+            ProjectMember.project_id == SandboxRow.project_id,
+            ProjectMember.user_id == bindparam("user_id"),
+        ),
+    )
+    .where(SandboxRow.id == bindparam("sandbox_id"))
+)
+_TOUCH = (
+    update(SandboxRow)
+    .where(SandboxRow.id == bindparam("sandbox_id"))
+    .values(last_active_time=bindparam("now"))
+    .execution_options(synchronize_session=False)
+)
 
 
 async def get(db: AsyncSession, sandbox_id: uuid.UUID, *, lock: bool = False) -> SandboxRow | None:
@@ -19,6 +40,19 @@ async def get(db: AsyncSession, sandbox_id: uuid.UUID, *, lock: bool = False) ->
     if lock:
         query = query.with_for_update()
     return (await db.execute(query)).scalar_one_or_none()
+
+
+async def get_with_role(
+    db: AsyncSession, sandbox_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[SandboxRow, str | None] | None:
+    """The sandbox and the user's role in its project (None: not a member), in one query."""
+    found = (
+        await db.execute(_WITH_ROLE, {"sandbox_id": sandbox_id, "user_id": user_id})
+    ).one_or_none()
+    if found is None:
+        return None
+    row, role = found
+    return row, role
 
 
 async def count_live(db: AsyncSession, project_id: uuid.UUID) -> int:
@@ -119,12 +153,7 @@ async def set_state(
 
 
 async def touch(db: AsyncSession, sandbox_id: uuid.UUID, now: datetime) -> None:
-    await db.execute(
-        update(SandboxRow)
-        .where(SandboxRow.id == sandbox_id)
-        .values(last_active_time=now)
-        .execution_options(synchronize_session=False)
-    )
+    await db.execute(_TOUCH, {"sandbox_id": sandbox_id, "now": now})
 
 
 async def start_execution(

@@ -194,6 +194,8 @@ async def test_create_validates_its_input(manager: SandboxManager, team: Team) -
     [
         ("python", "import sys\nprint('hello from python', sys.argv[0])", b"hello from python"),
         ("javascript", "console.log('hello from ' + 'node')", b"hello from node"),
+        # Too large to travel in the command: written through the archive API instead.
+        ("python", "#" + "x" * 70_000 + "\nprint('hello from a big file')", b"from a big file"),
     ],
 )
 async def test_run_code_in_a_throwaway_sandbox(

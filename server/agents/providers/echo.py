@@ -6,8 +6,9 @@ delta every `echo_token_delay_ms`, on a fixed schedule (no drift). Usage counts 
 whitespace-separated words: input = words of the system prompt and the whole history,
 output = deltas sent. `max_tokens` cuts the answer (finish reason `max_tokens`).
 
-The whole answer is prepared before the first delta, so relaying a token costs one timer
-wait and one yield.
+The answer text is composed before the first delta and cut into tokens as they are sent,
+so relaying a token costs one timer wait and one yield, and a stream holds its answer as
+one string rather than a list of deltas.
 """
 
 from __future__ import annotations
@@ -63,11 +64,7 @@ class EchoProvider:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ProviderEvent, None]:
         answer = compose(request)
         limit = request.max_tokens or self._max_tokens
-        deltas = [TextDelta(token) for token in _TOKEN.findall(answer.text)]
         reason: FinishReason = "tool_use" if answer.tool_call else "stop"
-        if len(deltas) > limit:
-            deltas = deltas[:limit]
-            reason = "max_tokens"
         input_tokens = count_words(request.system) + sum(
             _message_words(message) for message in request.messages
         )
@@ -75,13 +72,18 @@ class EchoProvider:
         loop = asyncio.get_running_loop()
         start = loop.time()
         sent = 0
-        for delta in deltas:
+        # Tokens are cut from the answer as they are sent: a long answer is not held as a
+        # list of deltas for the whole stream.
+        for token in _TOKEN.finditer(answer.text):
+            if sent == limit:
+                reason = "max_tokens"
+                break
             sent += 1
             if delay > 0:
                 await asyncio.sleep(max(start + sent * delay - loop.time(), 0))
             else:
                 await asyncio.sleep(0)
-            yield delta
+            yield TextDelta(token.group())
         if answer.tool_call is not None and reason == "tool_use":
             call = answer.tool_call
             yield ToolCallRequest(call.id, call.name, call.arguments_json)

@@ -13,10 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.agents.providers.anthropic import AnthropicProvider
 from server.agents.providers.base import ChatProvider, ModelInfo
 from server.agents.providers.echo import ECHO, EchoProvider
-from server.agents.providers.gemini import GeminiProvider
 from server.config import Settings
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
@@ -36,10 +34,16 @@ class ResolvedModel:
 
 
 def _configured(settings: Settings) -> list[ChatProvider]:
+    # A provider's SDK is imported only when its key is configured: the Anthropic SDK alone
+    # adds about 50 MB to the process.
     providers: list[ChatProvider] = []
     if settings.anthropic_api_key is not None:
+        from server.agents.providers.anthropic import AnthropicProvider
+
         providers.append(AnthropicProvider(settings))
     if settings.gemini_api_key is not None:
+        from server.agents.providers.gemini import GeminiProvider
+
         providers.append(GeminiProvider(settings))
     providers.append(EchoProvider(settings))
     return providers

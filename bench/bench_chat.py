@@ -1,0 +1,349 @@
+"""1. Chat token relay: the echo model paced at 50 tokens/s relayed over gRPC — server CPU per
+token, time to first token and CPU per chat — against a FastAPI + StreamingResponse SSE peer
+streaming the same tokens from the same paced generator; then how many streams at 10 tokens/s
+one server process holds under 85 % of a core, and its RSS."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from bench.harness import (
+    SERVER_CORE,
+    Measured,
+    Report,
+    Row,
+    median,
+    percentile,
+    run_load,
+    spawn,
+    stop,
+)
+from bench.infra import Infra, forge_server
+
+B = "chat"
+RELAY_DELAY_MS = 20  # 50 tokens/s
+CAPACITY_DELAY_MS = 100  # 10 tokens/s
+RELAY_STREAMS = 100
+RELAY_WINDOW = 5.0
+RELAY_ROUNDS = 2
+TTFT_CHATS = 40
+FIXED_CHATS = 300
+FIXED_CONCURRENCY = 20
+# Capacity: 2,000 streams opened at once (a burst), then 500 more at 500/s.
+LEVELS = [2000, 2500]
+OPEN_RATE = 500
+LEVEL_SETTLE = 4.0
+LEVEL_WINDOW = 6.0
+CHANNELS = 8
+
+TOKEN_CPU_TARGET_US = 40.0
+STREAMS_TARGET = 2000
+CORE_SHARE_LIMIT = 0.85
+RSS_TARGET_MIB = 200
+
+_UVICORN = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+# The chat benchmarks measure chats alone: no warm sandbox containers being started.
+_QUIET = {"FORGE_SANDBOX_POOL_SIZE": "0"}
+
+
+def _per_token_us(window: dict[str, Any], name: str) -> float:
+    return float(window["cpu"][name]) / max(int(window["tokens"]), 1) * 1e6
+
+
+def _ms(values: list[float], q: float) -> float:
+    return percentile(values, q) * 1000
+
+
+async def _start_peer(delay_ms: int) -> tuple[Measured, int]:
+    """The SSE peer, on the server core."""
+    measured, match = await spawn(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.peers.sse_chat:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-access-log",
+            "--log-level",
+            "info",
+        ],
+        core=SERVER_CORE,
+        env={"FORGE_ECHO_TOKEN_DELAY_MS": str(delay_ms)},
+        ready=_UVICORN,
+    )
+    assert match is not None
+    return measured, int(match.group(1))
+
+
+def _relay(target: str) -> dict[str, Any]:
+    return {
+        "kind": "relay",
+        "target": target,
+        "streams": RELAY_STREAMS,
+        "window": RELAY_WINDOW,
+        "warmup": 1.0,
+        "attempts": 3,
+        "tokens_per_second": 1000 / RELAY_DELAY_MS,
+    }
+
+
+async def run(infra: Infra, report: Report) -> None:
+    # Forge and the peer run side by side on the server core and take turns: each relay
+    # window of one is followed by one of the other, so both meet the same noisy machine.
+    peer, peer_port = await _start_peer(RELAY_DELAY_MS)
+    try:
+        async with forge_server(
+            infra, {**_QUIET, "FORGE_ECHO_TOKEN_DELAY_MS": str(RELAY_DELAY_MS)}
+        ) as server:
+            server.measured.begin()
+            result = await run_load(
+                "chat",
+                {
+                    "targets": {
+                        "forge": {
+                            "transport": "grpc",
+                            "port": server.port,
+                            "channels": 1,
+                            "pid": server.measured.proc.pid,
+                        },
+                        "peer": {
+                            "transport": "sse",
+                            "base_url": f"http://127.0.0.1:{peer_port}",
+                            "path": "/chat",
+                            "pid": peer.proc.pid,
+                        },
+                    },
+                    "phases": [
+                        # warm-up: connections, caches
+                        {
+                            "kind": "fixed",
+                            "target": "forge",
+                            "chats": 20,
+                            "concurrency": 10,
+                            "words": 1,
+                        },
+                        {
+                            "kind": "fixed",
+                            "target": "peer",
+                            "chats": 20,
+                            "concurrency": 10,
+                            "words": 1,
+                        },
+                        {
+                            "kind": "ttft",
+                            "targets": ["forge", "peer"],
+                            "chats": TTFT_CHATS,
+                            "interval": 0.05,
+                            "words": 30,
+                        },
+                        *[
+                            _relay(target)
+                            for _ in range(RELAY_ROUNDS)
+                            for target in ("forge", "peer")
+                        ],
+                        {
+                            "kind": "fixed",
+                            "target": "forge",
+                            "chats": FIXED_CHATS,
+                            "concurrency": FIXED_CONCURRENCY,
+                            "words": 1,
+                        },
+                    ],
+                },
+            )
+            relay_usage = await server.measured.end()
+    finally:
+        await stop(peer)
+    phases = result["phases"]
+    ttft = phases[2]
+    relays = phases[3:-1]
+    fixed = phases[-1]
+
+    async with forge_server(
+        infra, {**_QUIET, "FORGE_ECHO_TOKEN_DELAY_MS": str(CAPACITY_DELAY_MS)}
+    ) as server:
+        idle_rss = server.measured.rss()
+        server.measured.begin()
+        capacity = (
+            await run_load(
+                "chat",
+                {
+                    "targets": {
+                        "forge": {
+                            "transport": "grpc",
+                            "port": server.port,
+                            "channels": CHANNELS,
+                            "pid": server.measured.proc.pid,
+                        },
+                    },
+                    "phases": [
+                        {
+                            "kind": "levels",
+                            "target": "forge",
+                            "levels": LEVELS,
+                            "open_rate": OPEN_RATE,
+                            "settle": LEVEL_SETTLE,
+                            "window": LEVEL_WINDOW,
+                            "attempts": 3,
+                            "tokens_per_second": 1000 / CAPACITY_DELAY_MS,
+                        },
+                    ],
+                },
+            )
+        )["phases"][0]
+        capacity_usage = await server.measured.end()
+
+    token_us = _relay_rows(report, relays)
+    _latency_rows(report, ttft["forge"], ttft["peer"])
+    _fixed_rows(report, fixed, token_us)
+    _capacity_rows(report, capacity, idle_rss, capacity_usage.peak_rss_bytes)
+    report.add(
+        Row(
+            B,
+            "peak server RSS, 100 streams at 50 tok/s",
+            f"{relay_usage.peak_rss_bytes / 2**20:.0f} MiB",
+        ),
+    )
+
+
+def _relay_rows(report: Report, relays: list[dict[str, Any]]) -> float:
+    """Rows for the relay windows; returns Forge's CPU per token (median of its windows)."""
+    forge = [r for r in relays if r["target"] == "forge"]
+    peer = [r for r in relays if r["target"] == "peer"]
+    forge_us = median([_per_token_us(r["window"], "forge") for r in forge])
+    peer_us = median([_per_token_us(r["window"], "peer") for r in peer])
+    client_us = median([_per_token_us(r["window"], "client") for r in forge])
+    rate = median([r["window"]["tokens"] / r["window"]["seconds"] for r in forge])
+    spread = ", ".join(f"{_per_token_us(r['window'], 'forge'):.1f}" for r in forge)
+    peer_spread = ", ".join(f"{_per_token_us(r['window'], 'peer'):.1f}" for r in peer)
+    starved = sum(r["disturbed_windows"] for r in relays)
+    report.add(
+        Row(
+            B,
+            f"server CPU per token, {RELAY_STREAMS} streams x 50 tok/s (gRPC)",
+            f"{forge_us:.1f} µs",
+            f"<= {TOKEN_CPU_TARGET_US:.0f} µs",
+            forge_us <= TOKEN_CPU_TARGET_US,
+            note=f"median of windows {spread}; {rate:.0f} tok/s, one event per token "
+            f"(no coalescing)"
+            + (f"; {starved} starved window(s) measured again" if starved else ""),
+        ),
+        Row(
+            B,
+            "peer CPU per token (FastAPI SSE, same generator)",
+            f"{peer_us:.1f} µs",
+            note=f"Forge/peer {forge_us / peer_us:.2f}; windows {peer_spread}",
+        ),
+        Row(
+            B,
+            "load generator CPU per token (gRPC client)",
+            f"{client_us:.1f} µs",
+        ),
+    )
+    _errors(report, "relay", *relays)
+    return forge_us
+
+
+def _latency_rows(report: Report, ttft: dict[str, Any], peer: dict[str, Any]) -> None:
+    forge_p50, peer_p50 = _ms(ttft["first_delta"], 50), _ms(peer["first_delta"], 50)
+    report.add(
+        Row(
+            B,
+            "time to first token p50 / p99 (pace 20 ms)",
+            f"{forge_p50:.1f} / {_ms(ttft['first_delta'], 99):.1f} ms",
+            note=f"peer {peer_p50:.1f} / {_ms(peer['first_delta'], 99):.1f} ms; "
+            f"started event p50 {_ms(ttft['started'], 50):.1f} ms",
+        ),
+        Row(
+            B,
+            "added time to first token p50 (Forge - peer)",
+            f"{forge_p50 - peer_p50:.1f} ms",
+            note="auth, access check, both messages stored, started event",
+        ),
+    )
+
+
+def _fixed_rows(report: Report, fixed: dict[str, Any], token_us: float) -> None:
+    window = fixed["window"]
+    per_chat_ms = (
+        (window["cpu"]["forge"] - window["tokens"] * token_us / 1e6) / fixed["chats"] * 1000
+    )
+    report.add(
+        Row(
+            B,
+            "server CPU per chat, beyond its tokens",
+            f"{per_chat_ms:.2f} ms",
+            note=f"{fixed['chats']} chats of ~{window['tokens'] // fixed['chats']} tokens, "
+            f"{FIXED_CONCURRENCY} at a time: {window['cpu']['forge']:.2f} s of CPU less "
+            f"{window['tokens']} tokens at {token_us:.1f} µs; auth, open (1 read + 1 write), "
+            f"settle (1 write)",
+        )
+    )
+
+
+def _capacity_rows(report: Report, capacity: dict[str, Any], idle_rss: int, peak_rss: int) -> None:
+    held = 0
+    per_stream = 0.0
+    for level in capacity["levels"]:
+        window = level["window"]
+        share = window["cpu"]["forge"] / window["seconds"]
+        expected = level["level"] * 1000 / CAPACITY_DELAY_MS * window["seconds"]
+        on_time = window["tokens"] / expected
+        client_share = window["cpu"]["client"] / window["seconds"]
+        gaps = level["gaps"]
+        ok = share < CORE_SHARE_LIMIT and on_time >= 0.95 and level["errors"] == 0
+        if ok:
+            held = max(held, level["level"])
+            per_stream = share / level["level"]
+        retried = level["disturbed_windows"]
+        report.add(
+            Row(
+                B,
+                f"{level['level']} streams x 10 tok/s: server CPU",
+                f"{share * 100:.0f} % of a core",
+                f"< {CORE_SHARE_LIMIT * 100:.0f} %" if level["level"] == STREAMS_TARGET else "",
+                ok if level["level"] == STREAMS_TARGET else None,
+                note=f"{on_time * 100:.0f} % of the paced tokens delivered, gap p50/p99 "
+                f"{_ms(gaps, 50):.0f}/{_ms(gaps, 99):.0f} ms, "
+                f"{_per_token_us(window, 'forge'):.1f} µs/token, client "
+                f"{client_share * 100:.0f} % of a core, {level['errors']} refused, "
+                f"RSS {level['rss']['forge'] / 2**20:.0f} MiB"
+                + (f", {retried} starved window(s) measured again" if retried else ""),
+            )
+        )
+    first = capacity["levels"][0]
+    rss_mib = first["rss"]["forge"] / 2**20
+    extrapolated = f"{CORE_SHARE_LIMIT / per_stream:.0f}" if per_stream else "n/a"
+    report.add(
+        Row(
+            B,
+            "concurrent streams held at 10 tok/s under 85 % of a core",
+            f">= {held}",
+            f">= {STREAMS_TARGET}",
+            held >= STREAMS_TARGET,
+            note=f"extrapolated from CPU per stream: {extrapolated}; {LEVELS[0]} opened at "
+            f"once: first token p50/p99 {_ms(capacity['first_delta'], 50):.0f}/"
+            f"{_ms(capacity['first_delta'], 99):.0f} ms",
+        ),
+        Row(
+            B,
+            f"server RSS with {first['level']} streams",
+            f"{rss_mib:.0f} MiB",
+            f"< {RSS_TARGET_MIB} MiB",
+            rss_mib < RSS_TARGET_MIB,
+            note=f"idle server {idle_rss / 2**20:.0f} MiB; peak over the run "
+            f"({LEVELS[-1]} streams) {peak_rss / 2**20:.0f} MiB",
+        ),
+    )
+
+
+def _errors(report: Report, phase: str, *results: dict[str, Any]) -> None:
+    failed = sum(int(r.get("errors", 0)) for r in results)
+    if failed:
+        first = next(r["first_error"] for r in results if r.get("errors"))
+        report.add(Row(B, f"{phase}: chats that failed", str(failed), note=first[:120]))

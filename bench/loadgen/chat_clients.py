@@ -1,0 +1,251 @@
+"""Chat clients for the load generators: Forge's Chat over gRPC (direct) or over REST/SSE
+(through Envoy), and the SSE peer; plus the Forge set-up (account, project, conversations).
+
+Each client runs one chat and reports its events to a `ChatLog` as they arrive; it keeps
+per-event work to a minimum (the load generator must not be the bottleneck)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import grpc
+from forge.agents.v1 import agents_pb2, agents_pb2_grpc
+from forge.auth.v1 import auth_pb2, auth_pb2_grpc
+from forge.projects.v1 import projects_pb2, projects_pb2_grpc
+
+PASSWORD = "Bench-Passw0rd"
+CHAT_METHOD = "/forge.agents.v1.AgentService/Chat"
+# Plain words only: the echo model writes code blocks when asked for "code", "script", …
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+]
+
+
+def prompt(words: int) -> str:
+    """A prompt of `words` words; the echo model's answer is about words + 40 tokens."""
+    return " ".join(WORDS[i % len(WORDS)] for i in range(words))
+
+
+def answer_tokens(words: int) -> int:
+    """Tokens of the echo model's answer to `prompt(words)` (its frame adds the rest)."""
+    from server.agents.providers.echo_answer import INTRO, OUTRO
+
+    return len(INTRO.split()) + words + len(OUTRO.split())
+
+
+@dataclass
+class Chat:
+    """What one chat saw (perf_counter times)."""
+
+    sent: float = 0.0
+    started: float = 0.0
+    first_delta: float = 0.0
+    ended: float = 0.0
+    tokens: int = 0
+    error: str = ""
+    arrivals: list[float] | None = None
+    """Arrival time of every delta (kept for sampled chats only)."""
+
+
+@dataclass
+class ChatLog:
+    """Counters shared by all chats of a phase (read by the window sampler)."""
+
+    tokens: int = 0
+    deltas: int = 0
+    chats: list[Chat] = field(default_factory=list)
+
+
+class ForgeGrpcChats:
+    """Chat over gRPC, straight to the server. Responses stay bytes until parsed here."""
+
+    def __init__(self, port: int, metadata: Sequence[tuple[str, str]], channels: int) -> None:
+        self._channels = [
+            grpc.aio.insecure_channel(
+                f"127.0.0.1:{port}",
+                # Own connection per channel (not the process-wide subchannel pool).
+                options=[("grpc.use_local_subchannel_pool", 1)],
+            )
+            for _ in range(max(channels, 1))
+        ]
+        self._calls: list[Any] = [
+            channel.unary_stream(
+                CHAT_METHOD,
+                request_serializer=agents_pb2.ChatRequest.SerializeToString,
+                response_deserializer=None,
+            )
+            for channel in self._channels
+        ]
+        self._metadata = tuple(metadata)
+
+    async def chat(
+        self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
+    ) -> None:
+        call = self._calls[index % len(self._calls)](
+            agents_pb2.ChatRequest(conversation_id=conversation_id, content=content),
+            metadata=self._metadata,
+            timeout=3600,
+        )
+        parse = agents_pb2.ChatEvent.FromString
+        arrivals = chat.arrivals
+        now = time.perf_counter
+        try:
+            async for raw in call:
+                event = parse(raw)
+                if event.HasField("delta"):
+                    tokens = len(event.delta.text.split())
+                    log.tokens += tokens
+                    log.deltas += 1
+                    chat.tokens += tokens
+                    if not chat.first_delta:
+                        chat.first_delta = now()
+                    if arrivals is not None:
+                        arrivals.append(now())
+                elif event.HasField("started"):
+                    chat.started = now()
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                chat.error = f"{error.code().name}: {error.details()}"
+        chat.ended = now()
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+
+class SseChats:
+    """Chat over HTTP/1.1 server-sent events: Forge's REST route through Envoy
+    (`/v1/conversations/{id}:chat`) or the peer's `/chat`."""
+
+    def __init__(self, base_url: str, path: str, headers: dict[str, str]) -> None:
+        self._session = aiohttp.ClientSession(
+            base_url=base_url,
+            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        )
+        self._path = path
+        self._headers = headers
+
+    async def chat(
+        self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
+    ) -> None:
+        arrivals = chat.arrivals
+        now = time.perf_counter
+        loads = json.loads
+        try:
+            async with self._session.post(
+                self._path.format(conversation_id=conversation_id),
+                json={"content": content},
+                headers=self._headers,
+            ) as response:
+                if response.status != 200:
+                    chat.error = f"HTTP {response.status}: {(await response.text())[:200]}"
+                    return
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *frames, buffer = buffer.split(b"\n\n")
+                    for frame in frames:
+                        if b'"delta"' in frame:
+                            tokens = len(loads(frame[6:])["delta"]["text"].split())
+                            log.tokens += tokens
+                            log.deltas += 1
+                            chat.tokens += tokens
+                            if not chat.first_delta:
+                                chat.first_delta = now()
+                            if arrivals is not None:
+                                arrivals.append(now())
+                        elif b'"started"' in frame:
+                            chat.started = now()
+                        elif b'"error"' in frame or b'"code"' in frame:
+                            chat.error = frame.decode()[:200]
+        except (TimeoutError, aiohttp.ClientError) as error:
+            chat.error = repr(error)
+        finally:
+            chat.ended = now()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+@dataclass
+class ForgeWorld:
+    """An account and a project with conversations to chat in (one chat each)."""
+
+    metadata: tuple[tuple[str, str], ...]
+    access_token: str
+    project_id: str
+    conversations: list[str]
+
+
+async def forge_world(port: int, conversations: int, email: str) -> ForgeWorld:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        # The first account of a server is its admin: chat as an ordinary project owner.
+        await auth.Register(
+            auth_pb2.RegisterRequest(email=f"admin-{email}", password=PASSWORD), timeout=60
+        )
+        registered = await auth.Register(
+            auth_pb2.RegisterRequest(email=email, password=PASSWORD), timeout=60
+        )
+        token = registered.tokens.access_token
+        metadata = (("authorization", f"Bearer {token}"),)
+        projects = projects_pb2_grpc.ProjectServiceStub(channel)
+        project = await projects.CreateProject(
+            projects_pb2.CreateProjectRequest(project=projects_pb2.Project(name="bench")),
+            metadata=metadata,
+            timeout=60,
+        )
+        agents = agents_pb2_grpc.AgentServiceStub(channel)
+        ids: list[str] = []
+        semaphore = asyncio.Semaphore(32)
+
+        async def create() -> None:
+            async with semaphore:
+                created = await agents.CreateConversation(
+                    agents_pb2.CreateConversationRequest(
+                        project_id=project.id, conversation=agents_pb2.Conversation()
+                    ),
+                    metadata=metadata,
+                    timeout=120,
+                )
+                ids.append(created.id)
+
+        await asyncio.gather(*(create() for _ in range(conversations)))
+    return ForgeWorld(metadata, token, project.id, ids)
+
+
+def describe_errors(chats: Sequence[Chat]) -> dict[str, Any]:
+    errors = [chat.error for chat in chats if chat.error]
+    return {"errors": len(errors), "first_error": errors[0] if errors else ""}
