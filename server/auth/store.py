@@ -14,7 +14,6 @@ from server.db.models import (
     ApiKey,
     AuditEvent,
     OneTimeToken,
-    Project,
     RefreshToken,
     Session,
     User,
@@ -201,18 +200,3 @@ async def list_audit_events(
     if action is not None:
         query = query.where(AuditEvent.action == action)
     return list((await db.scalars(keyset(query, AuditEvent.id, page, descending=True))).all())
-
-
-@dataclass(frozen=True)
-class Counts:
-    users: int
-    disabled_users: int
-    projects: int
-
-
-async def counts(db: AsyncSession) -> Counts:
-    users, disabled = (
-        await db.execute(select(func.count(), func.count().filter(User.disabled)).select_from(User))
-    ).one()
-    projects = await db.scalar(select(func.count()).select_from(Project))
-    return Counts(int(users), int(disabled), int(projects or 0))
