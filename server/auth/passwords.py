@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything longer
+BCRYPT_NICENESS = 10
 
 
 def password_problems(password: str) -> list[str]:
@@ -27,6 +30,13 @@ def password_problems(password: str) -> list[str]:
     return problems
 
 
+def _lower_priority() -> None:
+    """Hashing threads yield the CPU to the event loop: a burst of logins must not delay
+    other calls (Linux schedules threads individually, so this nices only this thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICENESS)
+
+
 class PasswordHasher:
     """bcrypt in a bounded thread pool of its own, so hashing never blocks the loop and
     a burst of logins cannot starve other blocking work (Docker calls, file hashing)."""
@@ -34,7 +44,9 @@ class PasswordHasher:
     def __init__(self, rounds: int, max_workers: int | None = None) -> None:
         self._rounds = rounds
         self._executor = ThreadPoolExecutor(
-            max_workers=max_workers or os.cpu_count() or 2, thread_name_prefix="bcrypt"
+            max_workers=max_workers or os.cpu_count() or 2,
+            thread_name_prefix="bcrypt",
+            initializer=_lower_priority,
         )
         # Verified against when an email is unknown, so both paths cost the same.
         self._dummy_hash = bcrypt.hashpw(b"forge-timing-equaliser", bcrypt.gensalt(rounds))
