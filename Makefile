@@ -38,7 +38,7 @@ $(GEN_STAMP): $(STAMP) $(PROTOS) scripts/gen
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	# The generated server modules (gen/python) are importable as the top-level `forge`.
 	echo "$(CURDIR)/gen/python" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/forge-gen.pth"
 	touch $@
@@ -48,7 +48,6 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 bench: $(GEN_STAMP)
-	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
