@@ -12,6 +12,7 @@ import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
@@ -110,6 +111,29 @@ async def upload_requests(
         if sizes is not None:
             sizes.append(len(chunk))
         yield artifacts_pb2.UploadArtifactRequest(chunk=chunk)
+
+
+async def upload_refused(
+    artifacts: Any,
+    requests: AsyncIterator[artifacts_pb2.UploadArtifactRequest],
+    metadata: Any,
+    timeout: float,
+) -> grpc.aio.AioRpcError:
+    """Sends an upload the server is expected to refuse part-way and returns the server's
+    status. A write racing the server's answer fails with grpc's own INTERNAL ("Failed
+    execute_batch"), so writes are made one by one and the call's status is read after."""
+    call = artifacts.UploadArtifact(metadata=metadata, timeout=timeout)
+    try:
+        async for request in requests:
+            await call.write(request)
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        pass  # the server ended the call while we were writing: its status says why
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error
+    raise AssertionError("the upload was expected to be refused")
 
 
 @dataclass

@@ -32,6 +32,7 @@ from tests.artifacts.service_support import (
     sha256,
     stub,
     upload_metadata,
+    upload_refused,
     upload_requests,
 )
 from tests.conftest import make_settings
@@ -211,43 +212,43 @@ async def test_uploads_over_the_limit_leave_nothing(target: Target) -> None:
     before_rows, before_blobs = await artifact_count(target), await target.view.blobs()
 
     # Announced too large: refused before a byte is stored.
-    with pytest.raises(grpc.aio.AioRpcError) as announced:
-        await artifacts.UploadArtifact(
-            upload_requests(
-                upload_metadata(team.project_id, "huge.bin", size=LIMIT + 1),
-                pseudo_random_chunks(MiB, seed=1),
-            ),
-            metadata=team.editor.metadata,
-            timeout=DEADLINE,
-        )
-    assert announced.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_info(announced.value).reason == "UPLOAD_TOO_LARGE"
+    announced = await upload_refused(
+        artifacts,
+        upload_requests(
+            upload_metadata(team.project_id, "huge.bin", size=LIMIT + 1),
+            pseudo_random_chunks(MiB, seed=1),
+        ),
+        team.editor.metadata,
+        DEADLINE,
+    )
+    assert announced.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(announced).reason == "UPLOAD_TOO_LARGE"
 
     # Not announced: cut off as soon as it passes the limit.
-    with pytest.raises(grpc.aio.AioRpcError) as streamed:
-        await artifacts.UploadArtifact(
-            upload_requests(
-                upload_metadata(team.project_id, "huge.bin"),
-                pseudo_random_chunks(LIMIT + MiB, seed=2),
-            ),
-            metadata=team.editor.metadata,
-            timeout=DEADLINE,
-        )
-    assert streamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_info(streamed.value).reason == "UPLOAD_TOO_LARGE"
+    streamed = await upload_refused(
+        artifacts,
+        upload_requests(
+            upload_metadata(team.project_id, "huge.bin"),
+            pseudo_random_chunks(LIMIT + MiB, seed=2),
+        ),
+        team.editor.metadata,
+        DEADLINE,
+    )
+    assert streamed.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(streamed).reason == "UPLOAD_TOO_LARGE"
 
     # Announced small, then more sent; and a wrong hash.
     for metadata in (
         upload_metadata(team.project_id, "liar.bin", size=MiB),
         upload_metadata(team.project_id, "liar.bin", sha="0" * 64),
     ):
-        with pytest.raises(grpc.aio.AioRpcError) as lied:
-            await artifacts.UploadArtifact(
-                upload_requests(metadata, pseudo_random_chunks(2 * MiB, seed=3)),
-                metadata=team.editor.metadata,
-                timeout=DEADLINE,
-            )
-        assert error_info(lied.value).reason == "CHECKSUM_MISMATCH"
+        lied = await upload_refused(
+            artifacts,
+            upload_requests(metadata, pseudo_random_chunks(2 * MiB, seed=3)),
+            team.editor.metadata,
+            DEADLINE,
+        )
+        assert error_info(lied).reason == "CHECKSUM_MISMATCH"
 
     # Clean-up may finish just after the error reached the client (under load, S3 aborts
     # race the response): wait for it with a deadline rather than sampling once.
@@ -263,23 +264,23 @@ async def test_uploads_over_the_limit_leave_nothing(target: Target) -> None:
 
 async def test_upload_refuses_types_off_the_allow_list(target: Target) -> None:
     team = target.team
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub(target.channel).UploadArtifact(
-            upload_requests(
-                upload_metadata(team.project_id, "movie.mp4", content_type="video/mp4"),
-                iter([b"not a movie"]),
-            ),
-            metadata=team.editor.metadata,
-            timeout=DEADLINE,
-        )
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    with pytest.raises(grpc.aio.AioRpcError) as no_metadata:
-        await stub(target.channel).UploadArtifact(
-            upload_requests(artifacts_pb2.UploadArtifactRequest(chunk=b"x"), iter([])),
-            metadata=team.editor.metadata,
-            timeout=DEADLINE,
-        )
-    assert no_metadata.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    refused = await upload_refused(
+        stub(target.channel),
+        upload_requests(
+            upload_metadata(team.project_id, "movie.mp4", content_type="video/mp4"),
+            iter([b"not a movie"]),
+        ),
+        team.editor.metadata,
+        DEADLINE,
+    )
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    no_metadata = await upload_refused(
+        stub(target.channel),
+        upload_requests(artifacts_pb2.UploadArtifactRequest(chunk=b"x"), iter([])),
+        team.editor.metadata,
+        DEADLINE,
+    )
+    assert no_metadata.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert await target.view.unfinished() == []
 
 
