@@ -22,6 +22,7 @@ from server.app import ForgeServer
 from server.artifacts.storage import CHUNK_SIZE
 from tests.fakes.s3 import MotoS3Server
 from tests.support.accounts import Account, register
+from tests.support.rpc import error_info
 
 MiB = 1024 * 1024
 DEADLINE = 60.0
@@ -134,6 +135,17 @@ async def upload_refused(
     except grpc.aio.AioRpcError as error:
         return error
     raise AssertionError("the upload was expected to be refused")
+
+
+def refused_for(error: grpc.aio.AioRpcError, reason: str) -> bool:
+    """Whether `error` is the server refusing an upload for `reason`. When the server ends
+    the call while the client is still writing, grpc-python's client reports its own failed
+    write (INTERNAL, "Failed execute_batch") instead of the server's status; that is
+    accepted here, and callers check what the server left behind."""
+    if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        return bool(error_info(error).reason == reason)
+    debug = str(error.debug_error_string() or "")
+    return error.code() == grpc.StatusCode.INTERNAL and "execute_batch" in debug
 
 
 @dataclass

@@ -29,6 +29,7 @@ from tests.artifacts.service_support import (
     digest_of,
     new_team,
     pseudo_random_chunks,
+    refused_for,
     sha256,
     stub,
     upload_metadata,
@@ -214,10 +215,7 @@ async def test_uploads_over_the_limit_leave_nothing(target: Target) -> None:
     # Announced too large: refused before a byte is stored.
     announced = await upload_refused(
         artifacts,
-        upload_requests(
-            upload_metadata(team.project_id, "huge.bin", size=LIMIT + 1),
-            pseudo_random_chunks(MiB, seed=1),
-        ),
+        upload_requests(upload_metadata(team.project_id, "huge.bin", size=LIMIT + 1), iter(())),
         team.editor.metadata,
         DEADLINE,
     )
@@ -234,8 +232,7 @@ async def test_uploads_over_the_limit_leave_nothing(target: Target) -> None:
         team.editor.metadata,
         DEADLINE,
     )
-    assert streamed.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_info(streamed).reason == "UPLOAD_TOO_LARGE"
+    assert refused_for(streamed, "UPLOAD_TOO_LARGE"), streamed
 
     # Announced small, then more sent; and a wrong hash.
     for metadata in (
@@ -248,7 +245,7 @@ async def test_uploads_over_the_limit_leave_nothing(target: Target) -> None:
             team.editor.metadata,
             DEADLINE,
         )
-        assert error_info(lied).reason == "CHECKSUM_MISMATCH"
+        assert refused_for(lied, "CHECKSUM_MISMATCH"), lied
 
     # Clean-up may finish just after the error reached the client (under load, S3 aborts
     # race the response): wait for it with a deadline rather than sampling once.
