@@ -68,9 +68,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         result = catalog.list_models(self._registry, request.provider, page.after, page.size)
         return agents_pb2.ListModelsResponse(
             models=[convert.model_to_proto(m, self._max_output_tokens) for m in result.items],
-            next_page_token=self._pages.next_token(page, result.next_key)
-            if result.next_key
-            else "",
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     # --- agent profiles --------------------------------------------------------------
@@ -85,9 +83,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         result = await self._profiles.list(caller, request.project_id, page.after, page.size)
         return agents_pb2.ListAgentsResponse(
             agents=[convert.agent_to_proto(agent) for agent in result.items],
-            next_page_token=self._pages.next_token(page, result.next_key)
-            if result.next_key
-            else "",
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def GetAgent(
@@ -156,9 +152,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         )
         return agents_pb2.ListConversationsResponse(
             conversations=[convert.conversation_to_proto(row) for row in result.items],
-            next_page_token=self._pages.next_token(page, result.next_key)
-            if result.next_key
-            else "",
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def UpdateConversation(
@@ -194,9 +188,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         )
         return agents_pb2.ListMessagesResponse(
             messages=[convert.message_to_proto(row) for row in result.items],
-            next_page_token=self._pages.next_token(page, result.next_key)
-            if result.next_key
-            else "",
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def ExportConversation(

@@ -76,7 +76,10 @@ class PageTokens:
         after = self._decode(page_token, kind, digest) if page_token else None
         return Page(size=size, after=after, kind=kind, filters_digest=digest)
 
-    def next_token(self, page: Page, last_key: Sequence[Any]) -> str:
+    def next_token(self, page: Page, last_key: Sequence[Any] | None) -> str:
+        """The token for the page after `last_key`; empty when there is no next page."""
+        if not last_key:
+            return ""
         payload = json.dumps(
             {"k": page.kind, "f": page.filters_digest, "a": [str(part) for part in last_key]},
             separators=(",", ":"),

@@ -111,7 +111,7 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         result = await self._manager.list_sandboxes(
             caller, request.project_id, state, page.after, page.size
         )
-        token = self._pages.next_token(page, result.next_after) if result.next_after else ""
+        token = self._pages.next_token(page, result.next_after)
         return sandbox_pb2.ListSandboxesResponse(
             sandboxes=[convert.sandbox_to_proto(view) for view in result.sandboxes],
             next_page_token=token,
