@@ -6,17 +6,19 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from server.app import ForgeServer
 from server.config import Settings
 from server.core.logging import configure_logging
+from server.core.module import ModuleBuilder
+from server.services import SERVICE_MODULES
 
 log = logging.getLogger("forge")
 
 
-async def serve(settings: Settings) -> None:
-    app = ForgeServer(settings)
+async def serve(settings: Settings, builders: Sequence[ModuleBuilder]) -> None:
+    app = ForgeServer(settings, builders)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -40,11 +42,11 @@ def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] 
     return uvloop.new_event_loop
 
 
-def main() -> None:
+def main(builders: Sequence[ModuleBuilder] = SERVICE_MODULES) -> None:
     settings = Settings(_cli_parse_args=True)
     configure_logging(settings.log_level, settings.log_format)
     with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-        runner.run(serve(settings))
+        runner.run(serve(settings, builders))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -15,12 +15,15 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
+from server.core.hooks import Hooks
 from server.core.interceptor import CallInterceptor, CallPolicy
 from server.core.keys import server_secret
+from server.core.module import Background, BuildContext, ModuleBuilder, ServiceModule
+from server.core.pagination import PageTokens
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import dispose, make_engine, make_session_factory
 from server.db.migrate import upgrade
-from server.services import Background, Dependencies, Wiring, wire
+from server.services import SERVICE_MODULES
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,14 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.bdp_probe", 0),
         ("grpc.http2.lookahead_bytes", settings.http2_lookahead_bytes),
     ]
+
+
+def build_modules(ctx: BuildContext, builders: Iterable[ModuleBuilder]) -> list[ServiceModule]:
+    """Builds every module, then installs what each offers into the shared hooks."""
+    modules = [build(ctx) for build in builders]
+    for module in modules:
+        ctx.hooks.install(module.offers)
+    return modules
 
 
 class GenericHandlersOnly:
@@ -76,7 +87,10 @@ class ForgeServer:
     """The running application. `start()` brings it up; `stop()` drains and tears it down."""
 
     settings: Settings
+    builders: Sequence[ModuleBuilder] = SERVICE_MODULES
+    """The modules to serve; tests add their own to these."""
     port: int = 0
+    modules: list[ServiceModule] = field(default_factory=list)
     health: HealthServicer = field(default_factory=HealthServicer)
     _server: grpc.aio.Server | None = None
     _engine: AsyncEngine | None = None
@@ -89,39 +103,57 @@ class ForgeServer:
         self._engine = await self._open_database()
         if settings.migrate_on_start:
             await upgrade(self._engine)
-        deps = Dependencies(
+        secret = server_secret(settings)
+        ctx = BuildContext(
             settings=settings,
             sessions=make_session_factory(self._engine),
-            secret=server_secret(settings),
+            secret=secret,
+            page_tokens=PageTokens(secret),
+            hooks=Hooks(),
         )
-        wiring = wire(deps)
-        server = self._build_server(wiring)
-        for component in wiring.background:
-            await component.start()
-            self._background.append(component)
+        self.modules = build_modules(ctx, self.builders)
+        server = self._build_server(self.modules)
+        for module in self.modules:
+            for component in module.background:
+                await component.start()
+                self._background.append(component)
         host, port = settings.listen_host_port
         self.port = server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise RuntimeError(f"could not bind {settings.listen_address}")
         self._server = server
         await server.start()
-        for name in ["", *self._service_names]:
+        await self._set_serving("", True)
+        for module in self.modules:
+            names = [binding.full_name for binding in module.bindings]
             # A service with a backend of its own starts NOT_SERVING until the backend answers.
-            await self._set_serving(name, name not in wiring.availability)
-        for name, follow in wiring.availability.items():
-            follow(partial(self._set_serving, name))
+            for name in names:
+                await self._set_serving(name, module.health is None)
+            if module.health is not None:
+                module.health(partial(self._set_services_serving, names))
         log.info(
             "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
         )
 
-    def _build_server(self, wiring: Wiring) -> grpc.aio.Server:
-        bindings = wiring.bindings
+    def servicer(self, service_name: str) -> Any:
+        """The servicer bound for `service_name` (e.g. "forge.sandbox.v1.SandboxService")."""
+        for module in self.modules:
+            for binding in module.bindings:
+                if binding.full_name == service_name:
+                    return binding.servicer
+        raise KeyError(service_name)
+
+    def _build_server(self, modules: Sequence[ServiceModule]) -> grpc.aio.Server:
+        bindings = [binding for module in modules for binding in module.bindings]
+        authenticators = [m.authenticator for m in modules if m.authenticator is not None]
+        if len(authenticators) > 1:
+            raise RuntimeError("more than one module offers an authenticator")
         policy = CallPolicy(
             public=[path for b in bindings for path in b.public_paths()],
             unimplemented=[path for b in bindings for path in b.unimplemented_paths()],
         )
         server = grpc.aio.server(
-            interceptors=[CallInterceptor(policy, wiring.authenticator)],
+            interceptors=[CallInterceptor(policy, next(iter(authenticators), None))],
             options=grpc_options(self.settings),
             maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
         )
@@ -143,6 +175,10 @@ class ForgeServer:
                 handlers,
             )
         return server
+
+    async def _set_services_serving(self, services: Iterable[str], serving: bool) -> None:
+        for service in services:
+            await self._set_serving(service, serving)
 
     async def _set_serving(self, service: str, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse

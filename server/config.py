@@ -53,9 +53,6 @@ class Settings(BaseSettings):
         10_000, description="shortest ping interval a client may use without being told off"
     )
     enable_reflection: bool = Field(True, description="serve the gRPC reflection API")
-    enable_testing_service: bool = Field(
-        False, description="serve forge.testing.v1.TestingService (tests and smoke checks)"
-    )
     uvloop: bool = Field(
         True, description="run on uvloop, a faster event loop (python -m server; off: asyncio's)"
     )

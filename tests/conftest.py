@@ -18,6 +18,7 @@ from server.db.embedded import EmbeddedPostgres
 from tests.sandbox.support import namespace
 from tests.support.accounts import Account, login, register
 from tests.support.mailbox import Mailbox, SmtpServer
+from tests.support.testing_service import TEST_MODULES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTOR = REPO_ROOT / "gen" / "forge.binpb"
@@ -41,7 +42,6 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "listen_address": "127.0.0.1:0",
         "database_url": database_url,
         "data_dir": data_dir,
-        "enable_testing_service": True,
         "log_format": "text",
         "log_level": "WARNING",
         "jwt_secret": secrets.token_hex(32),
@@ -77,7 +77,7 @@ async def forge(
     database_url: str, tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer
 ) -> AsyncIterator[ForgeServer]:
     settings = make_settings(database_url, tmp_path_factory.mktemp("forge-data"), smtp_url=smtp.url)
-    app = ForgeServer(settings)
+    app = ForgeServer(settings, TEST_MODULES)
     await app.start()
     # The first account of an empty database becomes admin: make that deterministic.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as chan:

@@ -28,10 +28,10 @@ async def server_process(
         {
             "FORGE_DATABASE_URL": url,
             "FORGE_DATA_DIR": str(tmp_path_factory.mktemp("shutdown")),
-            "FORGE_ENABLE_TESTING_SERVICE": "true",
             "FORGE_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
             "FORGE_LOG_FORMAT": "text",
-        }
+        },
+        with_testing_service=True,
     )
     await process.start()
     yield process

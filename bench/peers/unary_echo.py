@@ -15,7 +15,7 @@ from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 
 from bench.loadgen.common import args
 from server.core.interceptor import CallInterceptor, CallPolicy
-from server.testing.service import TestingService
+from tests.support.testing_service import TestingService
 
 ECHO = "/forge.testing.v1.TestingService/Echo"
 

@@ -27,9 +27,9 @@ from server.auth.tokens import AccessTokens
 from server.config import Settings
 from server.core.context import AuthMethod, Caller
 from server.core.errors import ForgeError, Unauthenticated
+from server.core.hooks import ProjectDeletionHooks
 from server.core.pagination import PageTokens
 from server.db.engine import make_engine, make_session_factory
-from server.projects.cleanup import ProjectDeletionHooks
 from server.projects.projects import Projects
 
 params = args()
@@ -65,7 +65,7 @@ async def current_caller(authorization: Annotated[str, Header()] = "") -> Caller
     if state is None or state.disabled or state.session_revoked:
         raise HTTPException(401, "the access token is not valid")
     return Caller(
-        user_id=str(claims.user_id),
+        user_id=claims.user_id,
         roles=frozenset({state.role}),
         auth_method=AuthMethod.JWT,
         session_id=str(claims.session_id) if claims.session_id else None,

@@ -11,16 +11,16 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
-from server.core.context import Caller
-from server.core.errors import FieldViolation, InvalidArgument, NotFound
-from server.core.ids import parse_id
-from server.db.agent_models import Conversation
-from server.projects.access import (
+from server.core.access import (
     ProjectRole,
     judge_role,
     project_not_found,
     require_project_role,
 )
+from server.core.context import Caller
+from server.core.errors import FieldViolation, InvalidArgument, NotFound
+from server.core.ids import parse_id
+from server.db.agent_models import Conversation
 
 CONVERSATION_NOT_FOUND = "CONVERSATION_NOT_FOUND"
 
@@ -80,7 +80,7 @@ async def chat_target(
     cid = parse_id(conversation_id)
     if cid is None:
         raise conversation_not_found()
-    target = await store.chat_target(sessions, cid, uuid.UUID(caller.user_id))
+    target = await store.chat_target(sessions, cid, caller.user_id)
     if target is None:
         raise conversation_not_found()
     try:

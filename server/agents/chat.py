@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
 from server.agents.access import chat_target
-from server.agents.hooks import AnswerListener, CompletedAnswer
 from server.agents.profiles import AgentProfiles
 from server.agents.providers import (
     ChatMessage,
@@ -54,11 +53,12 @@ from server.agents.views import (
     ChatStarted,
     ChatUsage,
 )
+from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
+from server.core.hooks import AnswerListener, CompletedAnswer
 from server.core.ids import new_id
 from server.db.engine import reading
-from server.projects.access import ProjectRole
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Chats:
         No transaction: the read that checks access and the write are single statements,
         and nothing read here needs to stay as it was until the write (a conversation deleted
         in between takes its new messages with it)."""
-        user_id = uuid.UUID(caller.user_id)
+        user_id = caller.user_id
         conversation = await chat_target(
             self._sessions, caller, conversation_id, ProjectRole.EDITOR
         )

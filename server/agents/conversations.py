@@ -18,11 +18,11 @@ from server.agents.access import conversation_with_role, project_with_role
 from server.agents.profiles import AGENT_NOT_FOUND, AgentProfiles
 from server.agents.providers import ProviderRegistry
 from server.agents.views import Export, Page
+from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
 from server.core.ids import parse_id
 from server.db.agent_models import Conversation, MessageRow
-from server.projects.access import ProjectRole
 
 MUTABLE_FIELDS = ("title", "agent_id", "model")
 MAX_TITLE = 200
@@ -58,7 +58,7 @@ class Conversations:
                 title=draft.title,
                 model=draft.model,
                 message_count=0,
-                creator_id=uuid.UUID(caller.user_id),
+                creator_id=caller.user_id,
             )
             db.add(row)
             await db.flush()

@@ -18,11 +18,11 @@ from server.agents.access import project_with_role, require_field
 from server.agents.profiles_builtin import BUILTIN_IDS, TOOL_NAMES, builtin_agents
 from server.agents.providers import ProviderRegistry
 from server.agents.views import AgentView, Page
+from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
 from server.core.ids import parse_id
 from server.db.agent_models import AgentProfile
-from server.projects.access import ProjectRole
 
 AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
 AGENT_BUILTIN = "AGENT_BUILTIN"
@@ -156,7 +156,7 @@ class AgentProfiles:
                 tools=draft.tools,
                 temperature=draft.temperature,
                 max_output_tokens=draft.max_output_tokens,
-                creator_id=uuid.UUID(caller.user_id),
+                creator_id=caller.user_id,
             )
             db.add(row)
             await _flush(db)

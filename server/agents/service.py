@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -231,7 +230,5 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         self, request: agents_pb2.GetUsageRequest, context: Context
     ) -> agents_pb2.Usage:
         caller = current_call().require_caller()
-        report = await self._ledger.report(
-            uuid.UUID(caller.user_id), request.start_day, request.end_day
-        )
+        report = await self._ledger.report(caller.user_id, request.start_day, request.end_day)
         return convert.usage_to_proto(report)

@@ -389,3 +389,23 @@ async def settle_answer(
         charged_input_tokens=charge.input_tokens,
         charged_output_tokens=charge.output_tokens,
     )
+
+
+async def count_generated_image(
+    db: AsyncSession, user_id: uuid.UUID, model: str, day: date
+) -> None:
+    """Adds one image to the user's usage of `model` on `day`."""
+    statement = insert(DailyUsage).values(
+        user_id=user_id,
+        day=day,
+        model=model,
+        input_tokens=0,
+        output_tokens=0,
+        request_count=0,
+        image_count=1,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[DailyUsage.user_id, DailyUsage.day, DailyUsage.model],
+        set_={"image_count": DailyUsage.image_count + 1},
+    )
+    await db.execute(statement)

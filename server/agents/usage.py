@@ -71,6 +71,10 @@ class UsageLedger:
             user_id, self.today(), model, usage.input_tokens, usage.output_tokens
         )
 
+    async def charge_image(self, db: AsyncSession, user_id: uuid.UUID, model: str) -> None:
+        """The `UsageCharges` port: one generated image, in the caller's transaction."""
+        await store.count_generated_image(db, user_id, model, self.today())
+
     @property
     def has_quota(self) -> bool:
         return self._quota is not None

@@ -8,10 +8,10 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts import store
+from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import NotFound
 from server.db.artifact_models import ArtifactRow
-from server.projects.access import ProjectRole, require_project_role
 
 ARTIFACT_NOT_FOUND = "ARTIFACT_NOT_FOUND"
 VERSION_NOT_FOUND = "ARTIFACT_VERSION_NOT_FOUND"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import uuid
 
-from server.agents.hooks import CompletedAnswer
 from server.artifacts import store
 from server.artifacts.core import ArtifactsCore
 from server.artifacts.extract import CodeBlock, extract_code_blocks
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.storage import BlobInfo
 from server.artifacts.validation import MAX_LANGUAGE, MAX_TITLE
+from server.core.hooks import CompletedAnswer
 from server.db.artifact_models import ArtifactRow
 
 

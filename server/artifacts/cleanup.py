@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts import store
 from server.artifacts.blobrefs import BlobKeeper
-from server.projects.cleanup import AfterCommit
+from server.core.hooks import AfterCommit
 
 
 class ProjectArtifactsCleanup:

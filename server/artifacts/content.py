@@ -17,11 +17,11 @@ from server.artifacts.storage import BlobStream
 from server.artifacts.storage.base import normalize_sha256
 from server.artifacts.storage.errors import upload_too_large
 from server.artifacts.validation import Fields
+from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
 from server.core.timestamps import utcnow
 from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
-from server.projects.access import ProjectRole, require_project_role
 
 CONTENT_TOO_LARGE = "CONTENT_TOO_LARGE"
 MAX_URL_TTL = timedelta(days=7)  # SigV4's limit
@@ -160,7 +160,7 @@ class ArtifactContent:
             expected_size=spec.size_bytes or None,
             content_type=content_type,
         )
-        creator = uuid.UUID(caller.user_id)
+        creator = caller.user_id
         async with (
             self._core.keeper.releasing_on_failure([blob]),
             self._core.sessions() as db,

@@ -1,10 +1,10 @@
-"""GenerateImage: an image from a prompt, kept as an `image` artifact and counted in the
-caller's usage (AgentService's daily usage table: one image for the model, today, UTC)."""
+"""GenerateImage: an image from a prompt, kept as an `image` artifact and charged to the
+caller through the usage ledger's port (one image for the model, today, UTC), in the same
+transaction as the artifact."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,11 +14,11 @@ from server.artifacts.core import ArtifactsCore
 from server.artifacts.images import ImageGenerator
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.manager import ArtifactManager
+from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import Violations
-from server.core.timestamps import utcnow
+from server.core.hooks import Port, UsageCharges
 from server.db.artifact_models import ArtifactRow
-from server.projects.access import ProjectRole, require_project_role
 
 MAX_PROMPT = 4000
 MAX_STYLE = 100
@@ -66,11 +66,16 @@ def image_title(prompt: str) -> str:
 
 class ImageArtifacts:
     def __init__(
-        self, core: ArtifactsCore, manager: ArtifactManager, generator: ImageGenerator
+        self,
+        core: ArtifactsCore,
+        manager: ArtifactManager,
+        generator: ImageGenerator,
+        usage: Port[UsageCharges],
     ) -> None:
         self._core = core
         self._manager = manager
         self._generator = generator
+        self._usage = usage
 
     async def generate(self, caller: Caller, spec: ImageSpec) -> ArtifactRow:
         violations = Violations()
@@ -92,7 +97,7 @@ class ImageArtifacts:
         async with self._core.sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
         image = await self._generator.generate(model, prompt, style, width, height)
-        user = uuid.UUID(caller.user_id)
+        user = caller.user_id
         new = store.NewArtifact(
             project_id=project_id,
             title=title or image_title(prompt),
@@ -106,6 +111,6 @@ class ImageArtifacts:
         )
 
         async def count_usage(db: AsyncSession) -> None:
-            await store.count_generated_image(db, user, model, utcnow().date())
+            await self._usage.get().charge_image(db, user, model)
 
         return await self._manager.record_new(caller, new, image.data, also=count_usage)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from forge.artifacts.v1 import artifacts_pb2
 
-from server.agents.hooks import CompletedAnswer
 from server.artifacts.chat import ChatExtraction
 from server.artifacts.convert import artifact_to_proto
+from server.core.hooks import CompletedAnswer
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from server.artifacts.storage import BlobInfo
 from server.artifacts.storage.errors import upload_too_large
 from server.artifacts.storage.upload import finish_cleanup
 from server.artifacts.validation import Fields
+from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
 from server.core.pagination import paginate
 from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
-from server.projects.access import ProjectRole, require_project_role
 
 MUTABLE_FIELDS = ("title", "filename", "language", "kind", "content_type")
 
@@ -144,7 +144,7 @@ class ArtifactManager:
             kind=checked.kind,
             content_type=checked.content_type,
             origin=Origin.API,
-            creator_id=uuid.UUID(caller.user_id),
+            creator_id=caller.user_id,
             conversation_id=conversation,
             message_id=message,
             run_id=run,
@@ -224,7 +224,7 @@ class ArtifactManager:
                 await self._core.keeper.hold(
                     db, [blob.sha256], lambda _: self._core.blobs.put_bytes(data, kind)
                 )
-                await store.append_version(db, row, blob, content_type, uuid.UUID(caller.user_id))
+                await store.append_version(db, row, blob, content_type, caller.user_id)
             elif content_type is not None:
                 await store.relabel_latest(db, row, content_type)
             await db.flush()

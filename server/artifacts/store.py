@@ -6,16 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
 from sqlalchemy import delete, exists, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.storage import BlobInfo
 from server.core.pagination import Page, keyset
-from server.db.agent_models import DailyUsage
 from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
 
 # Advisory lock namespace (the first key of the two-key form) of chat extraction.
@@ -233,23 +230,3 @@ async def lock_conversation(db: AsyncSession, conversation_id: uuid.UUID) -> Non
     """Serializes chat extraction per conversation (so a file name maps to one artifact)."""
     key = int.from_bytes(conversation_id.bytes[-4:], "big", signed=True)
     await db.execute(select(func.pg_advisory_xact_lock(_CONVERSATION_LOCKS, key)))
-
-
-async def count_generated_image(
-    db: AsyncSession, user_id: uuid.UUID, model: str, day: date
-) -> None:
-    """Adds one image to the user's usage of `model` on `day` (AgentService reports it)."""
-    statement = insert(DailyUsage).values(
-        user_id=user_id,
-        day=day,
-        model=model,
-        input_tokens=0,
-        output_tokens=0,
-        request_count=0,
-        image_count=1,
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[DailyUsage.user_id, DailyUsage.day, DailyUsage.model],
-        set_={"image_count": DailyUsage.image_count + 1},
-    )
-    await db.execute(statement)

@@ -249,7 +249,7 @@ class Accounts:
                     raise Unauthenticated("the refresh token is not valid", "REFRESH_TOKEN_INVALID")
                 session_id, user_id = found[1].id, found[1].user_id
             elif caller is not None and caller.session_id:
-                session_id, user_id = uuid.UUID(caller.session_id), uuid.UUID(caller.user_id)
+                session_id, user_id = uuid.UUID(caller.session_id), caller.user_id
             else:
                 raise InvalidArgument.of(
                     [FieldViolation("refresh_token", "is required without an access token")]
@@ -261,7 +261,7 @@ class Accounts:
 
     async def current_user(self, caller: Caller) -> User:
         async with self._sessions() as db:
-            user = await store.user_by_id(db, uuid.UUID(caller.user_id))
+            user = await store.user_by_id(db, caller.user_id)
         if user is None:
             raise Unauthenticated("the account no longer exists", "USER_NOT_FOUND")
         return user
@@ -276,7 +276,7 @@ class Accounts:
                 ]
             )
         async with self._sessions() as db, db.begin():
-            user = await store.user_by_id(db, uuid.UUID(caller.user_id), lock=True)
+            user = await store.user_by_id(db, caller.user_id, lock=True)
             if user is None:
                 raise Unauthenticated("the account no longer exists", "USER_NOT_FOUND")
             if display_name is not None:
@@ -396,7 +396,7 @@ class Accounts:
         sid = parse_id(session_id)
         async with self._sessions() as db, db.begin():
             session = await db.get(Session, sid) if sid else None
-            if session is None or str(session.user_id) != caller.user_id or session.revoke_time:
+            if session is None or session.user_id != caller.user_id or session.revoke_time:
                 raise NotFound("session not found", "SESSION_NOT_FOUND")
             await store.revoke_session(db, session.id, "revoked_by_user")
             record(
@@ -425,7 +425,7 @@ class Accounts:
         created = new_api_key()
         async with self._sessions() as db, db.begin():
             key = ApiKey(
-                user_id=uuid.UUID(caller.user_id),
+                user_id=caller.user_id,
                 name=name.strip(),
                 prefix=created.prefix,
                 secret_hash=created.secret_hash,
@@ -448,7 +448,7 @@ class Accounts:
         kid = parse_id(api_key_id)
         async with self._sessions() as db, db.begin():
             key = await db.get(ApiKey, kid, with_for_update=True) if kid else None
-            if key is None or str(key.user_id) != caller.user_id or key.revoke_time is not None:
+            if key is None or key.user_id != caller.user_id or key.revoke_time is not None:
                 raise NotFound("API key not found", "API_KEY_NOT_FOUND")
             key.revoke_time = utcnow()
             record(
@@ -472,7 +472,7 @@ class Accounts:
         uid = parse_id(user_id)
         if uid is None:
             raise NotFound("user not found", "USER_NOT_FOUND")
-        if str(uid) == admin.user_id and (role is not None or disabled is not None):
+        if uid == admin.user_id and (role is not None or disabled is not None):
             raise FailedPrecondition(
                 "admins cannot change their own role or disable themselves", "CANNOT_MODIFY_SELF"
             )
@@ -480,7 +480,7 @@ class Accounts:
             user = await store.user_by_id(db, uid, lock=True)
             if user is None:
                 raise NotFound("user not found", "USER_NOT_FOUND")
-            actor = uuid.UUID(admin.user_id)
+            actor = admin.user_id
             if role is not None and role != user.role:
                 record(
                     db,

@@ -4,7 +4,6 @@ disabled user, a revoked session or a revoked key stops working at once."""
 from __future__ import annotations
 
 import time
-import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -70,7 +69,7 @@ class DatabaseAuthenticator:
         if state.session_revoked:
             raise Unauthenticated("the session has ended; sign in again", "SESSION_REVOKED")
         return Caller(
-            user_id=str(claims.user_id),
+            user_id=claims.user_id,
             roles=frozenset({state.role}),
             auth_method=AuthMethod.JWT,
             session_id=str(claims.session_id) if claims.session_id else None,
@@ -92,12 +91,8 @@ class DatabaseAuthenticator:
                 await store.touch_api_key(db, key.id, API_KEY_TOUCH_EVERY)
                 await db.commit()
             return Caller(
-                user_id=str(user.id),
+                user_id=user.id,
                 roles=frozenset({user.role}),
                 auth_method=AuthMethod.API_KEY,
                 api_key_id=str(key.id),
             )
-
-
-def caller_uuid(caller: Caller) -> uuid.UUID:
-    return uuid.UUID(caller.user_id)

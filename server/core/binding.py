@@ -42,20 +42,9 @@ class ServiceBinding:
             public_methods=frozenset(public_methods),
         )
 
-    @classmethod
-    def unbuilt(
-        cls, pb2: ModuleType, pb2_grpc: ModuleType, name: str, public_methods: Iterable[str] = ()
-    ) -> ServiceBinding:
-        """Binds the generated base servicer: every RPC answers UNIMPLEMENTED until built."""
-        servicer = getattr(pb2_grpc, f"{name}Servicer")()
-        return cls.of(pb2, pb2_grpc, name, servicer, public_methods)
-
     @property
     def full_name(self) -> str:
         return str(self.descriptor.full_name)
-
-    def method_paths(self) -> list[str]:
-        return [f"/{self.full_name}/{m.name}" for m in self.descriptor.methods]
 
     def public_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.public_methods)]

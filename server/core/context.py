@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,7 +19,7 @@ class AuthMethod(Enum):
 class Caller:
     """An authenticated principal."""
 
-    user_id: str
+    user_id: uuid.UUID
     roles: frozenset[str] = frozenset()
     auth_method: AuthMethod = AuthMethod.JWT
     session_id: str | None = None

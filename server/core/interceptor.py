@@ -84,9 +84,6 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         # differs per call (metadata, peer) is read from the call's context.
         self._wrapped: dict[str, Handler] = {}
 
-    def set_authenticator(self, authenticator: Authenticator) -> None:
-        self._authenticator = authenticator
-
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
@@ -174,7 +171,7 @@ class _CallScope:
                 "reason": reason,
                 "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
                 "peer": ctx.client_address,
-                "user_id": ctx.caller.user_id if ctx.caller else None,
+                "user_id": str(ctx.caller.user_id) if ctx.caller else None,
                 "request_id": ctx.request_id,
             },
         )

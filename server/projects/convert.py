@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from forge.projects.v1 import projects_pb2
 
+from server.core.access import ProjectRole
 from server.core.timestamps import to_timestamp
 from server.db.models import Task
-from server.projects.access import ProjectRole
 from server.projects.model import MemberView, ProjectFields, ProjectView, TaskFields, TaskStatus
 
 # Proto enum values are the domain values (ProjectRole 1..3, TaskStatus in board order 1..4).

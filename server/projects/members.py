@@ -13,13 +13,13 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth.emails import normalise_email
+from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import FailedPrecondition, NotFound, Violations
 from server.core.ids import parse_id
 from server.core.pagination import PageTokens, paginate
 from server.db.models import ProjectMember
 from server.projects import store
-from server.projects.access import ProjectRole, require_project_role
 from server.projects.model import MemberView
 from server.projects.projects import lock_as, require_id
 
@@ -93,7 +93,7 @@ class Members:
         require_id(project_id, "project_id")
         require_id(user_id, "user_id")
         target = parse_id(user_id)
-        leaving = target is not None and str(target) == caller.user_id
+        leaving = target is not None and target == caller.user_id
         async with self._sessions() as db, db.begin():
             # Leaving needs only membership; removing someone else needs ownership.
             needed = ProjectRole.VIEWER if leaving else ProjectRole.OWNER

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from server.core.access import ProjectRole
 from server.db.models import Project, ProjectMember
-from server.projects.access import ProjectRole
 
 
 class TaskStatus(StrEnum):

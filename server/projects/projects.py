@@ -15,19 +15,19 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.core.context import Caller
-from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
-from server.core.ids import parse_id
-from server.core.pagination import PageTokens, paginate
-from server.db.models import Project, ProjectMember
-from server.projects import store
-from server.projects.access import (
+from server.core.access import (
     ProjectRole,
     judge_role,
     project_not_found,
     require_project_role,
 )
-from server.projects.cleanup import ProjectDeletionHooks
+from server.core.context import Caller
+from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
+from server.core.hooks import ProjectDeletionHooks
+from server.core.ids import parse_id
+from server.core.pagination import PageTokens, paginate
+from server.db.models import Project, ProjectMember
+from server.projects import store
 from server.projects.model import ProjectFields, ProjectView
 from server.projects.validation import check_project, clean_project
 
@@ -67,7 +67,7 @@ class Projects:
         violations = Violations()
         check_project(violations, fields, set(PROJECT_FIELDS), "project")
         violations.raise_if_any()
-        user_id = uuid.UUID(caller.user_id)
+        user_id = caller.user_id
         project = Project(
             name=fields.name,
             description=fields.description,
@@ -89,9 +89,7 @@ class Projects:
         if pid is None:
             raise project_not_found()
         # The hottest read: the access check and the load in one query.
-        project, role = await store.project_with_role(
-            self._sessions, pid, uuid.UUID(caller.user_id)
-        )
+        project, role = await store.project_with_role(self._sessions, pid, caller.user_id)
         judge_role(caller, project is not None, role, ProjectRole.VIEWER)
         assert project is not None  # judge_role raised otherwise
         return ProjectView(project, ProjectRole.parse(role) if role else None)
@@ -101,10 +99,10 @@ class Projects:
     ) -> tuple[list[ProjectView], str]:
         if every and not caller.is_admin:
             raise PermissionDenied("only admins can list every project", "ADMIN_REQUIRED")
-        filters = {"user": caller.user_id, "all": every}
+        filters = {"user": str(caller.user_id), "all": every}
         page = self._pages.page("projects", page_size, page_token, filters)
         async with self._sessions() as db:
-            rows = await store.list_projects(db, uuid.UUID(caller.user_id), page, every=every)
+            rows = await store.list_projects(db, caller.user_id, page, every=every)
         items, more = paginate(rows, page)
         token = self._pages.next_token(page, [items[-1][0].id]) if more and items else ""
         views = [
@@ -145,5 +143,5 @@ class Projects:
         project = await store.get_project(db, pid)
         if project is None:
             raise project_not_found()
-        role = await store.membership_role(db, pid, uuid.UUID(caller.user_id))
+        role = await store.membership_role(db, pid, caller.user_id)
         return ProjectView(project, role)

@@ -22,10 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import configure_mappers
 
+from server.core.access import ProjectRole
 from server.core.pagination import Page, keyset
 from server.db.models import Project, ProjectMember, Task, User
 from server.db.reads import DirectRead
-from server.projects.access import ProjectRole
 from server.projects.model import MemberView, TaskStatus
 
 # --- projects ---------------------------------------------------------------------------

@@ -15,13 +15,13 @@ from contextlib import asynccontextmanager
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import Aborted, FieldViolation, InvalidArgument, NotFound, Violations
 from server.core.ids import parse_id
 from server.core.pagination import PageTokens, paginate
 from server.db.models import Task
 from server.projects import store
-from server.projects.access import ProjectRole, require_project_role
 from server.projects.model import TaskFields, TaskStatus
 from server.projects.projects import lock_as, require_id
 from server.projects.validation import check_task, clean_task, optional_id
@@ -89,7 +89,7 @@ class Board:
                 assignee_id=assignee,
                 agent_id=fields.agent_id or None,
                 run_id=parse_id(fields.run_id) if fields.run_id else None,
-                creator_id=uuid.UUID(caller.user_id),
+                creator_id=caller.user_id,
             )
             db.add(task)
             await db.flush()

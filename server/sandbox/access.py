@@ -7,15 +7,13 @@ it); a sandbox row implies its project exists (deleting a project deletes its ro
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core.access import ProjectRole, judge_role
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, NotFound
 from server.core.ids import parse_id
 from server.db.sandbox_models import SandboxRow
-from server.projects.access import ProjectRole, judge_role
 from server.sandbox import store
 from server.sandbox.failures import sandbox_not_found
 
@@ -26,9 +24,7 @@ async def sandbox_for(
     if not sandbox_id:
         raise InvalidArgument.of([FieldViolation("sandbox_id", "is required")])
     sid = parse_id(sandbox_id)
-    found = (
-        await store.get_with_role(db, sid, uuid.UUID(caller.user_id)) if sid is not None else None
-    )
+    found = await store.get_with_role(db, sid, caller.user_id) if sid is not None else None
     if found is None:
         raise sandbox_not_found()
     row, role = found

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import SandboxRow
-from server.projects.access import ProjectRole
 from server.sandbox import store
 from server.sandbox.access import sandbox_for
 from server.sandbox.backend import BackendError

@@ -17,12 +17,12 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
+from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, ResourceExhausted, Violations
 from server.core.ids import new_id
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import SandboxRow
-from server.projects.access import ProjectRole
 from server.sandbox import store
 from server.sandbox.access import sandbox_for
 from server.sandbox.backend import (
@@ -219,7 +219,7 @@ class ExecLauncher:
                 db,
                 execution_id=execution_id,
                 sandbox_id=row.id,
-                user_id=uuid.UUID(caller.user_id),
+                user_id=caller.user_id,
                 command=command,
                 working_dir=working_dir,
                 start_time=start_time,

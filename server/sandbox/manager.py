@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
+from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import (
     FailedPrecondition,
@@ -28,11 +29,10 @@ from server.core.errors import (
     ResourceExhausted,
     Violations,
 )
+from server.core.hooks import AfterCommit
 from server.core.ids import new_id, parse_id
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxRow
-from server.projects.access import ProjectRole, require_project_role
-from server.projects.cleanup import AfterCommit
 from server.sandbox import store
 from server.sandbox.access import sandbox_for
 from server.sandbox.backend import (
@@ -357,7 +357,7 @@ class SandboxManager:
             row = SandboxRow(
                 id=warm.sandbox_id if warm else new_id(),
                 project_id=pid,
-                creator_id=uuid.UUID(caller.user_id),
+                creator_id=caller.user_id,
                 runtime=runtime.name,
                 image=runtime.image,
                 state="running" if warm else "creating",

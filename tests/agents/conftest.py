@@ -15,17 +15,17 @@ import grpc
 import pytest
 from forge.artifacts.v1 import artifacts_pb2
 
-import server.services
 from gateway.launcher import EnvoyConfig, EnvoyProcess
-from server.agents.hooks import CompletedAnswer
 from server.app import ForgeServer
+from server.core.hooks import CompletedAnswer, Offers
+from server.core.module import BuildContext, ServiceModule
 from server.db.embedded import EmbeddedPostgres
-from server.services import Dependencies, Wiring
 from tests.agents.support import Team, new_team
 from tests.conftest import DESCRIPTOR, make_settings
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.gemini_fake import GeminiFake
 from tests.support.accounts import register
+from tests.support.testing_service import TEST_MODULES
 
 ANTHROPIC_MODEL = "anthropic/claude-test"
 GEMINI_MODEL = "gemini/gemini-test"
@@ -104,16 +104,12 @@ async def agents_server(
         daily_token_quota=DAILY_TOKEN_QUOTA,
         history_token_budget=HISTORY_TOKEN_BUDGET,
     )
-    real_wire = server.services.wire
 
-    def wire(deps: Dependencies) -> Wiring:
-        deps.answer_listeners.append(answer_listener)
-        return real_wire(deps)
+    def recording_module(ctx: BuildContext) -> ServiceModule:
+        return ServiceModule(name="recording", offers=Offers(answer_listeners=[answer_listener]))
 
-    app = ForgeServer(settings)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("server.app.wire", wire)
-        await app.start()
+    app = ForgeServer(settings, builders=(*TEST_MODULES, recording_module))
+    await app.start()
     # The first account of an empty database becomes admin; no test user should be one.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as chan:
         await register(chan, display_name="Agents Admin")

@@ -12,12 +12,12 @@ import pytest
 from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from forge.artifacts.v1 import artifacts_pb2
 
-from server.agents.hooks import CompletedAnswer
 from server.artifacts.chat import ChatExtraction
 from server.artifacts.core import ArtifactsCore, Limits
 from server.artifacts.listener import ChatArtifactListener
 from server.artifacts.storage.local import LocalBlobStore
 from server.config import Settings
+from server.core.hooks import CompletedAnswer
 from server.core.pagination import PageTokens
 from server.db.engine import make_engine, make_session_factory
 from tests.artifacts.service_support import DEADLINE, Team, new_team, sha256, stub

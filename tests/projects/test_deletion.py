@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.context import Caller
 from server.core.errors import FailedPrecondition
+from server.core.hooks import AfterCommit, ProjectDeletionHooks
 from server.core.pagination import PageTokens
 from server.db.engine import make_engine, make_session_factory
 from server.db.models import Project, ProjectMember, Task
-from server.projects.cleanup import AfterCommit, ProjectDeletionHooks
 from server.projects.model import ProjectFields
 from server.projects.projects import Projects
 from tests.projects.support import add_member, create_project, create_task, stub
@@ -61,7 +61,7 @@ async def test_delete_runs_the_registered_clean_up(
     hooks = ProjectDeletionHooks()
     hooks.register(hook)
     projects = Projects(sessions, PageTokens(b"test secret"), hooks)
-    caller = Caller(user_id=user.user_id)
+    caller = Caller(user_id=uuid.UUID(user.user_id))
     view = await projects.create(caller, ProjectFields(name="doomed"))
 
     await projects.delete(caller, str(view.project.id))
@@ -78,7 +78,7 @@ async def test_a_failing_hook_keeps_the_project(
     hooks = ProjectDeletionHooks()
     hooks.register(refuse)
     projects = Projects(sessions, PageTokens(b"test secret"), hooks)
-    caller = Caller(user_id=user.user_id)
+    caller = Caller(user_id=uuid.UUID(user.user_id))
     view = await projects.create(caller, ProjectFields(name="kept"))
     with pytest.raises(FailedPrecondition):
         await projects.delete(caller, str(view.project.id))

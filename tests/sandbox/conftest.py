@@ -14,12 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 from forge.sandbox.v1 import sandbox_pb2_grpc
-from grpc_health.v1 import health_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import docker
-import server.app
-import server.services
 from gateway.launcher import EnvoyConfig, EnvoyProcess
 from server.app import ForgeServer
 from server.config import Settings
@@ -30,11 +27,11 @@ from server.db.models import Project, ProjectMember
 from server.sandbox.backend import BackendUnavailable
 from server.sandbox.docker_backend import DockerBackend
 from server.sandbox.manager import BACKEND_UNAVAILABLE, SandboxManager
-from server.sandbox.service import SERVICE_NAME
+from server.sandbox.service import SERVICE_NAME, SandboxService
 from tests.conftest import DESCRIPTOR, make_settings
 from tests.sandbox.support import Team, namespace, new_team, remove_test_containers
-from tests.sandbox.wiring import with_sandbox
 from tests.support.accounts import Account, register
+from tests.support.testing_service import TEST_MODULES
 
 POOL_SIZE = 2
 # Test containers this old belong to a run that was killed before cleaning up.
@@ -156,28 +153,12 @@ class RpcTeam:
     stranger: Account
 
 
-def watch_health(app: ForgeServer, manager: SandboxManager) -> None:
-    """Health of SandboxService follows the backend (what app.py does once wired)."""
-
-    async def follow(available: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if available
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        await app.health.set(SERVICE_NAME, status)
-
-    manager.add_availability_listener(follow)
-
-
 async def start_server(settings: Settings) -> tuple[ForgeServer, SandboxManager]:
-    found: list[SandboxManager] = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(server.app, "wire", with_sandbox(server.services.wire, found))
-        app = ForgeServer(settings)
-        await app.start()
-    watch_health(app, found[0])
-    return app, found[0]
+    app = ForgeServer(settings, TEST_MODULES)
+    await app.start()
+    servicer = app.servicer(SERVICE_NAME)
+    assert isinstance(servicer, SandboxService)
+    return app, servicer.manager
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,7 +37,7 @@ async def new_user(sessions: async_sessionmaker[AsyncSession], name: str) -> Cal
         )
         db.add(user)
         await db.commit()
-        return Caller(user_id=str(user.id), roles=frozenset({"user"}))
+        return Caller(user_id=user.id, roles=frozenset({"user"}))
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,7 @@ async def new_team(sessions: async_sessionmaker[AsyncSession]) -> Team:
         db.add(project)
         await db.flush()
         for caller, role in ((owner, "owner"), (editor, "editor"), (viewer, "viewer")):
-            db.add(
-                ProjectMember(project_id=project.id, user_id=uuid.UUID(caller.user_id), role=role)
-            )
+            db.add(ProjectMember(project_id=project.id, user_id=caller.user_id, role=role))
         await db.commit()
         return Team(str(project.id), owner, editor, viewer, stranger)
 

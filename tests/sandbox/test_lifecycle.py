@@ -324,8 +324,8 @@ async def test_container_removed_behind_our_back_is_marked_lost(
 async def test_deleting_the_project_ends_its_sandboxes(
     manager: SandboxManager, team: Team, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    from server.core.hooks import ProjectDeletionHooks
     from server.db.models import Project
-    from server.projects.cleanup import ProjectDeletionHooks
 
     sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
     hooks = ProjectDeletionHooks()

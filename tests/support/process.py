@@ -14,7 +14,15 @@ _SERVING = re.compile(rb"forge: serving on port (\d+)")
 
 
 class ServerProcess:
-    def __init__(self, env: Mapping[str, str], startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        startup_timeout: float = 60.0,
+        *,
+        with_testing_service: bool = False,
+    ) -> None:
+        # `python -m server`, or the same main with the test-only TestingService added.
+        self._module = "tests.support.serve_testing" if with_testing_service else "server"
         self._env = {
             **os.environ,
             "FORGE_LISTEN_ADDRESS": "127.0.0.1:0",
@@ -33,7 +41,7 @@ class ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "server",
+            self._module,
             cwd=REPO_ROOT,
             env=self._env,
             stdout=asyncio.subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""TestingService: echoes, fails on request, and streams ticks."""
+"""TestingService (tests only): echoes, fails on request, and streams ticks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 
 from server.core import errors
+from server.core.binding import ServiceBinding
 from server.core.context import current_call
+from server.core.module import BuildContext, ServiceModule
+from server.services import SERVICE_MODULES
 
 _ERRORS_BY_CODE: dict[int, type[errors.ForgeError]] = {
     cls.code.value: cls
@@ -57,7 +60,7 @@ class TestingService(testing_pb2_grpc.TestingServiceServicer):
         return testing_pb2.EchoResponse(
             message=request.message,
             request_id=call.request_id,
-            caller_id=call.caller.user_id if call.caller else "",
+            caller_id=str(call.caller.user_id) if call.caller else "",
         )
 
     async def StreamTicks(
@@ -78,3 +81,23 @@ class TestingService(testing_pb2_grpc.TestingServiceServicer):
             tick += 1
             yield testing_pb2.StreamTicksResponse(seq=tick, tick=tick)
         yield testing_pb2.StreamTicksResponse(seq=tick + 1, completed=True)
+
+
+def build(ctx: BuildContext) -> ServiceModule:
+    """The test-only module: tests add it to the server's modules (never in production)."""
+    return ServiceModule(
+        name="testing",
+        bindings=[
+            ServiceBinding.of(
+                testing_pb2,
+                testing_pb2_grpc,
+                "TestingService",
+                TestingService(),
+                public_methods=("Echo", "StreamTicks"),
+            )
+        ],
+    )
+
+
+TEST_MODULES = (*SERVICE_MODULES, build)
+"""The production modules plus TestingService: what the tests' servers serve."""

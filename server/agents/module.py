@@ -1,27 +1,27 @@
-"""Builds AgentService from the server's settings and shared parts (see server/services.py)."""
+"""Builds AgentService: models, agent profiles, conversations, streaming chat and usage.
+
+Offers the usage ledger (`UsageCharges`) to the other services; consumes the answer
+listeners they offer."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 
 from server.agents.chat import Chats
 from server.agents.conversations import Conversations
-from server.agents.hooks import AnswerListener
 from server.agents.profiles import AgentProfiles
 from server.agents.providers import ProviderRegistry
 from server.agents.service import AgentService
 from server.agents.usage import UsageLedger
-from server.config import Settings
-from server.core.pagination import PageTokens
+from server.core.binding import ServiceBinding
+from server.core.hooks import Offers
+from server.core.module import BuildContext, ServiceModule
 
 SETTLE_GRACE_SECONDS = 5.0
 """At shutdown, how long answers still being stored may take."""
 
 
-class AgentsLifecycle:
+class _ProvidersLifecycle:
     """Closes the providers' connections at shutdown, once interrupted answers are stored."""
 
     def __init__(self, registry: ProviderRegistry, chats: Chats) -> None:
@@ -36,23 +36,18 @@ class AgentsLifecycle:
         await self._registry.aclose()
 
 
-@dataclass(frozen=True)
-class AgentsAssembly:
-    servicer: AgentService
-    lifecycle: AgentsLifecycle
-
-
-def build_agents(
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-    page_tokens: PageTokens,
-    answer_listeners: Sequence[AnswerListener],
-) -> AgentsAssembly:
+def build(ctx: BuildContext) -> ServiceModule:
+    settings, sessions = ctx.settings, ctx.sessions
     registry = ProviderRegistry(settings)
     profiles = AgentProfiles(sessions, registry)
     ledger = UsageLedger(sessions, settings.daily_token_quota)
     chats = Chats(
-        sessions, registry, profiles, ledger, answer_listeners, settings.history_token_budget
+        sessions,
+        registry,
+        profiles,
+        ledger,
+        ctx.hooks.answer_listeners,
+        settings.history_token_budget,
     )
     servicer = AgentService(
         registry=registry,
@@ -60,7 +55,12 @@ def build_agents(
         conversations=Conversations(sessions, registry, profiles),
         chats=chats,
         ledger=ledger,
-        page_tokens=page_tokens,
+        page_tokens=ctx.page_tokens,
         max_output_tokens=settings.provider_max_output_tokens,
     )
-    return AgentsAssembly(servicer, AgentsLifecycle(registry, chats))
+    return ServiceModule(
+        name="agents",
+        bindings=[ServiceBinding.of(agents_pb2, agents_pb2_grpc, "AgentService", servicer)],
+        background=[_ProvidersLifecycle(registry, chats)],
+        offers=Offers(usage=ledger),
+    )

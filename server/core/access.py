@@ -78,7 +78,5 @@ async def require_project_role(
     if caller.is_admin:
         exists = await db.scalar(_PROJECT_EXISTS, {"project_id": pid})
         return judge_role(caller, exists is not None, None, needed)
-    role_name = await db.scalar(
-        _MEMBER_ROLE, {"project_id": pid, "user_id": uuid.UUID(caller.user_id)}
-    )
+    role_name = await db.scalar(_MEMBER_ROLE, {"project_id": pid, "user_id": caller.user_id})
     return judge_role(caller, True, role_name, needed)

@@ -1,0 +1,48 @@
+"""Builds ArtifactService: versioned artifacts, their blobs, transfers and images.
+
+Offers a project-deletion hook and the chat answer listener (code blocks become
+artifacts); consumes the usage ledger (GenerateImage is charged to the caller)."""
+
+from __future__ import annotations
+
+from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
+
+from server.artifacts.chat import ChatExtraction
+from server.artifacts.cleanup import ProjectArtifactsCleanup
+from server.artifacts.content import ArtifactContent
+from server.artifacts.core import ArtifactsCore, Limits
+from server.artifacts.generation import ImageArtifacts
+from server.artifacts.images import ImageGenerator
+from server.artifacts.lifecycle import ArtifactsLifecycle
+from server.artifacts.listener import ChatArtifactListener
+from server.artifacts.manager import ArtifactManager
+from server.artifacts.service import ArtifactService
+from server.artifacts.storage import make_blob_store
+from server.core.binding import ServiceBinding
+from server.core.hooks import Offers
+from server.core.module import BuildContext, ServiceModule
+
+
+def build(ctx: BuildContext) -> ServiceModule:
+    settings = ctx.settings
+    blobs = make_blob_store(settings)
+    core = ArtifactsCore(ctx.sessions, blobs, ctx.page_tokens, Limits.from_settings(settings))
+    manager = ArtifactManager(core)
+    generator = ImageGenerator(settings)
+    servicer = ArtifactService(
+        manager,
+        ArtifactContent(core),
+        ImageArtifacts(core, manager, generator, ctx.hooks.usage),
+    )
+    return ServiceModule(
+        name="artifacts",
+        bindings=[
+            ServiceBinding.of(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService", servicer)
+        ],
+        # Opens the blob store (S3 client) and closes the image client.
+        background=[ArtifactsLifecycle(blobs, generator)],
+        offers=Offers(
+            project_deletion=[ProjectArtifactsCleanup(core.keeper)],
+            answer_listeners=[ChatArtifactListener(ChatExtraction(core))],
+        ),
+    )

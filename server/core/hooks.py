@@ -1,0 +1,148 @@
+"""The hooks and ports through which one service reaches another.
+
+No service package imports another: a service offers implementations of these (in its
+`module.build`), and the others consume them through `Hooks`, filled once every module is
+built. See docs/architecture.md for who offers and who consumes each.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# --- deleting a project ----------------------------------------------------------------
+# A hook runs inside the transaction that deletes the project (to delete or mark its own
+# rows) and may return a callback to run once that transaction has committed (to remove
+# things outside the database: containers, blobs).
+
+AfterCommit = Callable[[], Awaitable[None]]
+ProjectDeletionHook = Callable[[AsyncSession, uuid.UUID], Awaitable[AfterCommit | None]]
+
+
+class ProjectDeletionHooks:
+    """Offered by every service that keeps rows per project; run by ProjectService."""
+
+    def __init__(self) -> None:
+        self._hooks: list[ProjectDeletionHook] = []
+
+    def register(self, hook: ProjectDeletionHook) -> None:
+        self._hooks.append(hook)
+
+    async def run_in_transaction(
+        self, db: AsyncSession, project_id: uuid.UUID
+    ) -> list[AfterCommit]:
+        after: list[AfterCommit] = []
+        for hook in self._hooks:
+            callback = await hook(db, project_id)
+            if callback is not None:
+                after.append(callback)
+        return after
+
+    @staticmethod
+    async def run_after_commit(callbacks: list[AfterCommit]) -> None:
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                # The project is gone; leftovers are collected by the owning service's reaper.
+                log.exception("project clean-up step failed")
+
+
+# --- a chat answer completed -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletedAnswer:
+    project_id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+    user_id: uuid.UUID
+    text: str
+
+
+class AnswerListener(Protocol):
+    """Offered by services that act on finished chat answers (Artifacts extracts code
+    blocks); called by AgentService's Chat."""
+
+    async def answer_completed(self, answer: CompletedAnswer) -> Sequence[Message]:
+        """Runs after the assistant message is stored as complete, before the `completed`
+        event. Returns contract messages (e.g. `forge.artifacts.v1.Artifact`) that Chat
+        streams as events; Chat passes them through without looking inside."""
+        ...
+
+
+# --- usage -----------------------------------------------------------------------------
+
+
+class UsageCharges(Protocol):
+    """Offered by AgentService's usage ledger; used by services that spend model capacity
+    outside chat (GenerateImage)."""
+
+    async def charge_image(self, db: AsyncSession, user_id: uuid.UUID, model: str) -> None:
+        """Counts one generated image for the user today (UTC), in the caller's
+        transaction, so the image and its charge commit together."""
+        ...
+
+
+# --- the registry ----------------------------------------------------------------------
+
+
+class Port(Generic[T]):
+    """One implementation of an interface, offered by one module and used by others.
+
+    Consumers keep the Port and call `get()` when they need it: modules are built in any
+    order, and a port is filled once all of them are built."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._impl: T | None = None
+
+    def provide(self, impl: T) -> None:
+        if self._impl is not None:
+            raise RuntimeError(f"{self.name} is offered twice")
+        self._impl = impl
+
+    @property
+    def provided(self) -> bool:
+        return self._impl is not None
+
+    def get(self) -> T:
+        if self._impl is None:
+            raise RuntimeError(f"no module offers {self.name}")
+        return self._impl
+
+
+@dataclass(frozen=True)
+class Offers:
+    """What one module offers the others (see `Hooks` for who uses what)."""
+
+    project_deletion: Sequence[ProjectDeletionHook] = ()
+    answer_listeners: Sequence[AnswerListener] = ()
+    usage: UsageCharges | None = None
+
+
+class Hooks:
+    """Every hook and port of one server: given to each module's `build`, filled from the
+    modules' `Offers` once all are built (`install`)."""
+
+    def __init__(self) -> None:
+        self.project_deletion = ProjectDeletionHooks()
+        self.answer_listeners: list[AnswerListener] = []
+        self.usage: Port[UsageCharges] = Port("the usage ledger")
+
+    def install(self, offers: Offers) -> None:
+        for hook in offers.project_deletion:
+            self.project_deletion.register(hook)
+        self.answer_listeners.extend(offers.answer_listeners)
+        if offers.usage is not None:
+            self.usage.provide(offers.usage)

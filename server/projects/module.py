@@ -1,0 +1,24 @@
+"""Builds ProjectService: projects, members and the kanban board."""
+
+from __future__ import annotations
+
+from forge.projects.v1 import projects_pb2, projects_pb2_grpc
+
+from server.core.binding import ServiceBinding
+from server.core.module import BuildContext, ServiceModule
+from server.projects.members import Members
+from server.projects.projects import Projects
+from server.projects.service import ProjectService
+from server.projects.tasks import Board
+
+
+def build(ctx: BuildContext) -> ServiceModule:
+    servicer = ProjectService(
+        Projects(ctx.sessions, ctx.page_tokens, ctx.hooks.project_deletion),
+        Members(ctx.sessions, ctx.page_tokens),
+        Board(ctx.sessions, ctx.page_tokens),
+    )
+    return ServiceModule(
+        name="projects",
+        bindings=[ServiceBinding.of(projects_pb2, projects_pb2_grpc, "ProjectService", servicer)],
+    )

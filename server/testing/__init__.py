@@ -1,1 +1,0 @@
-"""forge.testing.v1.TestingService: plumbing checks, registered only when enabled."""
