@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.stamp
-PROTOS := $(shell find protos -name '*.proto')
+PROTOS := $(shell find protos tests/protos -name '*.proto')
 
 .PHONY: run test gen lint typecheck check bench clean install
 
@@ -15,13 +15,14 @@ run: $(GEN_STAMP)
 test: $(GEN_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Everything CI checks besides the tests.
+# Everything CI checks besides the tests (buf breaking compares protos/ with HEAD~1).
 check: lint typecheck
 
 lint: $(GEN_STAMP) node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	scripts/buf-lint
+	scripts/buf-breaking
 
 typecheck: $(GEN_STAMP)
 	$(VENV)/bin/mypy

@@ -67,6 +67,11 @@ class EnvoyConfig:
     admin_host: str = "127.0.0.1"
     # None keeps the service list from the template.
     services: Sequence[str] | None = None
+    # Services transcoded besides the template's (tests add their test-only service).
+    extra_services: Sequence[str] = ()
+    # gRPC paths ("/pkg.Service/Method") routed as streams (no deadline, idle limit) besides
+    # the template's.
+    extra_streaming_paths: Sequence[str] = ()
     # Drop template services that the descriptor does not define (Envoy refuses to start
     # otherwise). Off by default: a missing service is normally a build error.
     prune_missing_services: bool = False
@@ -124,6 +129,7 @@ def _patch_transcoder(transcoder: dict[str, Any], cfg: EnvoyConfig) -> None:
     transcoder["proto_descriptor"] = str(descriptor)
     if cfg.services is not None:
         transcoder["services"] = list(cfg.services)
+    transcoder["services"] = [*transcoder["services"], *cfg.extra_services]
     if cfg.prune_missing_services:
         present = descriptor_services(descriptor)
         kept = [s for s in transcoder["services"] if s in present]
@@ -136,6 +142,17 @@ def _patch_transcoder(transcoder: dict[str, Any], cfg: EnvoyConfig) -> None:
         if not kept:
             raise ValueError(f"none of the transcoder services are in {descriptor}")
         transcoder["services"] = kept
+
+
+def _add_streaming_routes(hcm: dict[str, Any], paths: Sequence[str]) -> None:
+    """Routes `paths` like the template's streaming RPCs (placed before the catch-all)."""
+    if not paths:
+        return
+    routes: list[dict[str, Any]] = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    streaming = next(r["route"] for r in routes if r["match"].get("path", "").endswith("/Chat"))
+    catch_all = next(i for i, r in enumerate(routes) if r["match"].get("prefix") == "/")
+    added = [{"match": {"path": path}, "route": dict(streaming)} for path in paths]
+    routes[catch_all:catch_all] = added
 
 
 def _patch_cluster(cluster: dict[str, Any], host: str, port: int) -> None:
@@ -171,6 +188,7 @@ def render_config(cfg: EnvoyConfig, template: Path = DEFAULT_TEMPLATE) -> str:
     _patch_transcoder(
         _find_named(hcm["http_filters"], TRANSCODER_FILTER, "http filter")["typed_config"], cfg
     )
+    _add_streaming_routes(hcm, cfg.extra_streaming_paths)
     _patch_cluster(
         _find_named(resources["clusters"], CLUSTER_NAME, "cluster"),
         cfg.upstream_host,

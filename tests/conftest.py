@@ -18,10 +18,12 @@ from server.db.embedded import EmbeddedPostgres
 from tests.sandbox.support import namespace
 from tests.support.accounts import Account, login, register
 from tests.support.mailbox import Mailbox, SmtpServer
-from tests.support.testing_service import TEST_MODULES
+from tests.support.testing_service import TEST_MODULES, TESTING_SERVICE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTOR = REPO_ROOT / "gen" / "forge.binpb"
+TEST_DESCRIPTOR = REPO_ROOT / "gen" / "forge-test.binpb"
+"""The production descriptor set plus the test-only TestingService."""
 
 
 @pytest.fixture(scope="session")
@@ -110,8 +112,11 @@ async def envoy(forge: ForgeServer) -> AsyncIterator[EnvoyProcess]:
         admin_port=0,
         upstream_host="127.0.0.1",
         upstream_port=forge.port,
-        descriptor_path=DESCRIPTOR,
+        descriptor_path=TEST_DESCRIPTOR,
         listen_host="127.0.0.1",
+        # The tests' gateway also serves TestingService (the production one never does).
+        extra_services=[TESTING_SERVICE],
+        extra_streaming_paths=[f"/{TESTING_SERVICE}/StreamTicks"],
     )
     async with EnvoyProcess(config) as proc:
         yield proc

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import grpc
-from forge_client.forge.testing import v1 as testing
+from forge_client.forge.agents import v1 as agents
+from forge_client.forge.auth import v1 as auth
+from forge_client.forge.projects import v1 as projects
 from grpclib.client import Channel
 
 from server.app import ForgeServer
@@ -14,21 +17,56 @@ from server.app import ForgeServer
 async def test_async_grpclib_client_unary_and_stream(forge: ForgeServer) -> None:
     channel = Channel("127.0.0.1", forge.port)
     try:
-        stub = testing.TestingServiceStub(channel)
-        response = await stub.echo(testing.EchoRequest(message="from betterproto2"), timeout=5)
-        assert response.message == "from betterproto2"
-        assert response.request_id
-        ticks = [t async for t in stub.stream_ticks(testing.StreamTicksRequest(count=2), timeout=5)]
-        assert [t.seq for t in ticks] == [1, 2, 3]
-        assert ticks[-1].completed is True
+        signed_up = await auth.AuthServiceStub(channel).register(
+            auth.RegisterRequest(
+                email=f"client-{uuid.uuid4().hex[:8]}@example.com",
+                password="Passw0rd-client",
+                display_name="Client",
+            ),
+            timeout=10,
+        )
+        assert signed_up.tokens is not None
+        metadata = {"authorization": f"Bearer {signed_up.tokens.access_token}"}
+        project = await projects.ProjectServiceStub(channel).create_project(
+            projects.CreateProjectRequest(project=projects.Project(name="from betterproto2")),
+            metadata=metadata,
+            timeout=10,
+        )
+        assert project.name == "from betterproto2"
+        agent_stub = agents.AgentServiceStub(channel)
+        conversation = await agent_stub.create_conversation(
+            agents.CreateConversationRequest(
+                project_id=project.id, conversation=agents.Conversation(title="client")
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+        events = [
+            event
+            async for event in agent_stub.chat(
+                agents.ChatRequest(conversation_id=conversation.id, content="hello there"),
+                metadata=metadata,
+                timeout=30,
+            )
+        ]
+        assert [event.seq for event in events] == list(range(1, len(events) + 1))
+        assert events[-1].completed is not None
+        assert "".join(event.delta.text for event in events if event.delta is not None)
     finally:
         channel.close()
 
 
 async def test_sync_grpcio_client_unary(forge: ForgeServer) -> None:
+    email = f"sync-{uuid.uuid4().hex[:8]}@example.com"
+
     def call() -> str:
         with grpc.insecure_channel(f"127.0.0.1:{forge.port}") as channel:
-            stub = testing.TestingServiceSyncStub(channel)
-            return stub.echo(testing.EchoRequest(message="sync")).message
+            stub = auth.AuthServiceSyncStub(channel)
+            stub.register(
+                auth.RegisterRequest(email=email, password="Passw0rd-sync", display_name="Sync")
+            )
+            signed_in = stub.login(auth.LoginRequest(email=email, password="Passw0rd-sync"))
+            assert signed_in.user is not None
+            return signed_in.user.email
 
-    assert await asyncio.to_thread(call) == "sync"
+    assert await asyncio.to_thread(call) == email

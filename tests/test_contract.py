@@ -70,8 +70,20 @@ def test_every_api_md_rpc_is_declared_with_its_route() -> None:
 
 def test_every_forge_rpc_is_in_api_md() -> None:
     documented = {(service, rpc) for service, rpc, _ in _api_rows()}
-    extra = {key for key in _declared() if key not in documented and "testing" not in key[0]}
+    extra = {key for key in _declared() if key not in documented}
     assert extra == set()
+
+
+def test_test_scaffolding_stays_out_of_production() -> None:
+    """TestingService is served, routed and generated for the tests only."""
+    assert not any("testing" in service for service, _ in _declared())
+    envoy_yaml = (REPO_ROOT / "gateway" / "envoy.yaml").read_text()
+    assert "forge.testing" not in envoy_yaml
+    client_sources = REPO_ROOT / "clients" / "python" / "src" / "forge_client"
+    assert client_sources.is_dir()
+    assert not [path for path in client_sources.rglob("*") if "testing" in path.name]
+    assert not list((REPO_ROOT / "protos").rglob("testing*.proto"))
+    assert not list((REPO_ROOT / "server").rglob("testing*"))
 
 
 async def test_buf_lint_passes() -> None:

@@ -59,7 +59,7 @@ def prompt(words: int) -> str:
 
 def answer_tokens(words: int) -> int:
     """Tokens of the echo model's answer to `prompt(words)` (its frame adds the rest)."""
-    from server.agents.providers.echo_answer import INTRO, OUTRO
+    from server.llm.echo_answer import INTRO, OUTRO
 
     return len(INTRO.split()) + words + len(OUTRO.split())
 

@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from server.agents.providers import ChatMessage, ChatRequest, Finish, TextDelta
-from server.agents.providers.echo import EchoProvider
 from server.config import Settings
+from server.llm import ChatMessage, ChatRequest, Finish, TextDelta
+from server.llm.echo import EchoProvider
 
 app = FastAPI()
 provider = EchoProvider(Settings())  # FORGE_ECHO_TOKEN_DELAY_MS sets the pace

@@ -28,7 +28,6 @@ from server.config import Settings
 from server.core.context import AuthMethod, Caller
 from server.core.errors import ForgeError, Unauthenticated
 from server.core.hooks import ProjectDeletionHooks
-from server.core.pagination import PageTokens
 from server.db.engine import make_engine, make_session_factory
 from server.projects.projects import Projects
 
@@ -49,7 +48,7 @@ engine = make_engine(
 sessions = make_session_factory(engine)
 # {"jwt_cache": true}: verify each token once until it expires, as Forge does (comparison only).
 verify = VerifiedTokens(tokens).verify if params.get("jwt_cache") else tokens.verify
-projects = Projects(sessions, PageTokens(params["jwt_secret"].encode()), ProjectDeletionHooks())
+projects = Projects(sessions, ProjectDeletionHooks())
 app = FastAPI()
 
 
@@ -80,17 +79,16 @@ async def get_project(
         view = await projects.get(caller, project_id)
     except ForgeError as error:
         raise HTTPException(404 if error.code.name == "NOT_FOUND" else 403, error.reason) from error
-    project = view.project
     return {
-        "id": str(project.id),
-        "name": project.name,
-        "description": project.description,
-        "repositoryUrl": project.repository_url,
-        "defaultRuntime": project.default_runtime,
+        "id": str(view.id),
+        "name": view.name,
+        "description": view.description,
+        "repositoryUrl": view.repository_url,
+        "defaultRuntime": view.default_runtime,
         "callerRole": view.caller_role.name if view.caller_role else "PROJECT_ROLE_UNSPECIFIED",
-        "creatorUserId": str(project.creator_id) if project.creator_id else "",
-        "createTime": project.create_time.isoformat(),
-        "updateTime": project.update_time.isoformat(),
+        "creatorUserId": str(view.creator_id) if view.creator_id else "",
+        "createTime": view.create_time.isoformat(),
+        "updateTime": view.update_time.isoformat(),
     }
 
 

@@ -1,1 +1,2 @@
-"""The Agents service: model providers, agent profiles, conversations, chat and usage."""
+"""The Agents service: agent profiles, conversations, streaming chat and usage (models come
+from server/llm)."""

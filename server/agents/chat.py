@@ -4,13 +4,14 @@
 message, and plans the provider request (history trimmed to the token budget, newest turns
 kept). `ChatTurn.events()` then yields `ChatStarted`, the provider's `TextDelta`s exactly as
 they arrive (nothing is written per delta), and at the end `ChatUsage`, one `ChatArtifact`
-per artifact the answer listeners produced, and `ChatCompleted`; or `ChatFailed` followed by
-the error itself when the provider fails.
+per artifact the answer listeners produced, and `ChatCompleted`; or, when the provider
+fails, raises its `ForgeError` (which the servicer's stream turns into a last `error`
+event).
 
 Whatever ends the stream, the answer is settled exactly once: `complete`, `failed` (with
 the error) or `cancelled` (the client went away or its deadline passed: the provider stream
-is closed at once). Settling runs in a task of its own that the caller's cancellation
-cannot interrupt, so the partial text is never lost.
+is closed at once). Settling runs in a task of Chat's supervisor that the caller's
+cancellation cannot interrupt, so the partial text is never lost.
 """
 
 from __future__ import annotations
@@ -18,18 +19,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import AsyncGeneratorType
-from typing import Any, TypeVar
+from typing import Any
 
+from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
 from server.agents.access import chat_target
 from server.agents.profiles import AgentProfiles
-from server.agents.providers import (
+from server.agents.usage import UsageLedger
+from server.agents.views import (
+    AgentView,
+    ChatArtifact,
+    ChatCompleted,
+    ChatEvent,
+    ChatStarted,
+    ChatUsage,
+)
+from server.core.access import ProjectRole
+from server.core.context import Caller
+from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
+from server.core.hooks import AnswerListener, CompletedAnswer
+from server.core.ids import new_id
+from server.core.tasks import TaskSupervisor
+from server.db.engine import reading
+from server.llm import (
     ChatMessage,
     ChatProvider,
     ChatRequest,
@@ -42,27 +60,9 @@ from server.agents.providers import (
     estimate_tokens,
     trim_history,
 )
-from server.agents.providers.errors import UNAVAILABLE as PROVIDER_UNAVAILABLE
-from server.agents.usage import UsageLedger
-from server.agents.views import (
-    AgentView,
-    ChatArtifact,
-    ChatCompleted,
-    ChatEventView,
-    ChatFailed,
-    ChatStarted,
-    ChatUsage,
-)
-from server.core.access import ProjectRole
-from server.core.context import Caller
-from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
-from server.core.hooks import AnswerListener, CompletedAnswer
-from server.core.ids import new_id
-from server.db.engine import reading
+from server.llm.errors import UNAVAILABLE as PROVIDER_UNAVAILABLE
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 MAX_CONTENT_CHARS = 200_000
 HISTORY_MESSAGES = 400
@@ -110,6 +110,7 @@ class Chats:
         ledger: UsageLedger,
         listeners: Sequence[AnswerListener],
         history_token_budget: int,
+        tasks: TaskSupervisor,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
@@ -118,30 +119,9 @@ class Chats:
         # The list itself, not a copy: other services register listeners while wiring.
         self._listeners = listeners
         self._budget = history_token_budget
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    # --- background work that a cancelled caller must not interrupt ------------------------
-
-    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            # Retrieved so that asyncio does not warn: a failure either reached the caller
-            # awaiting it or was logged by the work itself.
-            task.exception()
-
-    async def shielded(self, work: Coroutine[Any, Any, T]) -> T:
-        return await asyncio.shield(self.spawn(work))
-
-    async def drain(self, timeout: float) -> None:
-        """Waits (at most `timeout` s) for answers still being settled (at shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        self.tasks = tasks
+        """Work a cancelled caller must not interrupt (opening and settling answers). Its
+        failures are not logged again: they reach whoever awaits them, or `settle` logs."""
 
     # --- opening a chat --------------------------------------------------------------------
 
@@ -159,7 +139,9 @@ class Chats:
             violations.append(FieldViolation("content", "must not contain NUL characters"))
         if violations:
             raise InvalidArgument.of(violations)
-        opening = self.spawn(self._open(caller, conversation_id, content, model))
+        opening = self.tasks.spawn(
+            self._open(caller, conversation_id, content, model), name="open", log_failure=False
+        )
         try:
             turn = await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -228,9 +210,17 @@ class Chats:
 
     def _settle_if_opened(self, opening: asyncio.Task[_Turn]) -> None:
         if not opening.cancelled() and opening.exception() is None:
-            self.spawn(self.settle(opening.result(), "", "cancelled", None, Usage(), None))
+            self.spawn_settle(opening.result(), "", "cancelled", Usage(), None)
 
     # --- ending an answer ------------------------------------------------------------------
+
+    def spawn_settle(
+        self, turn: _Turn, text: str, status: str, usage: Usage, error: ForgeError | None
+    ) -> None:
+        """Settles an answer that did not finish, in a task of its own (the caller is gone)."""
+        self.tasks.spawn(
+            self.settle(turn, text, status, None, usage, error), name="settle", log_failure=False
+        )
 
     async def settle(
         self,
@@ -261,8 +251,9 @@ class Chats:
             )
             raise
 
-    async def notify(self, turn: _Turn, text: str) -> list[Any]:
-        """Runs the answer listeners; returns the artifacts they produced."""
+    async def notify(self, turn: _Turn, text: str) -> list[Message]:
+        """Runs the answer listeners; returns the artifacts they produced (contract
+        messages, passed through; only their `id` is kept with the answer)."""
         answer = CompletedAnswer(
             project_id=turn.project_id,
             conversation_id=turn.conversation_id,
@@ -270,14 +261,14 @@ class Chats:
             user_id=turn.user_id,
             text=text,
         )
-        artifacts: list[Any] = []
+        artifacts: list[Message] = []
         for listener in list(self._listeners):
             try:
                 artifacts.extend(await listener.answer_completed(answer))
             except Exception:
                 # The answer itself is complete and stored; a listener's failure is its own.
                 log.exception("an answer listener failed", extra={"listener": repr(listener)})
-        ids = [str(artifact.id) for artifact in artifacts if getattr(artifact, "id", "")]
+        ids = [str(key) for artifact in artifacts if (key := getattr(artifact, "id", ""))]
         if ids:
             async with self._sessions() as db, db.begin():
                 await store.settle_message(db, turn.assistant_message_id, artifact_ids=ids)
@@ -291,10 +282,10 @@ class ChatTurn:
     def __init__(self, chats: Chats, turn: _Turn) -> None:
         self._chats = chats
         self._turn = turn
-        self._stream: AsyncGeneratorType[ChatStarted | ChatEventView, None] | None = None
+        self._stream: AsyncGeneratorType[ChatEvent, None] | None = None
         self._settled = False
 
-    def events(self) -> AsyncGenerator[ChatStarted | ChatEventView, None]:
+    def events(self) -> AsyncGenerator[ChatEvent, None]:
         stream = self._events()
         assert isinstance(stream, AsyncGeneratorType)
         self._stream = stream
@@ -307,9 +298,9 @@ class ChatTurn:
         `yield`. (While it is inside an await, its own task's cancellation reaches it.)"""
         stream = self._stream
         if stream is not None and not self._settled and not stream.ag_running:
-            self._chats.spawn(self._close(stream))
+            self._chats.tasks.spawn(self._close(stream), name="close", log_failure=False)
 
-    async def _close(self, stream: AsyncGenerator[ChatStarted | ChatEventView, None]) -> None:
+    async def _close(self, stream: AsyncGenerator[ChatEvent, None]) -> None:
         await stream.aclose()
         if not self._settled:  # closed before it ever ran
             self._settled = True
@@ -320,7 +311,7 @@ class ChatTurn:
         turn = self._turn
         return ChatStarted(turn.user_message_id, turn.assistant_message_id, turn.model)
 
-    async def _events(self) -> AsyncGenerator[ChatStarted | ChatEventView, None]:
+    async def _events(self) -> AsyncGenerator[ChatEvent, None]:
         chats = self._chats
         turn = self._turn
         # One growing string rather than a list of parts: CPython extends it in place, and
@@ -351,15 +342,16 @@ class ChatTurn:
             )
             bug = None if status == "cancelled" else ForgeError("the answer failed", "INTERNAL")
             usage = Usage(turn.estimated_input_tokens, estimate_tokens(text)) if text else Usage()
-            chats.spawn(chats.settle(turn, text, status, None, usage, bug))
+            chats.spawn_settle(turn, text, status, usage, bug)
             raise
         self._settled = True
         if isinstance(outcome, Finish):
-            await chats.shielded(
-                chats.settle(turn, text, "complete", outcome.reason, outcome.usage, None)
+            await chats.tasks.shielded(
+                chats.settle(turn, text, "complete", outcome.reason, outcome.usage, None),
+                name="settle",
             )
             yield ChatUsage(outcome.usage)
-            for artifact in await chats.shielded(chats.notify(turn, text)):
+            for artifact in await chats.tasks.shielded(chats.notify(turn, text), name="notify"):
                 yield ChatArtifact(artifact)
             yield ChatCompleted(outcome.reason)
             return
@@ -367,6 +359,7 @@ class ChatTurn:
             "the model ended its answer without finishing it", PROVIDER_UNAVAILABLE
         )
         usage = Usage(turn.estimated_input_tokens, estimate_tokens(text)) if text else Usage()
-        await chats.shielded(chats.settle(turn, text, "failed", None, usage, error))
-        yield ChatFailed(error)
+        await chats.tasks.shielded(
+            chats.settle(turn, text, "failed", None, usage, error), name="settle"
+        )
         raise error

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,23 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.agents import export, store
 from server.agents.access import conversation_with_role, project_with_role
 from server.agents.profiles import AGENT_NOT_FOUND, AgentProfiles
-from server.agents.providers import ProviderRegistry
-from server.agents.views import Export, Page
+from server.agents.rows import conversation_view, message_view
+from server.agents.views import ConversationDraft, ConversationView, Export, MessageView
 from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
 from server.core.ids import parse_id
-from server.db.agent_models import Conversation, MessageRow
+from server.core.pagination import Listed, Page, listed
+from server.db.agent_models import Conversation
+from server.llm import ProviderRegistry
 
 MUTABLE_FIELDS = ("title", "agent_id", "model")
 MAX_TITLE = 200
-
-
-@dataclass
-class ConversationDraft:
-    agent_id: str = ""
-    title: str = ""
-    model: str = ""
 
 
 class Conversations:
@@ -48,10 +43,10 @@ class Conversations:
 
     async def create(
         self, caller: Caller, project_id: str, draft: ConversationDraft
-    ) -> Conversation:
+    ) -> ConversationView:
         async with self._sessions() as db, db.begin():
             pid = await project_with_role(db, caller, project_id, ProjectRole.EDITOR)
-            await self._validate(db, pid, draft, MUTABLE_FIELDS)
+            draft = await self._validate(db, pid, draft, MUTABLE_FIELDS)
             row = Conversation(
                 project_id=pid,
                 agent_id=draft.agent_id or None,
@@ -63,30 +58,23 @@ class Conversations:
             db.add(row)
             await db.flush()
             await db.refresh(row)
-        return row
+            return conversation_view(row)
 
-    async def get(self, caller: Caller, conversation_id: str) -> Conversation:
+    async def get(self, caller: Caller, conversation_id: str) -> ConversationView:
         async with self._sessions() as db:
-            return await conversation_with_role(db, caller, conversation_id, ProjectRole.VIEWER)
+            row = await conversation_with_role(db, caller, conversation_id, ProjectRole.VIEWER)
+            return conversation_view(row)
 
     async def list(
-        self,
-        caller: Caller,
-        project_id: str,
-        agent_id: str,
-        after: tuple[str, ...] | None,
-        size: int,
-    ) -> Page[Conversation]:
-        cursor = _time_cursor(after)
+        self, caller: Caller, project_id: str, agent_id: str, page: Page
+    ) -> Listed[ConversationView]:
+        """Most recently updated first."""
+        cursor = _time_cursor(page.after)
         async with self._sessions() as db:
             pid = await project_with_role(db, caller, project_id, ProjectRole.VIEWER)
-            rows = await store.list_conversations(db, pid, agent_id or None, cursor, size + 1)
-        shown = rows[:size]
-        more = len(rows) > size
-        return Page(
-            items=shown,
-            next_key=[shown[-1].update_time.isoformat(), str(shown[-1].id)] if more else None,
-        )
+            rows = await store.list_conversations(db, pid, agent_id or None, cursor, page.size + 1)
+            views = [conversation_view(row) for row in rows]
+        return listed(views, page, lambda view: (view.update_time.isoformat(), view.id))
 
     async def update(
         self,
@@ -94,13 +82,13 @@ class Conversations:
         conversation_id: str,
         draft: ConversationDraft,
         paths: Iterable[str],
-    ) -> Conversation:
+    ) -> ConversationView:
         paths = set(paths)
         async with self._sessions() as db, db.begin():
             row = await conversation_with_role(
                 db, caller, conversation_id, ProjectRole.EDITOR, field="conversation.id"
             )
-            await self._validate(db, row.project_id, draft, paths)
+            draft = await self._validate(db, row.project_id, draft, paths)
             if "title" in paths:
                 row.title = draft.title
             if "agent_id" in paths:
@@ -109,7 +97,7 @@ class Conversations:
                 row.model = draft.model
             await db.flush()
             await db.refresh(row)
-        return row
+            return conversation_view(row)
 
     async def delete(self, caller: Caller, conversation_id: str) -> None:
         async with self._sessions() as db, db.begin():
@@ -117,22 +105,24 @@ class Conversations:
             await db.delete(row)
 
     async def messages(
-        self, caller: Caller, conversation_id: str, after: tuple[str, ...] | None, size: int
-    ) -> Page[MessageRow]:
-        after_id = _id_cursor(after)
+        self, caller: Caller, conversation_id: str, page: Page
+    ) -> Listed[MessageView]:
+        """Oldest first."""
+        after_id = _id_cursor(page.after)
         async with self._sessions() as db:
             row = await conversation_with_role(db, caller, conversation_id, ProjectRole.VIEWER)
-            rows = await store.list_messages(db, row.id, after_id, size + 1)
-        shown = rows[:size]
-        more = len(rows) > size
-        return Page(items=shown, next_key=[str(shown[-1].id)] if more else None)
+            rows = await store.list_messages(db, row.id, after_id, page.size + 1)
+            views = [message_view(message) for message in rows]
+        return listed(views, page, lambda view: (view.id,))
 
     async def export(self, caller: Caller, conversation_id: str, format_name: str) -> Export:
         render = export.renderer(format_name)
         async with self._sessions() as db:
             row = await conversation_with_role(db, caller, conversation_id, ProjectRole.VIEWER)
-            messages = await store.list_messages(db, row.id, None, None)
-        return render(row, messages)
+            conversation = conversation_view(row)
+            rows = await store.list_messages(db, row.id, None, None)
+            messages = [message_view(message) for message in rows]
+        return render(conversation, messages)
 
     async def _validate(
         self,
@@ -140,11 +130,13 @@ class Conversations:
         project_id: uuid.UUID,
         draft: ConversationDraft,
         paths: Iterable[str],
-    ) -> None:
+    ) -> ConversationDraft:
+        """The draft with the fields named in `paths` checked, and the title and the model
+        canonicalised."""
         paths = set(paths)
         violations = Violations()
         if "title" in paths:
-            draft.title = draft.title.strip()
+            draft = replace(draft, title=draft.title.strip())
             violations.check(
                 len(draft.title) <= MAX_TITLE,
                 "conversation.title",
@@ -163,7 +155,9 @@ class Conversations:
                     reason=AGENT_NOT_FOUND,
                 )
         if "model" in paths and draft.model:
-            draft.model = self._registry.resolve(draft.model, field="conversation.model").id
+            model = self._registry.resolve(draft.model, field="conversation.model").id
+            draft = replace(draft, model=model)
+        return draft
 
 
 def _bad_token() -> InvalidArgument:

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from forge.agents.v1 import agents_pb2
+from forge.artifacts.v1 import artifacts_pb2
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from server.agents.conversations import ConversationDraft
-from server.agents.profiles import AgentDraft
-from server.agents.providers import ModelInfo
 from server.agents.views import (
+    AgentDraft,
     AgentView,
     ChatArtifact,
     ChatCompleted,
-    ChatEventView,
-    ChatFailed,
+    ChatEvent,
     ChatStarted,
     ChatUsage,
+    ConversationDraft,
+    ConversationView,
+    MessageView,
+    StoredError,
     UsageReport,
 )
+from server.core.errors import ForgeError
 from server.core.status import ERROR_DOMAIN, to_status_proto
 from server.core.timestamps import to_timestamp
-from server.db.agent_models import Conversation, MessageRow
+from server.llm import ModelInfo, TextDelta
 
 ROLES = {
     "user": agents_pb2.MESSAGE_ROLE_USER,
@@ -44,9 +47,6 @@ FINISH_REASONS = {
     "content_filter": agents_pb2.FINISH_REASON_CONTENT_FILTER,
 }
 
-# Context windows by provider (prompt + answer tokens); the listed models of each share one.
-CONTEXT_WINDOWS = {"anthropic": 200_000, "gemini": 1_048_576, "echo": 1_000_000}
-
 
 def _id(value: object | None) -> str:
     return str(value) if value is not None else ""
@@ -60,7 +60,7 @@ def model_to_proto(model: ModelInfo, max_output_tokens: int) -> agents_pb2.Model
         id=model.id,
         provider=model.provider,
         display_name=model.display_name,
-        context_window_tokens=CONTEXT_WINDOWS.get(model.provider, 0),
+        context_window_tokens=model.context_window_tokens,
         max_output_tokens=max_output_tokens,
         supports_tools=model.supports_tools,
     )
@@ -92,7 +92,7 @@ def agent_draft(agent: agents_pb2.Agent) -> AgentDraft:
         description=agent.description,
         model=agent.model,
         system_prompt=agent.system_prompt,
-        tools=list(agent.tools),
+        tools=tuple(agent.tools),
         temperature=agent.temperature if agent.HasField("temperature") else None,
         max_output_tokens=agent.max_output_tokens,
     )
@@ -101,18 +101,18 @@ def agent_draft(agent: agents_pb2.Agent) -> AgentDraft:
 # --- conversations and messages ----------------------------------------------------------
 
 
-def conversation_to_proto(row: Conversation) -> agents_pb2.Conversation:
+def conversation_to_proto(conversation: ConversationView) -> agents_pb2.Conversation:
     return agents_pb2.Conversation(
-        id=str(row.id),
-        project_id=str(row.project_id),
-        agent_id=row.agent_id or "",
-        title=row.title,
-        model=row.model,
-        message_count=row.message_count,
-        creator_user_id=_id(row.creator_id),
-        create_time=to_timestamp(row.create_time),
-        update_time=to_timestamp(row.update_time),
-        last_message_time=to_timestamp(row.last_message_time),
+        id=str(conversation.id),
+        project_id=str(conversation.project_id),
+        agent_id=conversation.agent_id or "",
+        title=conversation.title,
+        model=conversation.model,
+        message_count=conversation.message_count,
+        creator_user_id=_id(conversation.creator_id),
+        create_time=to_timestamp(conversation.create_time),
+        update_time=to_timestamp(conversation.update_time),
+        last_message_time=to_timestamp(conversation.last_message_time),
     )
 
 
@@ -122,83 +122,77 @@ def conversation_draft(conversation: agents_pb2.Conversation) -> ConversationDra
     )
 
 
-def stored_error(document: dict[str, Any]) -> status_pb2.Status:
+def stored_error(error: StoredError) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(
-        reason=str(document.get("reason", "")),
-        domain=ERROR_DOMAIN,
-        metadata={str(k): str(v) for k, v in dict(document.get("metadata") or {}).items()},
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
     )
     packed = any_pb2.Any()
     packed.Pack(info)
-    return status_pb2.Status(
-        code=int(document.get("code", 0)),
-        message=str(document.get("message", "")),
-        details=[packed],
-    )
+    return status_pb2.Status(code=error.code, message=error.message, details=[packed])
 
 
-def message_to_proto(row: MessageRow) -> agents_pb2.Message:
+def message_to_proto(message: MessageView) -> agents_pb2.Message:
     proto = agents_pb2.Message(
-        id=str(row.id),
-        conversation_id=str(row.conversation_id),
-        role=ROLES.get(row.role, agents_pb2.MESSAGE_ROLE_UNSPECIFIED),
-        content=row.content,
-        model=row.model,
-        status=STATUSES.get(row.status, agents_pb2.MESSAGE_STATUS_UNSPECIFIED),
+        id=str(message.id),
+        conversation_id=str(message.conversation_id),
+        role=ROLES.get(message.role, agents_pb2.MESSAGE_ROLE_UNSPECIFIED),
+        content=message.content,
+        model=message.model,
+        status=STATUSES.get(message.status, agents_pb2.MESSAGE_STATUS_UNSPECIFIED),
         finish_reason=FINISH_REASONS.get(
-            row.finish_reason or "", agents_pb2.FINISH_REASON_UNSPECIFIED
+            message.finish_reason or "", agents_pb2.FINISH_REASON_UNSPECIFIED
         ),
-        tool_call_id=row.tool_call_id or "",
-        artifact_ids=list(row.artifact_ids),
-        author_user_id=_id(row.author_id),
-        create_time=to_timestamp(row.create_time),
-        update_time=to_timestamp(row.update_time),
+        tool_call_id=message.tool_call_id or "",
+        artifact_ids=message.artifact_ids,
+        author_user_id=_id(message.author_id),
+        create_time=to_timestamp(message.create_time),
+        update_time=to_timestamp(message.update_time),
     )
-    if row.role == "assistant":
-        proto.usage.input_tokens = row.input_tokens
-        proto.usage.output_tokens = row.output_tokens
-    for call in row.tool_calls:
-        proto.tool_calls.add(
-            id=str(call.get("id", "")),
-            name=str(call.get("name", "")),
-            arguments=str(call.get("arguments", "")),
-        )
-    if row.error:
-        proto.error.CopyFrom(stored_error(row.error))
+    if message.role == "assistant":
+        proto.usage.input_tokens = message.input_tokens
+        proto.usage.output_tokens = message.output_tokens
+    for call in message.tool_calls:
+        proto.tool_calls.add(id=call.id, name=call.name, arguments=call.arguments)
+    if message.error is not None:
+        proto.error.CopyFrom(stored_error(message.error))
     return proto
 
 
 # --- chat events -------------------------------------------------------------------------
 
-
-def started_event(started: ChatStarted, seq: int) -> agents_pb2.ChatEvent:
-    return agents_pb2.ChatEvent(
-        seq=seq,
-        started=agents_pb2.ChatStarted(
-            user_message_id=str(started.user_message_id),
-            assistant_message_id=str(started.assistant_message_id),
-            model=started.model,
-        ),
-    )
+_ChatEvent = agents_pb2.ChatEvent
 
 
-def chat_event(event: ChatStarted | ChatEventView, seq: int) -> agents_pb2.ChatEvent:
-    """Any chat event but a delta (the servicer builds those inline: it is the hot path)."""
+def chat_event(event: ChatEvent, seq: int) -> agents_pb2.ChatEvent:
+    # The hot path first: one small message per delta. (Setting the delta's text in place
+    # costs half what building a TextDelta message and nesting it does.)
+    if type(event) is TextDelta:
+        message = _ChatEvent(seq=seq)
+        message.delta.text = event.text
+        return message
     if isinstance(event, ChatStarted):
-        return started_event(event, seq)
+        return _ChatEvent(
+            seq=seq,
+            started=agents_pb2.ChatStarted(
+                user_message_id=str(event.user_message_id),
+                assistant_message_id=str(event.assistant_message_id),
+                model=event.model,
+            ),
+        )
     if isinstance(event, ChatUsage):
-        return agents_pb2.ChatEvent(
+        return _ChatEvent(
             seq=seq,
             usage=agents_pb2.TokenUsage(
                 input_tokens=event.usage.input_tokens, output_tokens=event.usage.output_tokens
             ),
         )
     if isinstance(event, ChatArtifact):
-        proto = agents_pb2.ChatEvent(seq=seq)
-        proto.artifact.CopyFrom(event.artifact)
+        proto = _ChatEvent(seq=seq)
+        # Answer listeners offer contract messages; this field holds the artifacts' own.
+        proto.artifact.CopyFrom(cast(artifacts_pb2.Artifact, event.artifact))
         return proto
     if isinstance(event, ChatCompleted):
-        return agents_pb2.ChatEvent(
+        return _ChatEvent(
             seq=seq,
             completed=agents_pb2.ChatCompleted(
                 finish_reason=FINISH_REASONS.get(
@@ -206,9 +200,12 @@ def chat_event(event: ChatStarted | ChatEventView, seq: int) -> agents_pb2.ChatE
                 )
             ),
         )
-    if isinstance(event, ChatFailed):
-        return agents_pb2.ChatEvent(seq=seq, error=to_status_proto(event.error))
-    return agents_pb2.ChatEvent(seq=seq, delta=agents_pb2.TextDelta(text=event.text))
+    return _ChatEvent(seq=seq, delta=agents_pb2.TextDelta(text=event.text))
+
+
+def chat_error_event(error: ForgeError, seq: int) -> agents_pb2.ChatEvent:
+    """The last event of a failed answer (the call then ends with the same status)."""
+    return _ChatEvent(seq=seq, error=to_status_proto(error))
 
 
 # --- usage -------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from server.agents.views import Export
+from server.agents.views import ConversationView, Export, MessageView
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.timestamps import utcnow
-from server.db.agent_models import Conversation, MessageRow
 
-Renderer = Callable[[Conversation, Sequence[MessageRow]], Export]
+Renderer = Callable[[ConversationView, Sequence[MessageView]], Export]
 
 _ROLE_TITLES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 _STATUS_NOTES = {
@@ -28,7 +27,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _message_json(message: MessageRow) -> dict[str, Any]:
+def _message_json(message: MessageView) -> dict[str, Any]:
     document: dict[str, Any] = {
         "id": str(message.id),
         "role": message.role,
@@ -47,16 +46,16 @@ def _message_json(message: MessageRow) -> dict[str, Any]:
         }
     if message.author_id is not None:
         document["author_user_id"] = str(message.author_id)
-    if message.error:
+    if message.error is not None:
         document["error"] = {
-            "code": message.error.get("code"),
-            "reason": message.error.get("reason"),
-            "message": message.error.get("message"),
+            "code": message.error.code,
+            "reason": message.error.reason,
+            "message": message.error.message,
         }
     return document
 
 
-def to_json(conversation: Conversation, messages: Sequence[MessageRow]) -> Export:
+def to_json(conversation: ConversationView, messages: Sequence[MessageView]) -> Export:
     document = {
         "conversation": {
             "id": str(conversation.id),
@@ -81,7 +80,7 @@ def _stamp(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def to_markdown(conversation: Conversation, messages: Sequence[MessageRow]) -> Export:
+def to_markdown(conversation: ConversationView, messages: Sequence[MessageView]) -> Export:
     lines = [f"# {conversation.title or 'Conversation'}", ""]
     lines.append(f"- Conversation: `{conversation.id}`")
     lines.append(f"- Project: `{conversation.project_id}`")

@@ -10,30 +10,35 @@ from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from server.agents.chat import Chats
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
-from server.agents.providers import ProviderRegistry
 from server.agents.service import AgentService
 from server.agents.usage import UsageLedger
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
+from server.core.tasks import TaskSupervisor
+from server.llm import ProviderRegistry
 
 SETTLE_GRACE_SECONDS = 5.0
 """At shutdown, how long answers still being stored may take."""
 
 
-class _ProvidersLifecycle:
-    """Closes the providers' connections at shutdown, once interrupted answers are stored."""
+class _ChatLifecycle:
+    """At shutdown: lets interrupted answers be stored, then closes the providers'
+    connections."""
 
-    def __init__(self, registry: ProviderRegistry, chats: Chats) -> None:
+    def __init__(self, tasks: TaskSupervisor, registry: ProviderRegistry) -> None:
+        self._tasks = tasks
         self._registry = registry
-        self._chats = chats
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        await self._chats.drain(SETTLE_GRACE_SECONDS)
-        await self._registry.aclose()
+        try:
+            await self._tasks.drain(SETTLE_GRACE_SECONDS)
+            await self._tasks.stop()
+        finally:
+            await self._registry.aclose()
 
 
 def build(ctx: BuildContext) -> ServiceModule:
@@ -41,6 +46,7 @@ def build(ctx: BuildContext) -> ServiceModule:
     registry = ProviderRegistry(settings)
     profiles = AgentProfiles(sessions, registry)
     ledger = UsageLedger(sessions, settings.daily_token_quota)
+    tasks = TaskSupervisor("chat")
     chats = Chats(
         sessions,
         registry,
@@ -48,6 +54,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         ledger,
         ctx.hooks.answer_listeners,
         settings.history_token_budget,
+        tasks,
     )
     servicer = AgentService(
         registry=registry,
@@ -61,6 +68,6 @@ def build(ctx: BuildContext) -> ServiceModule:
     return ServiceModule(
         name="agents",
         bindings=[ServiceBinding.of(agents_pb2, agents_pb2_grpc, "AgentService", servicer)],
-        background=[_ProvidersLifecycle(registry, chats)],
+        background=[_ChatLifecycle(tasks, registry)],
         offers=Offers(usage=ledger),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,13 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.agents import store
 from server.agents.access import project_with_role, require_field
 from server.agents.profiles_builtin import BUILTIN_IDS, TOOL_NAMES, builtin_agents
-from server.agents.providers import ProviderRegistry
-from server.agents.views import AgentView, Page
+from server.agents.rows import agent_view
+from server.agents.views import AgentDraft, AgentView
 from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
 from server.core.ids import parse_id
+from server.core.pagination import Listed, Page
 from server.db.agent_models import AgentProfile
+from server.llm import ProviderRegistry
 
 AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
 AGENT_BUILTIN = "AGENT_BUILTIN"
@@ -51,36 +53,6 @@ def agent_not_found() -> NotFound:
     return NotFound("agent profile not found", AGENT_NOT_FOUND)
 
 
-@dataclass
-class AgentDraft:
-    """The client's fields of a profile (CreateAgent, or UpdateAgent with its mask)."""
-
-    name: str = ""
-    description: str = ""
-    model: str = ""
-    system_prompt: str = ""
-    tools: list[str] = field(default_factory=list)
-    temperature: float | None = None
-    max_output_tokens: int = 0
-
-
-def to_view(row: AgentProfile) -> AgentView:
-    return AgentView(
-        id=str(row.id),
-        project_id=row.project_id,
-        name=row.name,
-        description=row.description,
-        model=row.model,
-        system_prompt=row.system_prompt,
-        tools=list(row.tools),
-        temperature=row.temperature,
-        max_output_tokens=row.max_output_tokens,
-        creator_id=row.creator_id,
-        create_time=row.create_time,
-        update_time=row.update_time,
-    )
-
-
 class AgentProfiles:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], registry: ProviderRegistry
@@ -92,10 +64,9 @@ class AgentProfiles:
 
     # --- reading ---------------------------------------------------------------------
 
-    async def list(
-        self, caller: Caller, project_id: str, after: tuple[str, ...] | None, size: int
-    ) -> Page[AgentView]:
+    async def list(self, caller: Caller, project_id: str, page: Page) -> Listed[AgentView]:
         """Built-in profiles first, then the project's own, oldest first."""
+        after, size = page.after, page.size
         async with self._sessions() as db:
             pid = await project_with_role(db, caller, project_id, ProjectRole.VIEWER)
             builtins: list[tuple[list[str], AgentView]] = [
@@ -111,10 +82,10 @@ class AgentProfiles:
             listed = builtins[: size + 1]
             if len(listed) <= size:
                 rows = await store.list_profiles(db, pid, after_id, size + 1 - len(listed))
-                listed.extend(([_PROJECT_KEY, str(row.id)], to_view(row)) for row in rows)
+                listed.extend(([_PROJECT_KEY, str(row.id)], agent_view(row)) for row in rows)
         shown = listed[:size]
         more = len(listed) > size
-        return Page(
+        return Listed(
             items=[agent for _, agent in shown], next_key=shown[-1][0] if more and shown else None
         )
 
@@ -138,12 +109,12 @@ class AgentProfiles:
         if profile_id is None:
             return None
         row = await store.get_profile(db, project_id, profile_id)
-        return to_view(row) if row is not None else None
+        return agent_view(row) if row is not None else None
 
     # --- writing ---------------------------------------------------------------------
 
     async def create(self, caller: Caller, project_id: str, draft: AgentDraft) -> AgentView:
-        self._validate(draft, MUTABLE_FIELDS)
+        draft = self._validate(draft, MUTABLE_FIELDS)
         async with self._sessions() as db, db.begin():
             pid = await project_with_role(db, caller, project_id, ProjectRole.EDITOR)
             await self._check_name(db, pid, draft.name, None)
@@ -153,7 +124,7 @@ class AgentProfiles:
                 description=draft.description,
                 model=draft.model,
                 system_prompt=draft.system_prompt,
-                tools=draft.tools,
+                tools=list(draft.tools),
                 temperature=draft.temperature,
                 max_output_tokens=draft.max_output_tokens,
                 creator_id=caller.user_id,
@@ -161,7 +132,7 @@ class AgentProfiles:
             db.add(row)
             await _flush(db)
             await db.refresh(row)
-        return to_view(row)
+            return agent_view(row)
 
     async def update(
         self,
@@ -175,14 +146,15 @@ class AgentProfiles:
         async with self._sessions() as db, db.begin():
             pid = await project_with_role(db, caller, project_id, ProjectRole.EDITOR)
             row = await self._own_profile(db, pid, agent_id, "agent.id")
-            self._validate(draft, paths)
+            draft = self._validate(draft, paths)
             if "name" in paths:
                 await self._check_name(db, pid, draft.name, row.id)
             for path in paths:
-                setattr(row, path, getattr(draft, path))
+                value = getattr(draft, path)
+                setattr(row, path, list(value) if path == "tools" else value)
             await _flush(db)
             await db.refresh(row)
-        return to_view(row)
+            return agent_view(row)
 
     async def delete(self, caller: Caller, project_id: str, agent_id: str) -> None:
         async with self._sessions() as db, db.begin():
@@ -219,12 +191,13 @@ class AgentProfiles:
         ):
             raise _name_taken(name)
 
-    def _validate(self, draft: AgentDraft, paths: Iterable[str]) -> None:
-        """Checks the fields named in `paths`, canonicalising the name and the model."""
+    def _validate(self, draft: AgentDraft, paths: Iterable[str]) -> AgentDraft:
+        """The draft with the fields named in `paths` checked, and the name and the model
+        canonicalised."""
         paths = set(paths)
         violations = Violations()
         if "name" in paths:
-            draft.name = draft.name.strip()
+            draft = replace(draft, name=draft.name.strip())
             violations.check(bool(draft.name), "agent.name", "is required")
             violations.check(
                 len(draft.name) <= MAX_NAME, "agent.name", f"must be at most {MAX_NAME} characters"
@@ -268,7 +241,10 @@ class AgentProfiles:
             )
         violations.raise_if_any()
         if "model" in paths and draft.model:
-            draft.model = self._registry.resolve(draft.model, field="agent.model").id
+            draft = replace(
+                draft, model=self._registry.resolve(draft.model, field="agent.model").id
+            )
+        return draft
 
 
 def _name_taken(name: str) -> AlreadyExists:

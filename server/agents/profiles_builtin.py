@@ -81,7 +81,7 @@ def builtin_agents(default_model: str) -> list[AgentView]:
             description=description,
             model=default_model,
             system_prompt=prompt,
-            tools=list(tools),
+            tools=tuple(tools),
             temperature=temperature,
             max_output_tokens=0,
             builtin=True,

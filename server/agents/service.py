@@ -16,16 +16,15 @@ from server.agents import profiles as profile_fields
 from server.agents.chat import Chats
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
-from server.agents.providers import ProviderRegistry, TextDelta
 from server.agents.usage import UsageLedger
 from server.core.context import current_call
 from server.core.errors import FieldViolation, InvalidArgument
-from server.core.fieldmask import mask_paths
+from server.core.fieldmask import update_paths
 from server.core.pagination import PageTokens
+from server.core.streaming import server_stream
+from server.llm import ProviderRegistry
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-_ChatEvent = agents_pb2.ChatEvent
 
 
 class AgentService(agents_pb2_grpc.AgentServiceServicer):
@@ -64,7 +63,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         page = self._pages.page(
             "models", request.page_size, request.page_token, {"provider": request.provider}
         )
-        result = catalog.list_models(self._registry, request.provider, page.after, page.size)
+        result = catalog.list_models(self._registry, request.provider, page)
         return agents_pb2.ListModelsResponse(
             models=[convert.model_to_proto(m, self._max_output_tokens) for m in result.items],
             next_page_token=self._pages.next_token(page, result.next_key),
@@ -79,7 +78,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         page = self._pages.page(
             "agents", request.page_size, request.page_token, {"project_id": request.project_id}
         )
-        result = await self._profiles.list(caller, request.project_id, page.after, page.size)
+        result = await self._profiles.list(caller, request.project_id, page)
         return agents_pb2.ListAgentsResponse(
             agents=[convert.agent_to_proto(agent) for agent in result.items],
             next_page_token=self._pages.next_token(page, result.next_key),
@@ -109,7 +108,9 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         caller = current_call().require_caller()
         if not request.HasField("agent"):
             raise InvalidArgument.of([FieldViolation("agent", "is required")])
-        paths = mask_paths(request.update_mask.paths, profile_fields.MUTABLE_FIELDS)
+        paths = update_paths(
+            request.update_mask.paths, profile_fields.MUTABLE_FIELDS, request.agent
+        )
         agent = await self._profiles.update(
             caller, request.project_id, request.agent.id, convert.agent_draft(request.agent), paths
         )
@@ -128,17 +129,17 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         self, request: agents_pb2.CreateConversationRequest, context: Context
     ) -> agents_pb2.Conversation:
         caller = current_call().require_caller()
-        row = await self._conversations.create(
+        conversation = await self._conversations.create(
             caller, request.project_id, convert.conversation_draft(request.conversation)
         )
-        return convert.conversation_to_proto(row)
+        return convert.conversation_to_proto(conversation)
 
     async def GetConversation(
         self, request: agents_pb2.GetConversationRequest, context: Context
     ) -> agents_pb2.Conversation:
         caller = current_call().require_caller()
-        row = await self._conversations.get(caller, request.conversation_id)
-        return convert.conversation_to_proto(row)
+        conversation = await self._conversations.get(caller, request.conversation_id)
+        return convert.conversation_to_proto(conversation)
 
     async def ListConversations(
         self, request: agents_pb2.ListConversationsRequest, context: Context
@@ -146,11 +147,9 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         caller = current_call().require_caller()
         filters = {"project_id": request.project_id, "agent_id": request.agent_id}
         page = self._pages.page("conversations", request.page_size, request.page_token, filters)
-        result = await self._conversations.list(
-            caller, request.project_id, request.agent_id, page.after, page.size
-        )
+        result = await self._conversations.list(caller, request.project_id, request.agent_id, page)
         return agents_pb2.ListConversationsResponse(
-            conversations=[convert.conversation_to_proto(row) for row in result.items],
+            conversations=[convert.conversation_to_proto(c) for c in result.items],
             next_page_token=self._pages.next_token(page, result.next_key),
         )
 
@@ -160,14 +159,13 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         caller = current_call().require_caller()
         if not request.HasField("conversation"):
             raise InvalidArgument.of([FieldViolation("conversation", "is required")])
-        paths = mask_paths(request.update_mask.paths, conversation_fields.MUTABLE_FIELDS)
-        row = await self._conversations.update(
-            caller,
-            request.conversation.id,
-            convert.conversation_draft(request.conversation),
-            paths,
+        paths = update_paths(
+            request.update_mask.paths, conversation_fields.MUTABLE_FIELDS, request.conversation
         )
-        return convert.conversation_to_proto(row)
+        conversation = await self._conversations.update(
+            caller, request.conversation.id, convert.conversation_draft(request.conversation), paths
+        )
+        return convert.conversation_to_proto(conversation)
 
     async def DeleteConversation(
         self, request: agents_pb2.DeleteConversationRequest, context: Context
@@ -182,11 +180,9 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         caller = current_call().require_caller()
         filters = {"conversation_id": request.conversation_id}
         page = self._pages.page("messages", request.page_size, request.page_token, filters)
-        result = await self._conversations.messages(
-            caller, request.conversation_id, page.after, page.size
-        )
+        result = await self._conversations.messages(caller, request.conversation_id, page)
         return agents_pb2.ListMessagesResponse(
-            messages=[convert.message_to_proto(row) for row in result.items],
+            messages=[convert.message_to_proto(message) for message in result.items],
             next_page_token=self._pages.next_token(page, result.next_key),
         )
 
@@ -212,17 +208,11 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         )
         # (grpc-stubs types the callback as a class, not a protocol, hence the ignore)
         context.add_done_callback(lambda _: turn.call_ended())  # type: ignore[arg-type]
-        seq = 0
-        # The hot path: one small message per delta, nothing else. (Setting the delta's text
-        # in place costs half what building a TextDelta and nesting it does.)
-        async for event in turn.events():
-            seq += 1
-            if type(event) is TextDelta:
-                message = _ChatEvent(seq=seq)
-                message.delta.text = event.text
-                yield message
-            else:
-                yield convert.chat_event(event, seq)
+        async with server_stream(
+            turn.events(), convert.chat_event, convert.chat_error_event
+        ) as events:
+            async for event in events:
+                yield event
 
     # --- usage -----------------------------------------------------------------------
 

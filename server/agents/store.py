@@ -67,12 +67,8 @@ async def forget_agent(db: AsyncSession, project_id: uuid.UUID, agent_id: str) -
 # --- conversations -----------------------------------------------------------------------
 
 
-async def get_conversation(
-    db: AsyncSession, conversation_id: uuid.UUID, *, lock: bool = False
-) -> Conversation | None:
+async def get_conversation(db: AsyncSession, conversation_id: uuid.UUID) -> Conversation | None:
     query = select(Conversation).where(Conversation.id == conversation_id)
-    if lock:
-        query = query.with_for_update()
     return (await db.execute(query)).scalar_one_or_none()
 
 

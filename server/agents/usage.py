@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
-from server.agents.providers import Usage
 from server.agents.views import UsageRecord, UsageReport
 from server.core.errors import QuotaViolation, ResourceExhausted, Violations
 from server.core.timestamps import utcnow
+from server.llm import Usage
 
 QUOTA_EXCEEDED = "DAILY_TOKEN_QUOTA_EXCEEDED"
 DEFAULT_RANGE_DAYS = 30
@@ -88,7 +88,7 @@ class UsageLedger:
         return UsageReport(
             start_day=start,
             end_day=end,
-            records=[
+            records=tuple(
                 UsageRecord(
                     day=row.day,
                     model=row.model,
@@ -98,7 +98,7 @@ class UsageLedger:
                     image_count=row.image_count,
                 )
                 for row in rows
-            ],
+            ),
             daily_token_quota=self._quota or 0,
             tokens_used_today=used_today,
             quota_reset_time=next_midnight(now),

@@ -1,15 +1,18 @@
-"""What the agents domain hands back to the servicer (besides the ORM rows of conversations
-and messages, which are plain data once their session has closed)."""
+"""What the agents domain takes from and hands back to the servicer: frozen dataclasses, never
+ORM rows or protos (convert.py turns them into protos and back)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
 
-from server.agents.providers import FinishReason, TextDelta, Usage
-from server.core.errors import ForgeError
+from google.protobuf.message import Message
+
+from server.llm import FinishReason, TextDelta, Usage
+
+# --- agent profiles -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +23,7 @@ class AgentView:
     description: str
     model: str
     system_prompt: str
-    tools: list[str]
+    tools: tuple[str, ...]
     temperature: float | None
     max_output_tokens: int
     builtin: bool = False
@@ -29,14 +32,80 @@ class AgentView:
     update_time: datetime | None = None
 
 
-T = TypeVar("T")
+@dataclass(frozen=True, slots=True)
+class AgentDraft:
+    """The client's fields of a profile (CreateAgent, or UpdateAgent with its mask)."""
+
+    name: str = ""
+    description: str = ""
+    model: str = ""
+    system_prompt: str = ""
+    tools: tuple[str, ...] = ()
+    temperature: float | None = None
+    max_output_tokens: int = 0
+
+
+# --- conversations and messages ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    next_key: list[str] | None
-    """Sort key of the last item when another page follows."""
+class ConversationDraft:
+    """The client's fields of a conversation (CreateConversation, UpdateConversation)."""
+
+    agent_id: str = ""
+    title: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationView:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    agent_id: str | None
+    title: str
+    model: str
+    message_count: int
+    creator_id: uuid.UUID | None
+    create_time: datetime
+    update_time: datetime
+    last_message_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallView:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredError:
+    """How a failed answer failed, as stored with it."""
+
+    code: int
+    reason: str
+    message: str
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    role: str
+    content: str
+    model: str
+    status: str
+    finish_reason: str | None
+    input_tokens: int
+    output_tokens: int
+    tool_calls: tuple[ToolCallView, ...]
+    tool_call_id: str | None
+    artifact_ids: tuple[str, ...]
+    error: StoredError | None
+    author_id: uuid.UUID | None
+    create_time: datetime
+    update_time: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +113,9 @@ class Export:
     content_type: str
     data: bytes
     filename: str
+
+
+# --- usage -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +132,7 @@ class UsageRecord:
 class UsageReport:
     start_day: date
     end_day: date
-    records: list[UsageRecord]
+    records: tuple[UsageRecord, ...]
     daily_token_quota: int
     tokens_used_today: int
     quota_reset_time: datetime
@@ -79,6 +151,8 @@ class UsageReport:
 
 
 # --- chat events (besides the provider's TextDelta, relayed as is) ----------------------
+# A failed answer raises its ForgeError after its last event; the servicer's stream turns
+# it into the in-band `error` event (server/core/streaming.py).
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +169,9 @@ class ChatUsage:
 
 @dataclass(frozen=True, slots=True)
 class ChatArtifact:
-    artifact: Any
-    """A `forge.artifacts.v1.Artifact` from an answer listener (passed through untouched)."""
+    artifact: Message
+    """A contract message from an answer listener (e.g. `forge.artifacts.v1.Artifact`),
+    passed through untouched."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +179,4 @@ class ChatCompleted:
     finish_reason: FinishReason
 
 
-@dataclass(frozen=True, slots=True)
-class ChatFailed:
-    error: ForgeError
-
-
-ChatEventView = TextDelta | ChatUsage | ChatArtifact | ChatCompleted | ChatFailed
+ChatEvent = ChatStarted | TextDelta | ChatUsage | ChatArtifact | ChatCompleted

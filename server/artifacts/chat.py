@@ -12,6 +12,7 @@ from server.artifacts.extract import CodeBlock, extract_code_blocks
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.storage import BlobInfo
 from server.artifacts.validation import MAX_LANGUAGE, MAX_TITLE
+from server.artifacts.views import ArtifactView
 from server.core.hooks import CompletedAnswer
 from server.db.artifact_models import ArtifactRow
 
@@ -20,7 +21,7 @@ class ChatExtraction:
     def __init__(self, core: ArtifactsCore) -> None:
         self._core = core
 
-    async def extract(self, answer: CompletedAnswer) -> list[ArtifactRow]:
+    async def extract(self, answer: CompletedAnswer) -> list[ArtifactView]:
         """The artifacts the answer created or updated, in the order of their blocks."""
         limit = self._core.limits.max_upload_bytes
         blocks = [
@@ -57,7 +58,7 @@ class ChatExtraction:
                 for block, info in stored:
                     row = named[block.filename]
                     if row is None:
-                        row, _ = await store.insert_artifact(db, _new(answer, block), info)
+                        row = await store.insert_artifact(db, _new(answer, block), info)
                         named[block.filename] = row
                     elif row.sha256 != info.sha256:
                         await store.append_version(
@@ -70,7 +71,7 @@ class ChatExtraction:
                         )
                     touched[row.id] = row
                 await db.flush()
-        return list(touched.values())
+        return [ArtifactView.of(row) for row in touched.values()]
 
 
 def _new(answer: CompletedAnswer, block: CodeBlock) -> store.NewArtifact:

@@ -17,11 +17,12 @@ from server.artifacts.storage import BlobStream
 from server.artifacts.storage.base import normalize_sha256
 from server.artifacts.storage.errors import upload_too_large
 from server.artifacts.validation import Fields
+from server.artifacts.views import ArtifactView, VersionView
 from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
 from server.core.timestamps import utcnow
-from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
+from server.db.artifact_models import ArtifactRow
 
 CONTENT_TOO_LARGE = "CONTENT_TOO_LARGE"
 MAX_URL_TTL = timedelta(days=7)  # SigV4's limit
@@ -40,9 +41,9 @@ class UploadSpec:
     sha256: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Download:
-    version: ArtifactVersionRow
+    version: VersionView
     stream: BlobStream
 
 
@@ -52,7 +53,7 @@ class ArtifactContent:
 
     async def read(
         self, caller: Caller, artifact_id: str, version: int
-    ) -> tuple[ArtifactVersionRow, bytes]:
+    ) -> tuple[VersionView, bytes]:
         """A version's bytes in one piece (for content that fits in one message)."""
         aid = _checked_version_request(artifact_id, version)
         async with self._core.sessions() as db:
@@ -66,7 +67,7 @@ class ArtifactContent:
                 CONTENT_TOO_LARGE,
                 {"size_bytes": str(row.size_bytes), "max_bytes": str(limit)},
             )
-        return row, await self._core.blobs.read(row.sha256)
+        return VersionView.of(row), await self._core.blobs.read(row.sha256)
 
     async def open(self, caller: Caller, artifact_id: str, version: int, offset: int) -> Download:
         """A version's bytes from `offset` as 64 KiB chunks. Close the stream when done."""
@@ -76,7 +77,7 @@ class ArtifactContent:
         async with self._core.sessions() as db:
             artifact = await artifact_for(db, caller, aid, ProjectRole.VIEWER)
             row = await version_of(db, artifact, version)
-        return Download(row, await self._core.blobs.open(row.sha256, offset))
+        return Download(VersionView.of(row), await self._core.blobs.open(row.sha256, offset))
 
     async def download_url(
         self, caller: Caller, artifact_id: str, version: int, ttl: timedelta | None
@@ -99,7 +100,7 @@ class ArtifactContent:
 
     async def upload(
         self, caller: Caller, spec: UploadSpec, chunks: AsyncIterable[bytes]
-    ) -> ArtifactRow:
+    ) -> ArtifactView:
         """Stores the chunks as a new artifact, or as the next version of `artifact_id`.
         A failed, oversized or cancelled upload leaves neither rows nor bytes behind."""
         limits = self._core.limits
@@ -172,7 +173,7 @@ class ArtifactContent:
                     raise version_conflict(spec.base_version, row.latest_version)
                 await self._core.keeper.hold(db, [blob.sha256])
                 await store.append_version(db, row, blob, content_type, creator)
-                return row
+                return ArtifactView.of(row)
             assert project_id is not None
             assert checked is not None
             await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
@@ -187,8 +188,8 @@ class ArtifactContent:
                 origin=Origin.UPLOAD,
                 creator_id=creator,
             )
-            row, _ = await store.insert_artifact(db, new, blob)
-            return row
+            row = await store.insert_artifact(db, new, blob)
+            return ArtifactView.of(row)
 
 
 def _checked_version_request(artifact_id: str, version: int) -> uuid.UUID:

@@ -1,4 +1,4 @@
-"""Artifact rows ↔ protos."""
+"""Artifact domain values ↔ protos: the only module of the package that sees both."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from forge.artifacts.v1 import artifacts_pb2
 
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.validation import Fields
+from server.artifacts.views import ArtifactView, VersionView
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.timestamps import to_timestamp
-from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
 
 KIND_TO_PROTO = {
     Kind.CODE: artifacts_pb2.ARTIFACT_KIND_CODE,
@@ -53,37 +53,37 @@ def fields_from_proto(artifact: artifacts_pb2.Artifact, prefix: str) -> Fields:
     )
 
 
-def artifact_to_proto(row: ArtifactRow) -> artifacts_pb2.Artifact:
+def artifact_to_proto(artifact: ArtifactView) -> artifacts_pb2.Artifact:
     return artifacts_pb2.Artifact(
-        id=str(row.id),
-        project_id=str(row.project_id),
-        title=row.title,
-        filename=row.filename,
-        language=row.language,
-        kind=KIND_TO_PROTO[Kind(row.kind)],
-        content_type=row.content_type,
-        origin=ORIGIN_TO_PROTO[Origin(row.origin)],
-        conversation_id=_text(row.conversation_id),
-        message_id=_text(row.message_id),
-        run_id=_text(row.run_id),
-        latest_version=row.latest_version,
-        size_bytes=row.size_bytes,
-        sha256=row.sha256,
-        creator_user_id=_text(row.creator_id),
-        create_time=to_timestamp(row.create_time),
-        update_time=to_timestamp(row.update_time),
+        id=str(artifact.id),
+        project_id=str(artifact.project_id),
+        title=artifact.title,
+        filename=artifact.filename,
+        language=artifact.language,
+        kind=KIND_TO_PROTO[artifact.kind],
+        content_type=artifact.content_type,
+        origin=ORIGIN_TO_PROTO[artifact.origin],
+        conversation_id=_text(artifact.conversation_id),
+        message_id=_text(artifact.message_id),
+        run_id=_text(artifact.run_id),
+        latest_version=artifact.latest_version,
+        size_bytes=artifact.size_bytes,
+        sha256=artifact.sha256,
+        creator_user_id=_text(artifact.creator_id),
+        create_time=to_timestamp(artifact.create_time),
+        update_time=to_timestamp(artifact.update_time),
     )
 
 
-def version_to_proto(row: ArtifactVersionRow) -> artifacts_pb2.ArtifactVersion:
+def version_to_proto(version: VersionView) -> artifacts_pb2.ArtifactVersion:
     return artifacts_pb2.ArtifactVersion(
-        artifact_id=str(row.artifact_id),
-        version=row.version,
-        size_bytes=row.size_bytes,
-        sha256=row.sha256,
-        content_type=row.content_type,
-        message_id=_text(row.message_id),
-        run_id=_text(row.run_id),
-        creator_user_id=_text(row.creator_id),
-        create_time=to_timestamp(row.create_time),
+        artifact_id=str(version.artifact_id),
+        version=version.version,
+        size_bytes=version.size_bytes,
+        sha256=version.sha256,
+        content_type=version.content_type,
+        message_id=_text(version.message_id),
+        run_id=_text(version.run_id),
+        creator_user_id=_text(version.creator_id),
+        create_time=to_timestamp(version.create_time),
     )

@@ -13,7 +13,6 @@ from server.artifacts.blobrefs import BlobKeeper
 from server.artifacts.storage import BlobStore
 from server.config import Settings
 from server.core.errors import Aborted
-from server.core.pagination import PageTokens
 from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
 
 VERSION_CONFLICT = "VERSION_CONFLICT"
@@ -43,7 +42,6 @@ class Limits:
 class ArtifactsCore:
     sessions: async_sessionmaker[AsyncSession]
     blobs: BlobStore
-    pages: PageTokens
     limits: Limits
     keeper: BlobKeeper = field(init=False)
 

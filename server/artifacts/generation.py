@@ -11,14 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts import store, validation
 from server.artifacts.core import ArtifactsCore
-from server.artifacts.images import ImageGenerator
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.manager import ArtifactManager
+from server.artifacts.views import ArtifactView
 from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import Violations
 from server.core.hooks import Port, UsageCharges
-from server.db.artifact_models import ArtifactRow
+from server.llm import ImageGenerator
 
 MAX_PROMPT = 4000
 MAX_STYLE = 100
@@ -77,7 +77,7 @@ class ImageArtifacts:
         self._generator = generator
         self._usage = usage
 
-    async def generate(self, caller: Caller, spec: ImageSpec) -> ArtifactRow:
+    async def generate(self, caller: Caller, spec: ImageSpec) -> ArtifactView:
         violations = Violations()
         project_id = validation.required_id(spec.project_id, "project_id", violations)
         prompt = spec.prompt.strip()

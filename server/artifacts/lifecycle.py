@@ -3,8 +3,8 @@ and the image model client."""
 
 from __future__ import annotations
 
-from server.artifacts.images import ImageGenerator
 from server.artifacts.storage import BlobStore
+from server.llm import ImageGenerator
 
 
 class ArtifactsLifecycle:

@@ -21,11 +21,11 @@ from server.artifacts.storage import BlobInfo
 from server.artifacts.storage.errors import upload_too_large
 from server.artifacts.storage.upload import finish_cleanup
 from server.artifacts.validation import Fields
+from server.artifacts.views import ArtifactView, VersionView
 from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
-from server.core.pagination import paginate
-from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
+from server.core.pagination import Listed, Page, listed
 
 MUTABLE_FIELDS = ("title", "filename", "language", "kind", "content_type")
 
@@ -47,74 +47,72 @@ class ListFilters:
     run_id: str = ""
 
 
+@dataclass(frozen=True)
+class ArtifactQuery:
+    """A checked ListArtifacts request: whose artifacts, filtered how."""
+
+    project_id: uuid.UUID
+    filters: store.ArtifactFilters
+
+
+def artifact_query(project_id: str, filters: ListFilters) -> ArtifactQuery:
+    """Checks a ListArtifacts request's project and filters (before its page token)."""
+    violations = Violations()
+    pid = validation.required_id(project_id, "project_id", violations)
+    conversation = validation.optional_id(filters.conversation_id, "conversation_id", violations)
+    run = validation.optional_id(filters.run_id, "run_id", violations)
+    language = validation.language(filters.language, "language", violations)
+    violations.raise_if_any()
+    assert pid is not None
+    return ArtifactQuery(pid, store.ArtifactFilters(conversation, language, filters.kind, run))
+
+
+def checked_artifact_id(value: str) -> uuid.UUID:
+    """The `artifact_id` of a request, parsed (INVALID_ARGUMENT when it is not an id)."""
+    violations = Violations()
+    parsed = validation.required_id(value, "artifact_id", violations)
+    violations.raise_if_any()
+    assert parsed is not None
+    return parsed
+
+
 class ArtifactManager:
     def __init__(self, core: ArtifactsCore) -> None:
         self._core = core
 
     # --- reads ---------------------------------------------------------------------
 
-    async def get(self, caller: Caller, artifact_id: str) -> ArtifactRow:
-        aid = _artifact_id(artifact_id, "artifact_id")
+    async def get(self, caller: Caller, artifact_id: str) -> ArtifactView:
+        aid = checked_artifact_id(artifact_id)
         async with self._core.sessions() as db:
-            return await artifact_for(db, caller, aid, ProjectRole.VIEWER)
+            return ArtifactView.of(await artifact_for(db, caller, aid, ProjectRole.VIEWER))
 
     async def list_artifacts(
-        self,
-        caller: Caller,
-        project_id: str,
-        filters: ListFilters,
-        page_size: int,
-        page_token: str,
-    ) -> tuple[list[ArtifactRow], str]:
-        violations = Violations()
-        pid = validation.required_id(project_id, "project_id", violations)
-        conversation = validation.optional_id(
-            filters.conversation_id, "conversation_id", violations
-        )
-        run = validation.optional_id(filters.run_id, "run_id", violations)
-        language = validation.language(filters.language, "language", violations)
-        violations.raise_if_any()
-        assert pid is not None
-        checked = store.ArtifactFilters(conversation, language, filters.kind, run)
-        page = self._core.pages.page(
-            "artifacts",
-            page_size,
-            page_token,
-            {
-                "project": str(pid),
-                "conversation": str(conversation or ""),
-                "language": language,
-                "kind": filters.kind.value if filters.kind else "",
-                "run": str(run or ""),
-            },
-        )
+        self, caller: Caller, query: ArtifactQuery, page: Page
+    ) -> Listed[ArtifactView]:
+        """Newest first."""
         async with self._core.sessions() as db:
-            await require_project_role(db, caller, pid, ProjectRole.VIEWER)
-            rows = await store.list_page(db, pid, checked, page)
-        items, more = paginate(rows, page)
-        token = self._core.pages.next_token(page, [items[-1].id]) if more else ""
-        return items, token
+            await require_project_role(db, caller, query.project_id, ProjectRole.VIEWER)
+            rows = await store.list_page(db, query.project_id, query.filters, page)
+        result = listed(rows, page, lambda row: [row.id])
+        return Listed([ArtifactView.of(row) for row in result.items], result.next_key)
 
     async def list_versions(
-        self, caller: Caller, artifact_id: str, page_size: int, page_token: str
-    ) -> tuple[list[ArtifactVersionRow], str]:
-        aid = _artifact_id(artifact_id, "artifact_id")
-        page = self._core.pages.page(
-            "artifact_versions", page_size, page_token, {"artifact": str(aid)}
-        )
+        self, caller: Caller, aid: uuid.UUID, page: Page
+    ) -> Listed[VersionView]:
+        """Oldest first."""
         after = _version_cursor(page.after)
         async with self._core.sessions() as db:
             await artifact_for(db, caller, aid, ProjectRole.VIEWER)
             rows = await store.list_versions(db, aid, after, page.size + 1)
-        items, more = paginate(rows, page)
-        token = self._core.pages.next_token(page, [items[-1].version]) if more else ""
-        return items, token
+        result = listed(rows, page, lambda row: [row.version])
+        return Listed([VersionView.of(row) for row in result.items], result.next_key)
 
     # --- writes --------------------------------------------------------------------
 
     async def create(
         self, caller: Caller, project_id: str, fields: Fields, sources: Sources, content: bytes
-    ) -> ArtifactRow:
+    ) -> ArtifactView:
         limits = self._core.limits
         violations = Violations()
         pid = validation.required_id(project_id, "project_id", violations)
@@ -157,7 +155,7 @@ class ArtifactManager:
         new: store.NewArtifact,
         content: bytes,
         also: Callable[[AsyncSession], Awaitable[None]] | None = None,
-    ) -> ArtifactRow:
+    ) -> ArtifactView:
         """Stores `content` and records it as the new artifact's first version (the caller's
         role is checked again in the recording transaction, in which `also` runs too)."""
         blobs = self._core.blobs
@@ -171,10 +169,10 @@ class ArtifactManager:
             await self._core.keeper.hold(
                 db, [blob.sha256], lambda _: blobs.put_bytes(content, new.content_type)
             )
-            row, _ = await store.insert_artifact(db, new, blob)
+            row = await store.insert_artifact(db, new, blob)
             if also is not None:
                 await also(db)
-        return row
+        return ArtifactView.of(row)
 
     async def update(
         self,
@@ -184,7 +182,7 @@ class ArtifactManager:
         fields: Fields,
         content: bytes | None,
         base_version: int,
-    ) -> ArtifactRow:
+    ) -> ArtifactView:
         limits = self._core.limits
         violations = Violations()
         aid = validation.required_id(artifact_id, "artifact.id", violations)
@@ -228,24 +226,16 @@ class ArtifactManager:
             elif content_type is not None:
                 await store.relabel_latest(db, row, content_type)
             await db.flush()
-        return row
+        return ArtifactView.of(row)
 
     async def delete(self, caller: Caller, artifact_id: str) -> None:
-        aid = _artifact_id(artifact_id, "artifact_id")
+        aid = checked_artifact_id(artifact_id)
         async with self._core.sessions() as db, db.begin():
             row = await artifact_for(db, caller, aid, ProjectRole.EDITOR, lock=True)
             shas = await store.shas_of_artifact(db, row.id)
             await store.delete_artifact(db, row.id)
         # Runs to the end even if the caller goes away: the rows are gone already.
         await finish_cleanup(self._core.keeper.release(shas))
-
-
-def _artifact_id(value: str, field: str) -> uuid.UUID:
-    violations = Violations()
-    parsed = validation.required_id(value, field, violations)
-    violations.raise_if_any()
-    assert parsed is not None
-    return parsed
 
 
 def _version_cursor(after: Sequence[str] | None) -> int:

@@ -12,27 +12,28 @@ from server.artifacts.cleanup import ProjectArtifactsCleanup
 from server.artifacts.content import ArtifactContent
 from server.artifacts.core import ArtifactsCore, Limits
 from server.artifacts.generation import ImageArtifacts
-from server.artifacts.images import ImageGenerator
 from server.artifacts.lifecycle import ArtifactsLifecycle
 from server.artifacts.listener import ChatArtifactListener
 from server.artifacts.manager import ArtifactManager
-from server.artifacts.service import ArtifactService
+from server.artifacts.service import ArtifactAnswerListener, ArtifactService
 from server.artifacts.storage import make_blob_store
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
+from server.llm import ImageGenerator
 
 
 def build(ctx: BuildContext) -> ServiceModule:
     settings = ctx.settings
     blobs = make_blob_store(settings)
-    core = ArtifactsCore(ctx.sessions, blobs, ctx.page_tokens, Limits.from_settings(settings))
+    core = ArtifactsCore(ctx.sessions, blobs, Limits.from_settings(settings))
     manager = ArtifactManager(core)
     generator = ImageGenerator(settings)
     servicer = ArtifactService(
         manager,
         ArtifactContent(core),
         ImageArtifacts(core, manager, generator, ctx.hooks.usage),
+        ctx.page_tokens,
     )
     return ServiceModule(
         name="artifacts",
@@ -43,6 +44,6 @@ def build(ctx: BuildContext) -> ServiceModule:
         background=[ArtifactsLifecycle(blobs, generator)],
         offers=Offers(
             project_deletion=[ProjectArtifactsCleanup(core.keeper)],
-            answer_listeners=[ChatArtifactListener(ChatExtraction(core))],
+            answer_listeners=[ArtifactAnswerListener(ChatArtifactListener(ChatExtraction(core)))],
         ),
     )

@@ -1,8 +1,9 @@
-"""ArtifactService servicer: protos in, domain calls, protos out."""
+"""ArtifactService servicer (protos in, domain calls, protos out; page tokens are handled
+here), and the AnswerListener Chat calls, which streams a chat answer's artifacts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -13,11 +14,22 @@ from google.protobuf import empty_pb2
 from server.artifacts import convert
 from server.artifacts.content import ArtifactContent, UploadSpec
 from server.artifacts.generation import ImageArtifacts, ImageSpec
-from server.artifacts.manager import MUTABLE_FIELDS, ArtifactManager, ListFilters, Sources
+from server.artifacts.listener import ChatArtifactListener
+from server.artifacts.manager import (
+    MUTABLE_FIELDS,
+    ArtifactManager,
+    ArtifactQuery,
+    ListFilters,
+    Sources,
+    artifact_query,
+    checked_artifact_id,
+)
 from server.artifacts.validation import Fields
 from server.core.context import current_call
 from server.core.errors import FieldViolation, InvalidArgument
-from server.core.fieldmask import mask_paths
+from server.core.fieldmask import update_paths
+from server.core.hooks import CompletedAnswer
+from server.core.pagination import PageTokens
 from server.core.timestamps import to_timestamp
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -39,32 +51,49 @@ async def _chunks(
             yield request.chunk
 
 
+def _list_filters(query: ArtifactQuery) -> dict[str, str]:
+    """What a ListArtifacts page token is bound to: the checked project and filters."""
+    filters = query.filters
+    return {
+        "project": str(query.project_id),
+        "conversation": str(filters.conversation_id or ""),
+        "language": filters.language,
+        "kind": filters.kind.value if filters.kind else "",
+        "run": str(filters.run_id or ""),
+    }
+
+
 class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
     def __init__(
-        self, manager: ArtifactManager, content: ArtifactContent, images: ImageArtifacts
+        self,
+        manager: ArtifactManager,
+        content: ArtifactContent,
+        images: ImageArtifacts,
+        page_tokens: PageTokens,
     ) -> None:
         self._manager = manager
         self._content = content
         self._images = images
+        self._pages = page_tokens
 
     async def CreateArtifact(
         self, request: artifacts_pb2.CreateArtifactRequest, context: Context
     ) -> artifacts_pb2.Artifact:
         artifact = request.artifact
-        row = await self._manager.create(
+        created = await self._manager.create(
             current_call().require_caller(),
             request.project_id,
             convert.fields_from_proto(artifact, "artifact"),
             Sources(artifact.conversation_id, artifact.message_id, artifact.run_id),
             request.content,
         )
-        return convert.artifact_to_proto(row)
+        return convert.artifact_to_proto(created)
 
     async def GetArtifact(
         self, request: artifacts_pb2.GetArtifactRequest, context: Context
     ) -> artifacts_pb2.Artifact:
-        row = await self._manager.get(current_call().require_caller(), request.artifact_id)
-        return convert.artifact_to_proto(row)
+        artifact = await self._manager.get(current_call().require_caller(), request.artifact_id)
+        return convert.artifact_to_proto(artifact)
 
     async def ListArtifacts(
         self, request: artifacts_pb2.ListArtifactsRequest, context: Context
@@ -75,27 +104,26 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
             kind=convert.kind_from_proto(request.kind, "kind"),
             run_id=request.run_id,
         )
-        rows, token = await self._manager.list_artifacts(
-            current_call().require_caller(),
-            request.project_id,
-            filters,
-            request.page_size,
-            request.page_token,
+        caller = current_call().require_caller()
+        query = artifact_query(request.project_id, filters)
+        page = self._pages.page(
+            "artifacts", request.page_size, request.page_token, _list_filters(query)
         )
+        result = await self._manager.list_artifacts(caller, query, page)
         return artifacts_pb2.ListArtifactsResponse(
-            artifacts=[convert.artifact_to_proto(row) for row in rows], next_page_token=token
+            artifacts=[convert.artifact_to_proto(artifact) for artifact in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def UpdateArtifact(
         self, request: artifacts_pb2.UpdateArtifactRequest, context: Context
     ) -> artifacts_pb2.Artifact:
-        # An empty mask changes no metadata (updates usually carry only new content).
-        paths: set[str] = set()
-        if request.update_mask.paths:
-            paths = mask_paths(request.update_mask.paths, MUTABLE_FIELDS)
+        # With an empty mask, only the metadata fields sent change (often none: an update
+        # usually carries only new content).
+        paths = update_paths(request.update_mask.paths, MUTABLE_FIELDS, request.artifact)
         content = request.content if request.HasField("content") else None
         fields = convert.fields_from_proto(request.artifact, "artifact")
-        row = await self._manager.update(
+        updated = await self._manager.update(
             current_call().require_caller(),
             request.artifact.id,
             paths,
@@ -103,7 +131,7 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
             content,
             request.base_version,
         )
-        return convert.artifact_to_proto(row)
+        return convert.artifact_to_proto(updated)
 
     async def DeleteArtifact(
         self, request: artifacts_pb2.DeleteArtifactRequest, context: Context
@@ -114,14 +142,15 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
     async def ListArtifactVersions(
         self, request: artifacts_pb2.ListArtifactVersionsRequest, context: Context
     ) -> artifacts_pb2.ListArtifactVersionsResponse:
-        rows, token = await self._manager.list_versions(
-            current_call().require_caller(),
-            request.artifact_id,
-            request.page_size,
-            request.page_token,
+        caller = current_call().require_caller()
+        aid = checked_artifact_id(request.artifact_id)
+        page = self._pages.page(
+            "artifact_versions", request.page_size, request.page_token, {"artifact": str(aid)}
         )
+        result = await self._manager.list_versions(caller, aid, page)
         return artifacts_pb2.ListArtifactVersionsResponse(
-            versions=[convert.version_to_proto(row) for row in rows], next_page_token=token
+            versions=[convert.version_to_proto(version) for version in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def GetArtifactContent(
@@ -166,8 +195,8 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
             size_bytes=metadata.size_bytes,
             sha256=metadata.sha256,
         )
-        row = await self._content.upload(caller, spec, _chunks(requests))
-        return convert.artifact_to_proto(row)
+        uploaded = await self._content.upload(caller, spec, _chunks(requests))
+        return convert.artifact_to_proto(uploaded)
 
     async def GetDownloadUrl(
         self, request: artifacts_pb2.GetDownloadUrlRequest, context: Context
@@ -190,5 +219,17 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
             title=request.title,
             conversation_id=request.conversation_id,
         )
-        row = await self._images.generate(current_call().require_caller(), spec)
-        return convert.artifact_to_proto(row)
+        image = await self._images.generate(current_call().require_caller(), spec)
+        return convert.artifact_to_proto(image)
+
+
+class ArtifactAnswerListener:
+    """The AnswerListener offered to Chat: a completed answer's artifacts, as the protos
+    Chat streams in `artifact` events."""
+
+    def __init__(self, listener: ChatArtifactListener) -> None:
+        self._listener = listener
+
+    async def answer_completed(self, answer: CompletedAnswer) -> Sequence[artifacts_pb2.Artifact]:
+        artifacts = await self._listener.answer_completed(answer)
+        return [convert.artifact_to_proto(artifact) for artifact in artifacts]

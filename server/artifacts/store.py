@@ -107,9 +107,7 @@ async def list_versions(
     return (await db.execute(query)).scalars().all()
 
 
-async def insert_artifact(
-    db: AsyncSession, new: NewArtifact, blob: BlobInfo
-) -> tuple[ArtifactRow, ArtifactVersionRow]:
+async def insert_artifact(db: AsyncSession, new: NewArtifact, blob: BlobInfo) -> ArtifactRow:
     """The artifact with its first version."""
     row = ArtifactRow(
         project_id=new.project_id,
@@ -141,7 +139,7 @@ async def insert_artifact(
     )
     db.add(version)
     await db.flush()
-    return row, version
+    return row
 
 
 async def append_version(
@@ -153,7 +151,7 @@ async def append_version(
     *,
     message_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
-) -> ArtifactVersionRow:
+) -> None:
     """Version latest + 1 of `artifact` (locked by the caller), which then describes it."""
     version = ArtifactVersionRow(
         artifact_id=artifact.id,
@@ -173,7 +171,6 @@ async def append_version(
     if message_id is not None:
         artifact.message_id = message_id
     await db.flush()
-    return version
 
 
 async def relabel_latest(db: AsyncSession, artifact: ArtifactRow, content_type: str) -> None:

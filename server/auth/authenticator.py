@@ -4,11 +4,11 @@ disabled user, a revoked session or a revoked key stops working at once."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import store
-from server.auth.accounts import API_KEY_TOUCH_EVERY
 from server.auth.tokens import AccessClaims, AccessTokens, digest
 from server.core.context import AuthMethod, Caller
 from server.core.credentials import Credential, CredentialKind
@@ -16,6 +16,7 @@ from server.core.errors import Unauthenticated
 from server.core.timestamps import utcnow
 
 VERIFIED_TOKENS_KEPT = 10_000
+API_KEY_TOUCH_EVERY = timedelta(minutes=1)
 
 
 class VerifiedTokens:

@@ -1,16 +1,32 @@
-"""AuthService rows ↔ protos."""
+"""AuthService domain values ↔ protos: the only place the auth domain meets generated code."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from forge.auth.v1 import auth_pb2
 
-from server.auth.accounts import IssuedTokens
 from server.auth.audit import Action
+from server.auth.stats import SystemCounts
+from server.auth.views import (
+    ApiKeyView,
+    AuditEventView,
+    IssuedTokens,
+    SessionView,
+    SignedIn,
+    UserView,
+)
 from server.core.timestamps import to_timestamp
-from server.db.models import ApiKey, AuditEvent, Session, User
 
 ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 ROLE_FROM_PROTO = {v: k for k, v in ROLE_TO_PROTO.items()}
+
+SignedInResponse = TypeVar(
+    "SignedInResponse",
+    auth_pb2.RegisterResponse,
+    auth_pb2.LoginResponse,
+    auth_pb2.RefreshTokenResponse,
+)
 
 
 def action_to_proto(action: str) -> auth_pb2.AuditAction.ValueType:
@@ -31,7 +47,7 @@ def action_from_proto(value: int) -> str | None:
     return Action(name).value
 
 
-def user_to_proto(user: User) -> auth_pb2.User:
+def user_to_proto(user: UserView) -> auth_pb2.User:
     return auth_pb2.User(
         id=str(user.id),
         email=user.email,
@@ -56,7 +72,11 @@ def tokens_to_proto(tokens: IssuedTokens) -> auth_pb2.Tokens:
     )
 
 
-def session_to_proto(session: Session, current_session_id: str | None) -> auth_pb2.Session:
+def signed_in(result: SignedIn, response_type: type[SignedInResponse]) -> SignedInResponse:
+    return response_type(user=user_to_proto(result.user), tokens=tokens_to_proto(result.tokens))
+
+
+def session_to_proto(session: SessionView, current_session_id: str | None) -> auth_pb2.Session:
     return auth_pb2.Session(
         id=str(session.id),
         user_agent=session.user_agent,
@@ -68,7 +88,7 @@ def session_to_proto(session: Session, current_session_id: str | None) -> auth_p
     )
 
 
-def api_key_to_proto(key: ApiKey) -> auth_pb2.ApiKey:
+def api_key_to_proto(key: ApiKeyView) -> auth_pb2.ApiKey:
     return auth_pb2.ApiKey(
         id=str(key.id),
         name=key.name,
@@ -80,7 +100,7 @@ def api_key_to_proto(key: ApiKey) -> auth_pb2.ApiKey:
     )
 
 
-def audit_event_to_proto(event: AuditEvent) -> auth_pb2.AuditEvent:
+def audit_event_to_proto(event: AuditEventView) -> auth_pb2.AuditEvent:
     return auth_pb2.AuditEvent(
         id=str(event.id),
         action=action_to_proto(event.action),
@@ -91,4 +111,18 @@ def audit_event_to_proto(event: AuditEvent) -> auth_pb2.AuditEvent:
         user_agent=event.user_agent,
         create_time=to_timestamp(event.create_time),
         metadata={k: str(v) for k, v in event.details.items()},
+    )
+
+
+def system_stats_to_proto(counts: SystemCounts) -> auth_pb2.SystemStats:
+    return auth_pb2.SystemStats(
+        user_count=counts.users,
+        disabled_user_count=counts.disabled_users,
+        project_count=counts.projects,
+        conversation_count=counts.conversations,
+        message_count=counts.messages,
+        sandbox_count=counts.live_sandboxes,
+        artifact_count=counts.artifacts,
+        input_tokens=counts.input_tokens,
+        output_tokens=counts.output_tokens,
     )

@@ -3,8 +3,6 @@ delivered by a background sender over SMTP (or written to the log when no SMTP i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from email.message import EmailMessage
@@ -14,6 +12,7 @@ import aiosmtplib
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.tasks import TaskSupervisor, Ticker
 from server.core.timestamps import utcnow
 from server.db.models import EmailOutbox
 
@@ -29,6 +28,8 @@ def enqueue(session: AsyncSession, to: str, subject: str, body: str) -> None:
 
 
 class MailSender:
+    """Delivers queued mail every POLL_SECONDS, and at once when woken."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -38,32 +39,21 @@ class MailSender:
         self._sessions = sessions
         self._smtp_url = smtp_url
         self._from = mail_from
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSupervisor("mail")
+        self._ticker: Ticker | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="mail-sender")
+    async def start(self) -> None:
+        self._ticker = self._tasks.every("sender", POLL_SECONDS, self.deliver_pending)
+        self._ticker.poke()  # deliver what is already queued without waiting a round
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._tasks.stop()
+        self._ticker = None
 
     def wake(self) -> None:
         """Called after a transaction that queued mail commits."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.deliver_pending()
-            except Exception:
-                log.exception("mail delivery round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            self._wake.clear()
+        if self._ticker is not None:
+            self._ticker.poke()
 
     async def deliver_pending(self) -> int:
         sent = 0

@@ -7,29 +7,32 @@ from datetime import timedelta
 
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from server.auth.accounts import Accounts
+from server.auth.admin import Admin
+from server.auth.api_keys import ApiKeys
 from server.auth.authenticator import DatabaseAuthenticator
 from server.auth.directory import Directory
+from server.auth.hashing import PasswordHasher
 from server.auth.mail import MailSender
-from server.auth.passwords import PasswordHasher
-from server.auth.service import PUBLIC_METHODS, AuthService
+from server.auth.mailed import EmailVerification
+from server.auth.passwords import Passwords
+from server.auth.profile import Profile
+from server.auth.service import PUBLIC_METHODS, AuthDomain, AuthService
+from server.auth.sessions import Sessions
 from server.auth.tokens import AccessTokens
 from server.core.binding import ServiceBinding
 from server.core.module import BuildContext, ServiceModule
 
 
-class _MailAndHashing:
-    """Sends queued mail in the background; closes the bcrypt threads at shutdown."""
+class _HasherPool:
+    """Closes the bcrypt threads at shutdown."""
 
-    def __init__(self, sender: MailSender, hasher: PasswordHasher) -> None:
-        self._sender = sender
+    def __init__(self, hasher: PasswordHasher) -> None:
         self._hasher = hasher
 
     async def start(self) -> None:
-        self._sender.start()
+        pass
 
     async def stop(self) -> None:
-        await self._sender.stop()
         self._hasher.close()
 
 
@@ -44,8 +47,16 @@ def build(ctx: BuildContext) -> ServiceModule:
     hasher = PasswordHasher(settings.bcrypt_rounds)
     smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
     mail = MailSender(ctx.sessions, smtp_url, settings.mail_from)
-    accounts = Accounts(settings, ctx.sessions, hasher, access_tokens, mail)
-    servicer = AuthService(accounts, Directory(ctx.sessions, ctx.page_tokens))
+    domain = AuthDomain(
+        sessions=Sessions(settings, ctx.sessions, hasher, access_tokens, mail),
+        profile=Profile(ctx.sessions),
+        passwords=Passwords(ctx.sessions, hasher, mail),
+        verification=EmailVerification(ctx.sessions),
+        api_keys=ApiKeys(ctx.sessions),
+        admin=Admin(ctx.sessions),
+        directory=Directory(ctx.sessions),
+    )
+    servicer = AuthService(domain, ctx.page_tokens)
     return ServiceModule(
         name="auth",
         bindings=[
@@ -53,6 +64,7 @@ def build(ctx: BuildContext) -> ServiceModule:
                 auth_pb2, auth_pb2_grpc, "AuthService", servicer, public_methods=PUBLIC_METHODS
             )
         ],
-        background=[_MailAndHashing(mail, hasher)],
+        # Stopped in reverse: the sender first, then the bcrypt threads.
+        background=[_HasherPool(hasher), mail],
         authenticator=DatabaseAuthenticator(ctx.sessions, access_tokens),
     )

@@ -1,70 +1,81 @@
-"""Password policy and bcrypt hashing, always off the event loop."""
+"""Changing a password (knowing the current one) and resetting it (with a mailed token).
+Either ends the user's other sessions."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import uuid
 
-import bcrypt
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-MIN_PASSWORD_CHARS = 8
-MAX_PASSWORD_BYTES = 72  # bcrypt ignores anything longer
-BCRYPT_NICENESS = 10
-
-
-def password_problems(password: str) -> list[str]:
-    problems = []
-    if len(password) < MIN_PASSWORD_CHARS:
-        problems.append(f"must be at least {MIN_PASSWORD_CHARS} characters")
-    if len(password.encode()) > MAX_PASSWORD_BYTES:
-        problems.append(f"must be at most {MAX_PASSWORD_BYTES} bytes")
-    if not any(c.islower() for c in password):
-        problems.append("must contain a lower-case letter")
-    if not any(c.isupper() for c in password):
-        problems.append("must contain an upper-case letter")
-    if not any(c.isdigit() for c in password):
-        problems.append("must contain a digit")
-    return problems
+from server.auth import mailed, store
+from server.auth.audit import Action, record
+from server.auth.hashing import PasswordHasher, check_password
+from server.auth.mail import MailSender
+from server.auth.profile import account_gone
+from server.core.context import Caller
+from server.core.emails import normalise_email
+from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
 
 
-def _lower_priority() -> None:
-    """Hashing threads yield the CPU to the event loop: a burst of logins must not delay
-    other calls (Linux schedules threads individually, so this nices only this thread)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICENESS)
+class Passwords:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        hasher: PasswordHasher,
+        mail: MailSender,
+    ) -> None:
+        self._sessions = sessions
+        self._hasher = hasher
+        self._mail = mail
 
+    async def change(self, caller: Caller, current: str, new: str) -> None:
+        violations = Violations()
+        violations.check(bool(current), "current_password", "is required")
+        check_password(violations, "new_password", new)
+        violations.raise_if_any()
+        async with self._sessions() as db:
+            user = await store.user_by_id(db, caller.user_id)
+        if user is None:
+            raise account_gone()
+        if not await self._hasher.verify(current, user.password_hash):
+            raise PermissionDenied("the current password is incorrect", "WRONG_PASSWORD")
+        new_hash = await self._hasher.hash(new)
+        keep = uuid.UUID(caller.session_id) if caller.session_id else None
+        async with self._sessions() as db, db.begin():
+            locked = await store.user_by_id(db, user.id, lock=True)
+            assert locked is not None
+            locked.password_hash = new_hash
+            await store.revoke_user_sessions(db, user.id, "password_changed", keep=keep)
+            record(db, Action.PASSWORD_CHANGED, actor_id=user.id, subject_id=user.id)
 
-class PasswordHasher:
-    """bcrypt in a bounded thread pool of its own, so hashing never blocks the loop and
-    a burst of logins cannot starve other blocking work (Docker calls, file hashing)."""
+    async def request_reset(self, email: str) -> None:
+        """Answers the same whether or not the address has an account."""
+        normalised = normalise_email(email)
+        if normalised is None:
+            raise InvalidArgument.of([FieldViolation("email", "is not a valid email address")])
+        async with self._sessions() as db, db.begin():
+            user = await store.user_by_email(db, normalised)
+            record(
+                db,
+                Action.PASSWORD_RESET_REQUESTED,
+                subject_id=user.id if user else None,
+                target=normalised,
+            )
+            if user is None or user.disabled:
+                return
+            mailed.issue(db, mailed.PASSWORD_RESET, user.id, user.email)
+        self._mail.wake()
 
-    def __init__(self, rounds: int, max_workers: int | None = None) -> None:
-        self._rounds = rounds
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers or os.cpu_count() or 2,
-            thread_name_prefix="bcrypt",
-            initializer=_lower_priority,
-        )
-        # Verified against when an email is unknown, so both paths cost the same.
-        self._dummy_hash = bcrypt.hashpw(b"forge-timing-equaliser", bcrypt.gensalt(rounds))
-
-    async def hash(self, password: str) -> str:
-        salt = bcrypt.gensalt(self._rounds)
-        loop = asyncio.get_running_loop()
-        hashed = await loop.run_in_executor(self._executor, bcrypt.hashpw, password.encode(), salt)
-        return hashed.decode()
-
-    async def verify(self, password: str, hashed: str | None) -> bool:
-        """Checks `password` against `hashed`; with None, spends the same time and fails."""
-        loop = asyncio.get_running_loop()
-        target = hashed.encode() if hashed else self._dummy_hash
-        ok = await loop.run_in_executor(
-            self._executor, bcrypt.checkpw, password.encode()[:MAX_PASSWORD_BYTES], target
-        )
-        return ok and hashed is not None
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def reset(self, token: str, new_password: str) -> None:
+        violations = Violations()
+        violations.check(bool(token), "token", "is required")
+        check_password(violations, "new_password", new_password)
+        violations.raise_if_any()
+        new_hash = await self._hasher.hash(new_password)
+        async with self._sessions() as db, db.begin():
+            user_id = await mailed.redeem(db, mailed.PASSWORD_RESET, token)
+            user = await store.user_by_id(db, user_id, lock=True)
+            assert user is not None
+            user.password_hash = new_hash
+            await store.revoke_user_sessions(db, user.id, "password_reset")
+            record(db, Action.PASSWORD_RESET, actor_id=user.id, subject_id=user.id)

@@ -1,7 +1,8 @@
-"""AuthService servicer: protos in, domain calls, protos out."""
+"""AuthService servicer: protos in, domain calls, protos out; page tokens are handled here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -9,11 +10,17 @@ from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.auth import convert
-from server.auth.accounts import Accounts, SignedIn
-from server.auth.directory import Directory, require_admin
+from server.auth.admin import Admin, require_admin
+from server.auth.api_keys import ApiKeys
+from server.auth.directory import Directory, audit_scope
+from server.auth.mailed import EmailVerification
+from server.auth.passwords import Passwords
+from server.auth.profile import Profile
+from server.auth.sessions import Sessions
 from server.core.context import current_call
 from server.core.errors import FieldViolation, InvalidArgument
-from server.core.fieldmask import mask_paths
+from server.core.fieldmask import update_paths
+from server.core.pagination import PageTokens
 from server.core.timestamps import from_timestamp
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -29,59 +36,97 @@ PUBLIC_METHODS = (
 )
 
 
-def _signed_in(result: SignedIn, response_type: Any) -> Any:
-    return response_type(
-        user=convert.user_to_proto(result.user), tokens=convert.tokens_to_proto(result.tokens)
-    )
+@dataclass(frozen=True)
+class AuthDomain:
+    """The domain parts the servicer talks to, one per concern."""
+
+    sessions: Sessions
+    profile: Profile
+    passwords: Passwords
+    verification: EmailVerification
+    api_keys: ApiKeys
+    admin: Admin
+    directory: Directory
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, directory: Directory) -> None:
-        self._accounts = accounts
-        self._directory = directory
+    def __init__(self, domain: AuthDomain, page_tokens: PageTokens) -> None:
+        self._sessions = domain.sessions
+        self._profile = domain.profile
+        self._passwords = domain.passwords
+        self._verification = domain.verification
+        self._api_keys = domain.api_keys
+        self._admin = domain.admin
+        self._directory = domain.directory
+        self._pages = page_tokens
+
+    # --- sign-up, sign-in, sessions ---------------------------------------------------
 
     async def Register(
         self, request: auth_pb2.RegisterRequest, context: Context
     ) -> auth_pb2.RegisterResponse:
-        result = await self._accounts.register(
+        result = await self._sessions.register(
             request.email, request.password, request.display_name
         )
-        return _signed_in(result, auth_pb2.RegisterResponse)  # type: ignore[no-any-return]
+        return convert.signed_in(result, auth_pb2.RegisterResponse)
 
     async def Login(
         self, request: auth_pb2.LoginRequest, context: Context
     ) -> auth_pb2.LoginResponse:
-        result = await self._accounts.login(request.email, request.password)
-        return _signed_in(result, auth_pb2.LoginResponse)  # type: ignore[no-any-return]
+        result = await self._sessions.login(request.email, request.password)
+        return convert.signed_in(result, auth_pb2.LoginResponse)
 
     async def RefreshToken(
         self, request: auth_pb2.RefreshTokenRequest, context: Context
     ) -> auth_pb2.RefreshTokenResponse:
-        result = await self._accounts.refresh(request.refresh_token)
-        return _signed_in(result, auth_pb2.RefreshTokenResponse)  # type: ignore[no-any-return]
+        result = await self._sessions.refresh(request.refresh_token)
+        return convert.signed_in(result, auth_pb2.RefreshTokenResponse)
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> empty_pb2.Empty:
-        await self._accounts.logout(request.refresh_token, current_call().caller)
+        await self._sessions.logout(request.refresh_token, current_call().caller)
         return empty_pb2.Empty()
+
+    async def ListSessions(
+        self, request: auth_pb2.ListSessionsRequest, context: Context
+    ) -> auth_pb2.ListSessionsResponse:
+        caller = current_call().require_caller()
+        page = self._pages.page(
+            "sessions", request.page_size, request.page_token, {"user": str(caller.user_id)}
+        )
+        result = await self._sessions.list(caller, page)
+        return auth_pb2.ListSessionsResponse(
+            sessions=[convert.session_to_proto(s, caller.session_id) for s in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
+        )
+
+    async def RevokeSession(
+        self, request: auth_pb2.RevokeSessionRequest, context: Context
+    ) -> empty_pb2.Empty:
+        await self._sessions.revoke(current_call().require_caller(), request.session_id)
+        return empty_pb2.Empty()
+
+    # --- the signed-in user -----------------------------------------------------------
 
     async def GetCurrentUser(
         self, request: auth_pb2.GetCurrentUserRequest, context: Context
     ) -> auth_pb2.User:
-        user = await self._accounts.current_user(current_call().require_caller())
+        user = await self._profile.current_user(current_call().require_caller())
         return convert.user_to_proto(user)
 
     async def UpdateCurrentUser(
         self, request: auth_pb2.UpdateCurrentUserRequest, context: Context
     ) -> auth_pb2.User:
-        paths = mask_paths(request.update_mask.paths, {"display_name"})
+        paths = update_paths(request.update_mask.paths, {"display_name"}, request.user)
         display_name = request.user.display_name if "display_name" in paths else None
-        user = await self._accounts.update_profile(current_call().require_caller(), display_name)
+        user = await self._profile.update(current_call().require_caller(), display_name)
         return convert.user_to_proto(user)
+
+    # --- passwords and mailed tokens --------------------------------------------------
 
     async def ChangePassword(
         self, request: auth_pb2.ChangePasswordRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self._accounts.change_password(
+        await self._passwords.change(
             current_call().require_caller(), request.current_password, request.new_password
         )
         return empty_pb2.Empty()
@@ -89,44 +134,28 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def RequestPasswordReset(
         self, request: auth_pb2.RequestPasswordResetRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self._accounts.request_password_reset(request.email)
+        await self._passwords.request_reset(request.email)
         return empty_pb2.Empty()
 
     async def ResetPassword(
         self, request: auth_pb2.ResetPasswordRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self._accounts.reset_password(request.token, request.new_password)
+        await self._passwords.reset(request.token, request.new_password)
         return empty_pb2.Empty()
 
     async def VerifyEmail(
         self, request: auth_pb2.VerifyEmailRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self._accounts.verify_email(request.token)
+        await self._verification.verify(request.token)
         return empty_pb2.Empty()
 
-    async def ListSessions(
-        self, request: auth_pb2.ListSessionsRequest, context: Context
-    ) -> auth_pb2.ListSessionsResponse:
-        caller = current_call().require_caller()
-        rows, token = await self._directory.sessions(caller, request.page_size, request.page_token)
-        return auth_pb2.ListSessionsResponse(
-            sessions=[convert.session_to_proto(s, caller.session_id) for s in rows],
-            next_page_token=token,
-        )
-
-    async def RevokeSession(
-        self, request: auth_pb2.RevokeSessionRequest, context: Context
-    ) -> empty_pb2.Empty:
-        await self._accounts.revoke_session(current_call().require_caller(), request.session_id)
-        return empty_pb2.Empty()
+    # --- API keys ---------------------------------------------------------------------
 
     async def CreateApiKey(
         self, request: auth_pb2.CreateApiKeyRequest, context: Context
     ) -> auth_pb2.CreateApiKeyResponse:
         expire = from_timestamp(request.expire_time) if request.HasField("expire_time") else None
-        created = await self._accounts.create_api_key(
-            current_call().require_caller(), request.name, expire
-        )
+        created = await self._api_keys.create(current_call().require_caller(), request.name, expire)
         return auth_pb2.CreateApiKeyResponse(
             api_key=convert.api_key_to_proto(created.key), secret=created.secret
         )
@@ -134,37 +163,36 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def ListApiKeys(
         self, request: auth_pb2.ListApiKeysRequest, context: Context
     ) -> auth_pb2.ListApiKeysResponse:
-        rows, token = await self._directory.api_keys(
-            current_call().require_caller(),
-            request.page_size,
-            request.page_token,
-            request.show_revoked,
-        )
+        caller = current_call().require_caller()
+        filters = {"user": str(caller.user_id), "revoked": request.show_revoked}
+        page = self._pages.page("api_keys", request.page_size, request.page_token, filters)
+        result = await self._api_keys.list(caller, page, request.show_revoked)
         return auth_pb2.ListApiKeysResponse(
-            api_keys=[convert.api_key_to_proto(k) for k in rows], next_page_token=token
+            api_keys=[convert.api_key_to_proto(k) for k in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def RevokeApiKey(
         self, request: auth_pb2.RevokeApiKeyRequest, context: Context
     ) -> empty_pb2.Empty:
-        await self._accounts.revoke_api_key(current_call().require_caller(), request.api_key_id)
+        await self._api_keys.revoke(current_call().require_caller(), request.api_key_id)
         return empty_pb2.Empty()
+
+    # --- administration ---------------------------------------------------------------
 
     async def ListUsers(
         self, request: auth_pb2.ListUsersRequest, context: Context
     ) -> auth_pb2.ListUsersResponse:
+        caller = current_call().require_caller()
+        require_admin(caller)  # before the page token is read, as for every admin call
         role = convert.ROLE_FROM_PROTO.get(request.role) if request.role else None
         disabled = request.disabled if request.HasField("disabled") else None
-        rows, token = await self._directory.users(
-            current_call().require_caller(),
-            request.page_size,
-            request.page_token,
-            request.query,
-            role,
-            disabled,
-        )
+        filters = {"q": request.query, "role": role, "disabled": disabled}
+        page = self._pages.page("users", request.page_size, request.page_token, filters)
+        result = await self._directory.users(caller, page, request.query, role, disabled)
         return auth_pb2.ListUsersResponse(
-            users=[convert.user_to_proto(u) for u in rows], next_page_token=token
+            users=[convert.user_to_proto(u) for u in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def UpdateUser(
@@ -172,7 +200,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.User:
         caller = current_call().require_caller()
         require_admin(caller)
-        paths = mask_paths(request.update_mask.paths, {"role", "disabled", "display_name"})
+        paths = update_paths(
+            request.update_mask.paths, {"role", "disabled", "display_name"}, request.user
+        )
         role: str | None = None
         if "role" in paths:
             role = convert.ROLE_FROM_PROTO.get(request.user.role)
@@ -180,7 +210,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
                 raise InvalidArgument.of(
                     [FieldViolation("user.role", "must be ROLE_USER or ROLE_ADMIN")]
                 )
-        user = await self._accounts.update_user(
+        user = await self._admin.update_user(
             caller,
             request.user.id,
             role=role,
@@ -192,29 +222,22 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def ListAuditEvents(
         self, request: auth_pb2.ListAuditEventsRequest, context: Context
     ) -> auth_pb2.ListAuditEventsResponse:
-        rows, token = await self._directory.audit_events(
+        scope = audit_scope(
             current_call().require_caller(),
-            request.page_size,
-            request.page_token,
             request.user_id,
             convert.action_from_proto(request.action),
         )
+        page = self._pages.page(
+            "audit_events", request.page_size, request.page_token, scope.filters
+        )
+        result = await self._directory.audit_events(scope, page)
         return auth_pb2.ListAuditEventsResponse(
-            audit_events=[convert.audit_event_to_proto(e) for e in rows], next_page_token=token
+            audit_events=[convert.audit_event_to_proto(e) for e in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def GetSystemStats(
         self, request: auth_pb2.GetSystemStatsRequest, context: Context
     ) -> auth_pb2.SystemStats:
         counts = await self._directory.counts(current_call().require_caller())
-        return auth_pb2.SystemStats(
-            user_count=counts.users,
-            disabled_user_count=counts.disabled_users,
-            project_count=counts.projects,
-            conversation_count=counts.conversations,
-            message_count=counts.messages,
-            sandbox_count=counts.live_sandboxes,
-            artifact_count=counts.artifacts,
-            input_tokens=counts.input_tokens,
-            output_tokens=counts.output_tokens,
-        )
+        return convert.system_stats_to_proto(counts)

@@ -32,6 +32,11 @@ async def user_by_id(db: AsyncSession, user_id: uuid.UUID, *, lock: bool = False
     return await db.scalar(query)
 
 
+async def lock_registrations(db: AsyncSession) -> None:
+    """Serialises registrations until the transaction ends (a transaction-level lock)."""
+    await db.execute(select(func.pg_advisory_xact_lock(func.hashtext("forge.register"))))
+
+
 async def any_user_exists(db: AsyncSession) -> bool:
     return bool(
         await db.scalar(select(func.count()).select_from(select(User.id).limit(1).subquery()))

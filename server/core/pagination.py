@@ -1,5 +1,10 @@
 """Opaque, tamper-evident page tokens over keyset cursors (never OFFSET).
 
+One layer handles tokens everywhere: the servicer turns `page_size`/`page_token` into a
+`Page` (`PageTokens.page`) and a domain's `Listed.next_key` into `next_page_token`
+(`PageTokens.next_token`). Domains take a `Page` and return `Listed`; they never see a
+token.
+
 A token carries the sort key of the last item served, a digest of the filters it was
 issued for, and an HMAC. A forged or altered token, or one replayed with other filters,
 is rejected with INVALID_ARGUMENT. Ids are UUIDv7 (time-ordered), so keyset pagination on
@@ -13,9 +18,9 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
@@ -125,6 +130,20 @@ def keyset(
     return query.order_by(ordering).limit(page.size + 1)
 
 
-def paginate(items: Sequence[Any], page: Page) -> tuple[list[Any], bool]:
-    """Splits the `page.size + 1` rows a query fetched into the page and whether more exist."""
-    return list(items[: page.size]), len(items) > page.size
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Listed(Generic[T]):
+    """One page of a list, as a domain returns it: the items, and the sort key of the last
+    one when another page follows (the servicer turns it into the next page token)."""
+
+    items: Sequence[T]
+    next_key: Sequence[str] | None = None
+
+
+def listed(rows: Sequence[T], page: Page, key: Callable[[T], Sequence[Any]]) -> Listed[T]:
+    """The page from the `page.size + 1` rows a keyset query fetched."""
+    items = rows[: page.size]
+    more = len(rows) > page.size and bool(items)
+    return Listed(items, [str(part) for part in key(items[-1])] if more else None)

@@ -1,4 +1,5 @@
-"""ProjectService rows ↔ protos."""
+"""ProjectService domain values ↔ protos: the only place the projects domain meets
+generated code."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from forge.projects.v1 import projects_pb2
 
 from server.core.access import ProjectRole
 from server.core.timestamps import to_timestamp
-from server.db.models import Task
-from server.projects.model import MemberView, ProjectFields, ProjectView, TaskFields, TaskStatus
+from server.projects.model import ProjectFields, TaskFields, TaskStatus
+from server.projects.views import MemberView, ProjectView, TaskView
 
 # Proto enum values are the domain values (ProjectRole 1..3, TaskStatus in board order 1..4).
 _STATUSES = list(TaskStatus)
@@ -24,8 +25,8 @@ def role_from_proto(value: int) -> ProjectRole | None:
         return None
 
 
-def status_to_proto(status: str) -> projects_pb2.TaskStatus.ValueType:
-    return projects_pb2.TaskStatus.ValueType(TaskStatus(status).rank)
+def status_to_proto(status: TaskStatus) -> projects_pb2.TaskStatus.ValueType:
+    return projects_pb2.TaskStatus.ValueType(status.rank)
 
 
 def status_from_proto(value: int) -> TaskStatus | None:
@@ -52,34 +53,32 @@ def task_fields(task: projects_pb2.Task) -> TaskFields:
 
 
 def project_to_proto(view: ProjectView) -> projects_pb2.Project:
-    project = view.project
     return projects_pb2.Project(
-        id=str(project.id),
-        name=project.name,
-        description=project.description,
-        repository_url=project.repository_url,
-        default_runtime=project.default_runtime,
+        id=str(view.id),
+        name=view.name,
+        description=view.description,
+        repository_url=view.repository_url,
+        default_runtime=view.default_runtime,
         caller_role=role_to_proto(view.caller_role),
-        creator_user_id=str(project.creator_id) if project.creator_id else "",
-        create_time=to_timestamp(project.create_time),
-        update_time=to_timestamp(project.update_time),
+        creator_user_id=str(view.creator_id) if view.creator_id else "",
+        create_time=to_timestamp(view.create_time),
+        update_time=to_timestamp(view.update_time),
     )
 
 
 def member_to_proto(view: MemberView) -> projects_pb2.Member:
-    member = view.member
     return projects_pb2.Member(
-        project_id=str(member.project_id),
-        user_id=str(member.user_id),
+        project_id=str(view.project_id),
+        user_id=str(view.user_id),
         email=view.email,
         display_name=view.display_name,
         role=role_to_proto(view.role),
-        create_time=to_timestamp(member.create_time),
-        update_time=to_timestamp(member.update_time),
+        create_time=to_timestamp(view.create_time),
+        update_time=to_timestamp(view.update_time),
     )
 
 
-def task_to_proto(task: Task) -> projects_pb2.Task:
+def task_to_proto(task: TaskView) -> projects_pb2.Task:
     return projects_pb2.Task(
         id=str(task.id),
         project_id=str(task.project_id),

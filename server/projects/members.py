@@ -12,16 +12,16 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.auth.emails import normalise_email
 from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
+from server.core.emails import normalise_email
 from server.core.errors import FailedPrecondition, NotFound, Violations
 from server.core.ids import parse_id
-from server.core.pagination import PageTokens, paginate
+from server.core.pagination import Listed, Page, listed
 from server.db.models import ProjectMember
 from server.projects import store
-from server.projects.model import MemberView
 from server.projects.projects import lock_as, require_id
+from server.projects.views import MemberView
 
 
 def _last_owner() -> FailedPrecondition:
@@ -49,9 +49,8 @@ def _checked(email: str, role: ProjectRole | None) -> tuple[str, ProjectRole]:
 
 
 class Members:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], pages: PageTokens) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._pages = pages
 
     async def add(
         self, caller: Caller, project_id: str, email: str, role: ProjectRole | None
@@ -76,18 +75,12 @@ class Members:
             await db.flush()
             return await store.member_view(db, member)
 
-    async def list_members(
-        self, caller: Caller, project_id: str, page_size: int, page_token: str
-    ) -> tuple[list[MemberView], str]:
+    async def list_members(self, caller: Caller, project_id: str, page: Page) -> Listed[MemberView]:
         require_id(project_id, "project_id")
         async with self._sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.VIEWER)
-            pid = uuid.UUID(project_id)
-            page = self._pages.page("project_members", page_size, page_token, {"project": pid})
-            rows = await store.list_members(db, pid, page)
-        items, more = paginate(rows, page)
-        token = self._pages.next_token(page, store.member_cursor(items[-1])) if more else ""
-        return items, token
+            views = await store.list_members(db, uuid.UUID(project_id), page)
+        return listed(views, page, store.member_key)
 
     async def remove(self, caller: Caller, project_id: str, user_id: str) -> None:
         require_id(project_id, "project_id")

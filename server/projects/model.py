@@ -1,12 +1,9 @@
-"""Plain domain types of ProjectService (no proto): task columns and what the servicer reads."""
+"""Plain domain inputs of ProjectService (no proto): task columns and settable fields."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-
-from server.core.access import ProjectRole
-from server.db.models import Project, ProjectMember
 
 
 class TaskStatus(StrEnum):
@@ -20,24 +17,6 @@ class TaskStatus(StrEnum):
     @property
     def rank(self) -> int:
         return list(TaskStatus).index(self) + 1
-
-
-@dataclass(frozen=True)
-class ProjectView:
-    project: Project
-    # None when an admin sees a project they are not a member of.
-    caller_role: ProjectRole | None
-
-
-@dataclass(frozen=True)
-class MemberView:
-    member: ProjectMember
-    email: str
-    display_name: str
-
-    @property
-    def role(self) -> ProjectRole:
-        return ProjectRole.parse(self.member.role)
 
 
 @dataclass(frozen=True)

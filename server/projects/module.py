@@ -14,9 +14,10 @@ from server.projects.tasks import Board
 
 def build(ctx: BuildContext) -> ServiceModule:
     servicer = ProjectService(
-        Projects(ctx.sessions, ctx.page_tokens, ctx.hooks.project_deletion),
-        Members(ctx.sessions, ctx.page_tokens),
-        Board(ctx.sessions, ctx.page_tokens),
+        Projects(ctx.sessions, ctx.hooks.project_deletion),
+        Members(ctx.sessions),
+        Board(ctx.sessions),
+        ctx.page_tokens,
     )
     return ServiceModule(
         name="projects",

@@ -1,6 +1,6 @@
 """Projects: create, read, list, update, delete.
 
-Who may do what (the access rule is server/projects/access.py; admins act as owners):
+Who may do what (the access rule is server/core/access.py; admins act as owners):
 - any signed-in user creates projects and becomes their owner;
 - viewers read a project;
 - editors and owners update its settings (name, description, repository, runtime): these
@@ -25,11 +25,12 @@ from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
 from server.core.hooks import ProjectDeletionHooks
 from server.core.ids import parse_id
-from server.core.pagination import PageTokens, paginate
+from server.core.pagination import Listed, Page, listed
 from server.db.models import Project, ProjectMember
 from server.projects import store
-from server.projects.model import ProjectFields, ProjectView
+from server.projects.model import ProjectFields
 from server.projects.validation import check_project, clean_project
+from server.projects.views import ProjectView
 
 PROJECT_FIELDS = ("name", "description", "repository_url", "default_runtime")
 
@@ -55,11 +56,9 @@ class Projects:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        pages: PageTokens,
         hooks: ProjectDeletionHooks,
     ) -> None:
         self._sessions = sessions
-        self._pages = pages
         self._hooks = hooks
 
     async def create(self, caller: Caller, fields: ProjectFields) -> ProjectView:
@@ -81,7 +80,7 @@ class Projects:
             db.add(
                 ProjectMember(project_id=project.id, user_id=user_id, role=ProjectRole.OWNER.label)
             )
-        return ProjectView(project, ProjectRole.OWNER)
+        return ProjectView.of(project, ProjectRole.OWNER)
 
     async def get(self, caller: Caller, project_id: str) -> ProjectView:
         require_id(project_id, "project_id")
@@ -89,27 +88,18 @@ class Projects:
         if pid is None:
             raise project_not_found()
         # The hottest read: the access check and the load in one query.
-        project, role = await store.project_with_role(self._sessions, pid, caller.user_id)
-        judge_role(caller, project is not None, role, ProjectRole.VIEWER)
-        assert project is not None  # judge_role raised otherwise
-        return ProjectView(project, ProjectRole.parse(role) if role else None)
+        view, role = await store.project_with_role(self._sessions, pid, caller.user_id)
+        judge_role(caller, view is not None, role, ProjectRole.VIEWER)
+        assert view is not None  # judge_role raised otherwise
+        return view
 
-    async def list_projects(
-        self, caller: Caller, page_size: int, page_token: str, every: bool
-    ) -> tuple[list[ProjectView], str]:
+    async def list_projects(self, caller: Caller, page: Page, every: bool) -> Listed[ProjectView]:
+        """Newest first: the caller's projects, or (admins only) every project."""
         if every and not caller.is_admin:
             raise PermissionDenied("only admins can list every project", "ADMIN_REQUIRED")
-        filters = {"user": str(caller.user_id), "all": every}
-        page = self._pages.page("projects", page_size, page_token, filters)
         async with self._sessions() as db:
-            rows = await store.list_projects(db, caller.user_id, page, every=every)
-        items, more = paginate(rows, page)
-        token = self._pages.next_token(page, [items[-1][0].id]) if more and items else ""
-        views = [
-            ProjectView(project, ProjectRole.parse(role) if role else None)
-            for project, role in items
-        ]
-        return views, token
+            views = await store.list_projects(db, caller.user_id, page, every=every)
+        return listed(views, page, lambda view: [view.id])
 
     async def update(
         self, caller: Caller, project_id: str, fields: ProjectFields, paths: set[str]
@@ -122,11 +112,13 @@ class Projects:
             check_project(violations, fields, paths, "project")
             violations.raise_if_any()
             pid, _ = await lock_as(db, caller, project_id, ProjectRole.EDITOR)
-            view = await self._view(db, caller, pid)
+            project = await store.get_project(db, pid)
+            if project is None:
+                raise project_not_found()
             for path in paths:
-                setattr(view.project, path, getattr(fields, path))
+                setattr(project, path, getattr(fields, path))
             await db.flush()
-            return view
+            return ProjectView.of(project, await store.membership_role(db, pid, caller.user_id))
 
     async def delete(self, caller: Caller, project_id: str) -> None:
         require_id(project_id, "project_id")
@@ -138,10 +130,3 @@ class Projects:
             # The project is gone; finish removing what lives outside the database even if
             # the caller stops waiting.
             await asyncio.shield(ProjectDeletionHooks.run_after_commit(after_commit))
-
-    async def _view(self, db: AsyncSession, caller: Caller, pid: uuid.UUID) -> ProjectView:
-        project = await store.get_project(db, pid)
-        if project is None:
-            raise project_not_found()
-        role = await store.membership_role(db, pid, caller.user_id)
-        return ProjectView(project, role)

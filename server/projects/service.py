@@ -1,13 +1,13 @@
-"""ProjectService servicer: protos in, domain calls, protos out.
+"""ProjectService servicer: protos in, domain calls, protos out; page tokens are handled
+here.
 
-Roles (admins act as owners; see server/projects/access.py): viewers read the project, its
+Roles (admins act as owners; see server/core/access.py): viewers read the project, its
 members and its tasks; editors also write tasks and update the project's settings; owners
 also manage members and delete the project. Any member may leave.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -16,7 +16,9 @@ from google.protobuf import empty_pb2
 
 from server.core.context import current_call
 from server.core.errors import FieldViolation, InvalidArgument
-from server.core.fieldmask import mask_paths
+from server.core.fieldmask import update_paths
+from server.core.ids import parse_id
+from server.core.pagination import PageTokens
 from server.projects import convert
 from server.projects.members import Members
 from server.projects.model import TaskStatus
@@ -29,14 +31,6 @@ Context = grpc.aio.ServicerContext[Any, Any]
 _MOVED_FIELDS = ("status", "position")
 
 
-def _update_paths(paths: Iterable[str], mutable: Iterable[str], populated: set[str]) -> set[str]:
-    """The fields to update: the mask's paths, or (AIP-134) every populated field if empty."""
-    requested = [p.strip() for p in paths if p.strip()]
-    if not requested:
-        return populated
-    return mask_paths(requested, mutable)
-
-
 def _status(value: int, field: str) -> TaskStatus | None:
     """The column `value` names; None when unspecified. Unknown values are INVALID_ARGUMENT."""
     status = convert.status_from_proto(value)
@@ -47,15 +41,19 @@ def _status(value: int, field: str) -> TaskStatus | None:
     return status
 
 
-def _populated(message: Any, fields: Iterable[str]) -> set[str]:
-    return {name for name in fields if getattr(message, name)}
+def _id_filter(value: str) -> object:
+    """An id as a page token's filter: the same id however it is spelled."""
+    return parse_id(value) or value
 
 
 class ProjectService(projects_pb2_grpc.ProjectServiceServicer):
-    def __init__(self, projects: Projects, members: Members, board: Board) -> None:
+    def __init__(
+        self, projects: Projects, members: Members, board: Board, page_tokens: PageTokens
+    ) -> None:
         self._projects = projects
         self._members = members
         self._board = board
+        self._pages = page_tokens
 
     # --- projects ---------------------------------------------------------------------
 
@@ -76,21 +74,19 @@ class ProjectService(projects_pb2_grpc.ProjectServiceServicer):
     async def ListProjects(
         self, request: projects_pb2.ListProjectsRequest, context: Context
     ) -> projects_pb2.ListProjectsResponse:
-        views, token = await self._projects.list_projects(
-            current_call().require_caller(), request.page_size, request.page_token, request.all
-        )
+        caller = current_call().require_caller()
+        filters = {"user": str(caller.user_id), "all": request.all}
+        page = self._pages.page("projects", request.page_size, request.page_token, filters)
+        result = await self._projects.list_projects(caller, page, request.all)
         return projects_pb2.ListProjectsResponse(
-            projects=[convert.project_to_proto(v) for v in views], next_page_token=token
+            projects=[convert.project_to_proto(v) for v in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def UpdateProject(
         self, request: projects_pb2.UpdateProjectRequest, context: Context
     ) -> projects_pb2.Project:
-        paths = _update_paths(
-            request.update_mask.paths,
-            PROJECT_FIELDS,
-            _populated(request.project, PROJECT_FIELDS),
-        )
+        paths = update_paths(request.update_mask.paths, PROJECT_FIELDS, request.project)
         view = await self._projects.update(
             current_call().require_caller(),
             request.project.id,
@@ -121,14 +117,14 @@ class ProjectService(projects_pb2_grpc.ProjectServiceServicer):
     async def ListMembers(
         self, request: projects_pb2.ListMembersRequest, context: Context
     ) -> projects_pb2.ListMembersResponse:
-        views, token = await self._members.list_members(
-            current_call().require_caller(),
-            request.project_id,
-            request.page_size,
-            request.page_token,
+        filters = {"project": _id_filter(request.project_id)}
+        page = self._pages.page("project_members", request.page_size, request.page_token, filters)
+        result = await self._members.list_members(
+            current_call().require_caller(), request.project_id, page
         )
         return projects_pb2.ListMembersResponse(
-            members=[convert.member_to_proto(v) for v in views], next_page_token=token
+            members=[convert.member_to_proto(v) for v in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def RemoveMember(
@@ -164,16 +160,23 @@ class ProjectService(projects_pb2_grpc.ProjectServiceServicer):
     async def ListTasks(
         self, request: projects_pb2.ListTasksRequest, context: Context
     ) -> projects_pb2.ListTasksResponse:
-        tasks, token = await self._board.list_tasks(
+        status = _status(request.status, "status")
+        filters = {
+            "project": _id_filter(request.project_id),
+            "status": status,
+            "assignee": _id_filter(request.assignee_user_id) if request.assignee_user_id else None,
+        }
+        page = self._pages.page("tasks", request.page_size, request.page_token, filters)
+        result = await self._board.list_tasks(
             current_call().require_caller(),
             request.project_id,
-            request.page_size,
-            request.page_token,
-            _status(request.status, "status"),
+            page,
+            status,
             request.assignee_user_id,
         )
         return projects_pb2.ListTasksResponse(
-            tasks=[convert.task_to_proto(t) for t in tasks], next_page_token=token
+            tasks=[convert.task_to_proto(t) for t in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def UpdateTask(
@@ -184,9 +187,7 @@ class ProjectService(projects_pb2_grpc.ProjectServiceServicer):
             raise InvalidArgument.of(
                 [FieldViolation("update_mask", f"'{p}' is changed with MoveTask") for p in moved]
             )
-        paths = _update_paths(
-            request.update_mask.paths, TASK_FIELDS, _populated(request.task, TASK_FIELDS)
-        )
+        paths = update_paths(request.update_mask.paths, TASK_FIELDS, request.task)
         task = await self._board.update(
             current_call().require_caller(),
             request.project_id,

@@ -1,10 +1,10 @@
-"""Queries of ProjectService. Callers check the project role first (server/projects/access.py)
+"""Queries of ProjectService. Callers check the project role first (server/core/access.py)
 and run every write to a project's members or tasks after `lock_project`."""
 
 from __future__ import annotations
 
 import uuid
-from functools import cache
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -20,13 +20,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import configure_mappers
 
 from server.core.access import ProjectRole
 from server.core.pagination import Page, keyset
 from server.db.models import Project, ProjectMember, Task, User
 from server.db.reads import DirectRead
-from server.projects.model import MemberView, TaskStatus
+from server.projects.model import TaskStatus
+from server.projects.views import MemberView, ProjectView, TaskView
 
 # --- projects ---------------------------------------------------------------------------
 
@@ -64,27 +64,25 @@ _PROJECT_WITH_ROLE = DirectRead(
 
 async def project_with_role(
     sessions: async_sessionmaker[AsyncSession], project_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[Project | None, str | None]:
-    """The project (detached, read-only) and the user's membership role in it, in one round
-    trip."""
+) -> tuple[ProjectView | None, str | None]:
+    """The project, seen by the user, and the user's membership role in it (None when not
+    a member), in one round trip."""
     row = await _PROJECT_WITH_ROLE.first(sessions, project_id=project_id, user_id=user_id)
     if row is None:
         return None, None
-    # Populated the way SQLAlchemy's loader does (values as loaded, no change events): a
-    # tenth of what Project(**values) costs.
-    columns = _project_columns()
-    project = Project.__mapper__.class_manager.new_instance()
-    project.__dict__.update({key: row[name] for key, name in columns})
-    return project, row["member_role"]
-
-
-@cache
-def _project_columns() -> tuple[tuple[str, str], ...]:
-    """(attribute, column name) of each mapped column of Project."""
-    configure_mappers()
-    return tuple(
-        (attribute.key, attribute.columns[0].name) for attribute in Project.__mapper__.column_attrs
+    role: str | None = row["member_role"]
+    view = ProjectView(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        repository_url=row["repository_url"],
+        default_runtime=row["default_runtime"],
+        creator_id=row["creator_id"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        caller_role=ProjectRole.parse(role) if role else None,
     )
+    return view, role
 
 
 async def membership_role(
@@ -100,7 +98,7 @@ async def membership_role(
 
 async def list_projects(
     db: AsyncSession, user_id: uuid.UUID, page: Page, *, every: bool
-) -> list[tuple[Project, str | None]]:
+) -> list[ProjectView]:
     """Newest first: the user's projects, or every project (with the user's role if any)."""
     membership = and_(ProjectMember.project_id == Project.id, ProjectMember.user_id == user_id)
     query = cast("Select[Any]", select(Project, ProjectMember.role))
@@ -110,7 +108,9 @@ async def list_projects(
         else query.join(ProjectMember, membership)
     )
     rows = await db.execute(keyset(query, Project.id, page, descending=True))
-    return [(project, role) for project, role in rows]
+    return [
+        ProjectView.of(project, ProjectRole.parse(role) if role else None) for project, role in rows
+    ]
 
 
 async def delete_project(db: AsyncSession, project_id: uuid.UUID) -> None:
@@ -139,7 +139,7 @@ async def member_view(db: AsyncSession, member: ProjectMember) -> MemberView:
     row = (
         await db.execute(select(User.email, User.display_name).where(User.id == member.user_id))
     ).one()
-    return MemberView(member=member, email=row.email, display_name=row.display_name)
+    return MemberView.of(member, row.email, row.display_name)
 
 
 async def count_owners(db: AsyncSession, project_id: uuid.UUID) -> int:
@@ -166,13 +166,12 @@ async def list_members(db: AsyncSession, project_id: uuid.UUID, page: Page) -> l
         )
     query = query.order_by(_role_rank.desc(), ProjectMember.user_id).limit(page.size + 1)
     rows = await db.execute(query)
-    return [
-        MemberView(member=member, email=email, display_name=name) for member, email, name in rows
-    ]
+    return [MemberView.of(member, email, name) for member, email, name in rows]
 
 
-def member_cursor(view: MemberView) -> list[Any]:
-    return [int(view.role), view.member.user_id]
+def member_key(view: MemberView) -> Sequence[Any]:
+    """The sort key of ListMembers (see list_members)."""
+    return [int(view.role), view.user_id]
 
 
 async def unassign_tasks(db: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID) -> None:
@@ -238,7 +237,7 @@ async def list_tasks(
     page: Page,
     status: TaskStatus | None,
     assignee_id: uuid.UUID | None,
-) -> list[Task]:
+) -> list[TaskView]:
     """Column by column (board order), each in position order."""
     query = select(Task).where(Task.project_id == project_id)
     if status is not None:
@@ -251,8 +250,9 @@ async def list_tasks(
             or_(_status_rank > rank, and_(_status_rank == rank, Task.position > position))
         )
     query = query.order_by(_status_rank, Task.position).limit(page.size + 1)
-    return list((await db.scalars(query)).all())
+    return [TaskView.of(task) for task in await db.scalars(query)]
 
 
-def task_cursor(task: Task) -> list[Any]:
-    return [TaskStatus(task.status).rank, task.position]
+def task_key(task: TaskView) -> Sequence[Any]:
+    """The sort key of ListTasks (see list_tasks)."""
+    return [task.status.rank, task.position]

@@ -19,12 +19,13 @@ from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import Aborted, FieldViolation, InvalidArgument, NotFound, Violations
 from server.core.ids import parse_id
-from server.core.pagination import PageTokens, paginate
+from server.core.pagination import Listed, Page, listed
 from server.db.models import Task
 from server.projects import store
 from server.projects.model import TaskFields, TaskStatus
 from server.projects.projects import lock_as, require_id
 from server.projects.validation import check_task, clean_task, optional_id
+from server.projects.views import TaskView
 
 TASK_FIELDS = ("title", "description", "assignee_user_id", "agent_id", "run_id")
 
@@ -39,9 +40,8 @@ def _check_position(position: int, field: str) -> None:
 
 
 class Board:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], pages: PageTokens) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._pages = pages
 
     @asynccontextmanager
     async def _writing(
@@ -67,7 +67,7 @@ class Board:
         fields: TaskFields,
         status: TaskStatus | None,
         position: int,
-    ) -> Task:
+    ) -> TaskView:
         """Creates a task at `position` in its column; 0 (unset) means at the end."""
         fields = clean_task(fields)
         async with self._writing(caller, project_id) as (db, pid):
@@ -93,41 +93,37 @@ class Board:
             )
             db.add(task)
             await db.flush()
-        return task
+            view = TaskView.of(task)
+        return view
 
-    async def get(self, caller: Caller, project_id: str, task_id: str) -> Task:
+    async def get(self, caller: Caller, project_id: str, task_id: str) -> TaskView:
         require_id(project_id, "project_id")
         require_id(task_id, "task_id")
         async with self._sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.VIEWER)
-            return await self._task(db, uuid.UUID(project_id), task_id)
+            return TaskView.of(await self._task(db, uuid.UUID(project_id), task_id))
 
     async def list_tasks(
         self,
         caller: Caller,
         project_id: str,
-        page_size: int,
-        page_token: str,
+        page: Page,
         status: TaskStatus | None,
         assignee_user_id: str,
-    ) -> tuple[list[Task], str]:
+    ) -> Listed[TaskView]:
+        """Column by column (board order), each in position order."""
         require_id(project_id, "project_id")
         violations = Violations()
         assignee = optional_id(violations, "assignee_user_id", assignee_user_id, "a user id")
         violations.raise_if_any()
         async with self._sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.VIEWER)
-            pid = uuid.UUID(project_id)
-            filters = {"project": pid, "status": status, "assignee": assignee}
-            page = self._pages.page("tasks", page_size, page_token, filters)
-            rows = await store.list_tasks(db, pid, page, status, assignee)
-        items, more = paginate(rows, page)
-        token = self._pages.next_token(page, store.task_cursor(items[-1])) if more else ""
-        return items, token
+            views = await store.list_tasks(db, uuid.UUID(project_id), page, status, assignee)
+        return listed(views, page, store.task_key)
 
     async def update(
         self, caller: Caller, project_id: str, task_id: str, fields: TaskFields, paths: set[str]
-    ) -> Task:
+    ) -> TaskView:
         require_id(task_id, "task.id")
         fields = clean_task(fields)
         async with self._writing(caller, project_id) as (db, pid):
@@ -146,7 +142,8 @@ class Board:
             if "run_id" in paths:
                 task.run_id = parse_id(fields.run_id) if fields.run_id else None
             await db.flush()
-        return task
+            view = TaskView.of(task)
+        return view
 
     async def move(
         self,
@@ -155,7 +152,7 @@ class Board:
         task_id: str,
         status: TaskStatus | None,
         position: int,
-    ) -> Task:
+    ) -> TaskView:
         """Moves a task to `position` in column `status` (past the end means last)."""
         require_id(task_id, "task_id")
         if status is None:
@@ -169,7 +166,7 @@ class Board:
             if source == status:
                 at = min(position, await store.column_size(db, pid, status) - 1)
                 if at == start:
-                    return task
+                    return TaskView.of(task)
                 if at > start:
                     await store.shift_column(
                         db, pid, status, first=start + 1, last=at, delta=-1, exclude=task.id
@@ -187,7 +184,8 @@ class Board:
                 task.status = status.value
             task.position = at
             await db.flush()
-        return task
+            view = TaskView.of(task)
+        return view
 
     async def delete(self, caller: Caller, project_id: str, task_id: str) -> None:
         require_id(task_id, "task_id")

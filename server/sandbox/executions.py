@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.errors import ResourceExhausted
+from server.core.tasks import TaskSupervisor
 from server.core.timestamps import utcnow
 from server.sandbox import store
 from server.sandbox.backend import (
@@ -69,6 +71,35 @@ class OomCounter:
         self._seen.pop(container_id, None)
 
 
+class ExecutionSlots:
+    """The executions streaming now, per sandbox, capped per server (one reader each)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._running: dict[uuid.UUID, int] = {}
+
+    def busy(self, sandbox_id: uuid.UUID) -> bool:
+        """Whether the sandbox has executions running (it cannot be paused then)."""
+        return bool(self._running.get(sandbox_id))
+
+    def take(self, sandbox_id: uuid.UUID) -> None:
+        """A slot for one execution in the sandbox; RESOURCE_EXHAUSTED when none is free."""
+        if sum(self._running.values()) >= self._limit:
+            raise ResourceExhausted(
+                "too many executions are running on this server; try again shortly",
+                "SANDBOX_EXEC_LIMIT",
+                retry_after=timedelta(seconds=1),
+            )
+        self._running[sandbox_id] = self._running.get(sandbox_id, 0) + 1
+
+    def release(self, sandbox_id: uuid.UUID) -> None:
+        left = self._running.get(sandbox_id, 0) - 1
+        if left > 0:
+            self._running[sandbox_id] = left
+        else:
+            self._running.pop(sandbox_id, None)
+
+
 @dataclass(frozen=True)
 class ExecTimes:
     timeout: timedelta
@@ -78,7 +109,12 @@ class ExecTimes:
 
 
 class Execution:
-    """Created by the manager once the command has started; `events()` drives it."""
+    """Created by the launcher once the command has started; `events()` drives it.
+
+    Work that may outlive the call runs on `tasks` (drained when the server stops):
+    recording the end after the caller has its `exit` event, winding up after the caller
+    went away, and noting the process group. The kill task stays a plain one: it is always
+    awaited to its end before the execution ends, so it needs no other owner."""
 
     def __init__(
         self,
@@ -93,7 +129,7 @@ class Execution:
         start_time: datetime,
         times: ExecTimes,
         on_end: Callable[[], Awaitable[None]],
-        spawn: Callable[[Awaitable[None]], None],
+        tasks: TaskSupervisor,
     ) -> None:
         self._backend = backend
         self._sessions = sessions
@@ -105,7 +141,7 @@ class Execution:
         self._start_time = start_time
         self._times = times
         self._on_end = on_end
-        self._spawn = spawn
+        self._tasks = tasks
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
         self._stdout_bytes = 0
@@ -138,7 +174,7 @@ class Execution:
             yield exited
         finally:
             if not concluded:
-                await asyncio.shield(self._abandon())
+                await self._tasks.shielded(self._abandon(), name="abandon-execution")
 
     # --- output and limits -------------------------------------------------------------
 
@@ -246,7 +282,7 @@ class Execution:
         )
         await self._end()
         # The caller gets the exit event now; the row is written right after.
-        self._spawn(self._record(exited))
+        self._tasks.spawn(self._record(exited), name="record-execution")
         return exited
 
     async def _abandon(self) -> None:
@@ -280,7 +316,9 @@ class Execution:
 
     def _start_group_recorder(self) -> None:
         if not self._ended:
-            self._group_recorder = asyncio.create_task(self._record_process_group())
+            self._group_recorder = self._tasks.spawn(
+                self._record_process_group(), name="record-process-group"
+            )
 
     async def _record_process_group(self) -> None:
         """Remembers the process group, so a restarted server can kill what a dead one left."""

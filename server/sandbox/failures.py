@@ -42,6 +42,11 @@ def backend_unavailable() -> Unavailable:
     )
 
 
+def execution_lost() -> Unavailable:
+    """An execution's stream failed for a reason of ours (a bug), not the engine's."""
+    return Unavailable("the execution was lost", "SANDBOX_EXECUTION_LOST")
+
+
 def sandbox_not_found() -> NotFound:
     return NotFound("sandbox not found", "SANDBOX_NOT_FOUND")
 

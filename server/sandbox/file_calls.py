@@ -11,20 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
+from server.core.pagination import Listed, Page, listed
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import SandboxRow
 from server.sandbox import store
 from server.sandbox.access import sandbox_for
 from server.sandbox.backend import BackendError
-from server.sandbox.engine import RequireEngine
+from server.sandbox.engine import EngineProvider
 from server.sandbox.failures import failure, require_state
 from server.sandbox.files import SandboxFiles
 from server.sandbox.paths import confine
-from server.sandbox.views import FileInfo, FilePage
+from server.sandbox.views import FileInfo
 
 
 class FileCalls:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: RequireEngine) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: EngineProvider) -> None:
         self._sessions = sessions
         self._engine = engine
 
@@ -32,7 +33,7 @@ class FileCalls:
         self, caller: Caller, sandbox_id: str, needed: ProjectRole
     ) -> tuple[SandboxRow, str, SandboxFiles]:
         """The sandbox, its container and the files helper, once the caller may do this."""
-        files = self._engine().files
+        files = self._engine.require().files
         async with self._sessions() as db:
             row = await sandbox_for(db, caller, sandbox_id, needed)
         require_state(row, ("running", "paused"))
@@ -76,20 +77,18 @@ class FileCalls:
         sandbox_id: str,
         path: str,
         recursive: bool,
-        after: str | None,
-        page_size: int,
-    ) -> FilePage:
+        page: Page,
+    ) -> Listed[FileInfo]:
+        """By path; with `recursive`, everything below `path`."""
         confined = confine(path, "path", allow_root=True)
         row, container_id, files = await self._target(caller, sandbox_id, ProjectRole.VIEWER)
         try:
             entries = await files.list(container_id, confined, recursive, "path")
         except BackendError as error:
             raise await failure(self._sessions, error, row) from error
-        if after is not None:
-            entries = [entry for entry in entries if entry.path > after]
-        page = entries[:page_size]
-        more = len(entries) > page_size
-        return FilePage(page, page[-1].path if more and page else None)
+        if page.after:
+            entries = [entry for entry in entries if entry.path > page.after[0]]
+        return listed(entries, page, lambda entry: [entry.path])
 
     async def delete(self, caller: Caller, sandbox_id: str, path: str, recursive: bool) -> None:
         if not path:

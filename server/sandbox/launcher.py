@@ -1,7 +1,7 @@
 """Starting executions: Exec in a sandbox, and RunCode in a fresh one that ends with it.
 
 Each is checked, recorded and started here; `executions.Execution` then relays it. The
-number of executions streaming at once per server is capped (one reader each).
+number of executions streaming at once per server is capped (`ExecutionSlots`).
 """
 
 from __future__ import annotations
@@ -12,33 +12,28 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
 from server.core.access import ProjectRole
 from server.core.context import Caller
-from server.core.errors import FieldViolation, InvalidArgument, ResourceExhausted, Violations
+from server.core.errors import FieldViolation, InvalidArgument, Violations
 from server.core.ids import new_id
+from server.core.tasks import TaskSupervisor
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import SandboxRow
 from server.sandbox import store
 from server.sandbox.access import sandbox_for
-from server.sandbox.backend import (
-    WORKSPACE,
-    BackendError,
-    ExecProcess,
-    ExecSpec,
-    NewFile,
-    SandboxBackend,
-)
-from server.sandbox.engine import Engine, RequireEngine
-from server.sandbox.executions import ExecTimes, Execution
+from server.sandbox.backend import WORKSPACE, BackendError, ExecProcess, ExecSpec, NewFile
+from server.sandbox.engine import Engine, EngineProvider
+from server.sandbox.executions import ExecTimes, Execution, ExecutionSlots
 from server.sandbox.failures import failure, require_state
 from server.sandbox.limits import Limits
 from server.sandbox.paths import confine
-from server.sandbox.runtimes import Runtime, Runtimes
+from server.sandbox.provision import Provisioner
+from server.sandbox.retire import Retirer
+from server.sandbox.runtimes import Runtimes
 from server.sandbox.validation import check_env, check_timeout
 
 # RunCode sources up to this size travel in the command itself, which writes them and then
@@ -47,22 +42,6 @@ from server.sandbox.validation import check_env, check_timeout
 # RunCode together. One argument may hold up to 128 KiB (the kernel's MAX_ARG_STRLEN).
 INLINE_SOURCE_BYTES = 64 * 1024
 _WRITE_AND_RUN = 'printf "%s" "$1" > "$2" && shift 2 && exec "$@"'
-
-Spawn = Callable[[Awaitable[None]], None]
-Retire = Callable[[uuid.UUID, str | None, str, str], Awaitable[None]]
-
-
-class Provision(Protocol):
-    async def __call__(
-        self,
-        caller: Caller,
-        project_id: str,
-        runtime: Runtime,
-        limits: Limits,
-        *,
-        ephemeral: bool,
-        started: float,
-    ) -> SandboxRow: ...
 
 
 @dataclass(frozen=True)
@@ -93,27 +72,21 @@ class ExecLauncher:
         runtimes: Runtimes,
         default_limits: Limits,
         *,
-        engine: RequireEngine,
-        current_backend: Callable[[], SandboxBackend | None],
-        provision: Provision,
-        retire: Retire,
-        spawn: Spawn,
+        engine: EngineProvider,
+        provisioner: Provisioner,
+        retirer: Retirer,
+        slots: ExecutionSlots,
+        tasks: TaskSupervisor,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._runtimes = runtimes
         self._default_limits = default_limits
         self._engine = engine
-        self._current_backend = current_backend
-        self._provision = provision
-        self._retire = retire
-        self._spawn = spawn
-        self._executing: dict[uuid.UUID, int] = {}
-        self._slots = settings.sandbox_max_concurrent_execs
-
-    def busy(self, sandbox_id: uuid.UUID) -> bool:
-        """Whether the sandbox has executions running."""
-        return bool(self._executing.get(sandbox_id))
+        self._provisioner = provisioner
+        self._retirer = retirer
+        self._slots = slots
+        self._tasks = tasks
 
     async def start_exec(
         self, caller: Caller, sandbox_id: str, params: ExecParams, deadline: float | None
@@ -134,7 +107,7 @@ class ExecLauncher:
         if len(params.stdin) > settings.sandbox_max_stdin_bytes:
             violations.add("stdin", f"must be at most {settings.sandbox_max_stdin_bytes} bytes")
         check_env(params.env, "env", violations)
-        engine = self._engine()
+        engine = self._engine.require()
         async with self._sessions() as db:
             row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
             runtime = self._runtimes.get(row.runtime)
@@ -193,12 +166,6 @@ class ExecLauncher:
         deadline: float | None,
         on_end: Callable[[], Awaitable[None]] | None = None,
     ) -> Execution:
-        if sum(self._executing.values()) >= self._slots:
-            raise ResourceExhausted(
-                "too many executions are running on this server; try again shortly",
-                "SANDBOX_EXEC_LIMIT",
-                retry_after=timedelta(seconds=1),
-            )
         backend = engine.backend
         limits = Limits.from_json(row.limits, self._default_limits)
         assert row.container_id is not None
@@ -211,7 +178,7 @@ class ExecLauncher:
             stdin=params.stdin or None,
             output_limit_bytes=limits.output_limit_bytes,
         )
-        self._executing[row.id] = self._executing.get(row.id, 0) + 1
+        self._slots.take(row.id)
         # Start the command and record it at the same time.
         starting = asyncio.ensure_future(backend.exec(row.container_id, spec))
         try:
@@ -226,17 +193,19 @@ class ExecLauncher:
             )
             await db.commit()
         except BaseException:
-            self._done(row.id)
-            self._spawn(self._discard(row.container_id, starting, execution_id, row.id))
+            self._slots.release(row.id)
+            discard = self._discard(row.container_id, starting, execution_id, row.id)
+            self._tasks.spawn(discard, name="discard-execution")
             raise
         try:
             process = await starting
         except asyncio.CancelledError:
-            self._done(row.id)
-            self._spawn(self._discard(row.container_id, starting, execution_id, row.id))
+            self._slots.release(row.id)
+            discard = self._discard(row.container_id, starting, execution_id, row.id)
+            self._tasks.spawn(discard, name="discard-execution")
             raise
         except BackendError as error:
-            self._done(row.id)
+            self._slots.release(row.id)
             await store.finish_execution(
                 db, execution_id, row.id, end_time=utcnow(), reason="killed", exit_code=None
             )
@@ -244,7 +213,7 @@ class ExecLauncher:
             raise await failure(self._sessions, error, row) from error
 
         async def ended() -> None:
-            self._done(row.id)
+            self._slots.release(row.id)
             if on_end is not None:
                 await on_end()
 
@@ -263,7 +232,7 @@ class ExecLauncher:
                 deadline=deadline,
             ),
             on_end=ended,
-            spawn=self._spawn,
+            tasks=self._tasks,
         )
 
     async def _discard(
@@ -281,9 +250,9 @@ class ExecLauncher:
         if process is not None:
             try:
                 group = await asyncio.wait_for(asyncio.shield(process.process_group), 5.0)
-                backend = self._current_backend()
-                if group is not None and backend is not None:
-                    await backend.kill_process_group(container_id, group)
+                engine = self._engine.current
+                if group is not None and engine is not None:
+                    await engine.backend.kill_process_group(container_id, group)
             finally:
                 await process.close()
         async with self._sessions() as db:
@@ -291,13 +260,6 @@ class ExecLauncher:
                 db, execution_id, sandbox_id, end_time=utcnow(), reason="cancelled"
             )
             await db.commit()
-
-    def _done(self, sandbox_id: uuid.UUID) -> None:
-        left = self._executing.get(sandbox_id, 0) - 1
-        if left > 0:
-            self._executing[sandbox_id] = left
-        else:
-            self._executing.pop(sandbox_id, None)
 
     async def start_run_code(
         self, caller: Caller, project_id: str, params: RunCodeParams, deadline: float | None
@@ -324,15 +286,16 @@ class ExecLauncher:
             check_timeout(params.timeout, "timeout", runtime.max_limits.exec_timeout, violations)
         violations.raise_if_any()
         assert runtime is not None
-        engine = self._engine()
-        row = await self._provision(
+        engine = self._engine.require()
+        row = await self._provisioner.provision(
             caller, project_id, runtime, runtime.default_limits, ephemeral=True, started=started
         )
         assert row.container_id is not None
         container_id = row.container_id
 
         async def finished() -> None:
-            self._spawn(self._retire(row.id, container_id, "deleted", "RunCode finished"))
+            retire = self._retirer.retire(row.id, container_id, "deleted", "RunCode finished")
+            self._tasks.spawn(retire, name="retire-run-code")
 
         argv = list(runtime.run_argv)
         try:
@@ -365,7 +328,10 @@ class ExecLauncher:
                     on_end=finished,
                 )
         except BaseException as error:
-            self._spawn(self._retire(row.id, container_id, "deleted", "RunCode could not start"))
+            retire = self._retirer.retire(
+                row.id, container_id, "deleted", "RunCode could not start"
+            )
+            self._tasks.spawn(retire, name="retire-run-code")
             if isinstance(error, BackendError):
                 raise await failure(self._sessions, error, row) from error
             raise

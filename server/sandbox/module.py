@@ -10,19 +10,20 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
-from server.sandbox.manager import SandboxManager
+from server.sandbox.parts import assemble
 from server.sandbox.service import SandboxService
 
 
 def build(ctx: BuildContext) -> ServiceModule:
-    manager = SandboxManager(ctx.settings, ctx.sessions)
-    servicer = SandboxService(manager, ctx.page_tokens)
+    parts = assemble(ctx.settings, ctx.sessions)
+    servicer = SandboxService(parts.lifecycle, parts.executions, parts.files, ctx.page_tokens)
     return ServiceModule(
         name="sandbox",
         bindings=[ServiceBinding.of(sandbox_pb2, sandbox_pb2_grpc, "SandboxService", servicer)],
-        # Connects to Docker (or keeps trying), reconciles, runs the warm pool and the
-        # reaper; stopping removes the warm pool and leaves sandboxes running.
-        background=[manager],
-        offers=Offers(project_deletion=[manager.project_deletion_hook]),
-        health=manager.add_availability_listener,
+        # Starting connects to Docker (or keeps trying), reconciles, then starts the warm
+        # pool and the reaper, in that order; stopping removes the warm pool and leaves
+        # sandboxes running.
+        background=[parts.connection],
+        offers=Offers(project_deletion=[parts.lifecycle.project_deletion_hook]),
+        health=parts.connection.follow,
     )

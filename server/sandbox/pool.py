@@ -1,7 +1,8 @@
 """Warm pool: per runtime, N containers started ahead of demand with the default limits.
 
 A pool container is created with the id its sandbox will have (label forge.sandbox_id), so
-claiming one is a dictionary pop; a background task per runtime refills the pool. Labels
+claiming one is a dictionary pop; a background task per runtime refills the pool (restarted
+by its supervisor should it ever crash). Labels
 cannot change after creation, so a claimed container's forge.project_id label stays empty:
 the sandbox row (same id) says whose it is.
 """
@@ -15,8 +16,10 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from server.core.ids import new_id
+from server.core.tasks import TaskSupervisor
 from server.sandbox.backend import BackendError, ContainerSpec, SandboxBackend
 from server.sandbox.limits import Limits
 from server.sandbox.runtimes import Runtime, Runtimes
@@ -46,8 +49,7 @@ class WarmPool:
         }
         self._wake = {runtime.name: asyncio.Event() for runtime in runtimes.all()}
         self._grown = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._tasks = TaskSupervisor("sandbox-pool")
 
     def ready(self, runtime: str) -> int:
         return len(self._ready.get(runtime, ()))
@@ -75,11 +77,14 @@ class WarmPool:
                 self._ready[name] = collections.deque(kept)
                 self._wake[name].set()
 
-    async def start(self) -> None:
+    def start(self) -> None:
         for runtime in self._runtimes.all():
             if runtime.pool_size > 0:
-                self._tasks.append(
-                    asyncio.create_task(self._refill(runtime), name=f"warm-pool-{runtime.name}")
+                self._tasks.forever(
+                    runtime.name,
+                    partial(self._refill, runtime),
+                    first_delay=RETRY_FIRST_SECONDS,
+                    max_delay=RETRY_MAX_SECONDS,
                 )
 
     async def wait_ready(self, timeout: float) -> None:
@@ -93,13 +98,8 @@ class WarmPool:
         await asyncio.wait_for(full(), timeout)
 
     async def stop(self) -> None:
-        self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        """Stops refilling and removes the ready containers."""
+        await self._tasks.stop()
         leftovers = [c for ready in self._ready.values() for c in ready]
         for ready in self._ready.values():
             ready.clear()
@@ -116,7 +116,7 @@ class WarmPool:
     async def _refill(self, runtime: Runtime) -> None:
         wake = self._wake[runtime.name]
         delay = RETRY_FIRST_SECONDS
-        while not self._stopping:
+        while True:
             if len(self._ready[runtime.name]) >= runtime.pool_size:
                 wake.clear()
                 await wake.wait()

@@ -1,11 +1,10 @@
-"""SandboxService servicer: protos in, SandboxManager calls, protos out."""
+"""SandboxService servicer: protos in, calls on the sandbox parts, protos out."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import grpc
@@ -13,13 +12,15 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.core.context import current_call
-from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
+from server.core.errors import FieldViolation, InvalidArgument
 from server.core.pagination import PageTokens
+from server.core.streaming import server_stream
 from server.sandbox import convert
 from server.sandbox.executions import Execution
-from server.sandbox.manager import ExecParams, RunCodeParams, SandboxManager
-
-log = logging.getLogger(__name__)
+from server.sandbox.failures import execution_lost
+from server.sandbox.file_calls import FileCalls
+from server.sandbox.launcher import ExecLauncher, ExecParams, RunCodeParams
+from server.sandbox.lifecycle import SandboxLifecycle
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -35,48 +36,39 @@ def _deadline(context: Context) -> float | None:
     return asyncio.get_running_loop().time() + remaining
 
 
-async def _relay(execution: Execution) -> AsyncGenerator[sandbox_pb2.ExecEvent, None]:
-    """Numbers the events; a failure after the first event becomes an in-band `error` event
-    (REST clients cannot see trailers) and then ends the call with the same status."""
-    seq = 0
-    try:
-        async with contextlib.aclosing(execution.events()) as events:
-            async for event in events:
-                seq += 1
-                yield convert.exec_event_to_proto(event, seq)
-    except ForgeError as error:
-        yield convert.error_event(error, seq + 1)
-        raise
-    except Exception as error:
-        log.exception("execution stream failed")
-        failure = Unavailable("the execution was lost", "SANDBOX_EXECUTION_LOST")
-        yield convert.error_event(failure, seq + 1)
-        raise failure from error
+def exec_stream(
+    execution: Execution,
+) -> AbstractAsyncContextManager[AsyncGenerator[sandbox_pb2.ExecEvent, None]]:
+    """The execution's events as numbered ExecEvents; a failure after the start becomes an
+    in-band `error` event (SANDBOX_EXECUTION_LOST for one of ours), then the call's status.
+    Leaving the block early kills and records the execution at once."""
+    return server_stream(
+        execution.events(), convert.exec_event_to_proto, convert.error_event, lost=execution_lost
+    )
 
 
 class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
-    def __init__(self, manager: SandboxManager, page_tokens: PageTokens) -> None:
-        self._manager = manager
+    def __init__(
+        self,
+        lifecycle: SandboxLifecycle,
+        executions: ExecLauncher,
+        files: FileCalls,
+        page_tokens: PageTokens,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._executions = executions
+        self._files = files
         self._pages = page_tokens
-
-    @property
-    def manager(self) -> SandboxManager:
-        return self._manager
 
     async def ListRuntimes(
         self, request: sandbox_pb2.ListRuntimesRequest, context: Context
     ) -> sandbox_pb2.ListRuntimesResponse:
         current_call().require_caller()
         page = self._pages.page("sandbox_runtimes", request.page_size, request.page_token)
-        views = self._manager.list_runtimes()
-        if page.after:
-            views = [view for view in views if view.runtime.name > page.after[0]]
-        shown = views[: page.size]
-        token = ""
-        if len(views) > page.size:
-            token = self._pages.next_token(page, [shown[-1].runtime.name])
+        result = self._lifecycle.list_runtimes(page)
         return sandbox_pb2.ListRuntimesResponse(
-            runtimes=[convert.runtime_to_proto(view) for view in shown], next_page_token=token
+            runtimes=[convert.runtime_to_proto(view) for view in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def CreateSandbox(
@@ -85,7 +77,7 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         caller = current_call().require_caller()
         if not request.HasField("sandbox"):
             raise InvalidArgument.of([FieldViolation("sandbox", "is required")])
-        view = await self._manager.create(
+        view = await self._lifecycle.create(
             caller,
             request.project_id,
             request.sandbox.runtime,
@@ -97,7 +89,7 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         self, request: sandbox_pb2.GetSandboxRequest, context: Context
     ) -> sandbox_pb2.Sandbox:
         caller = current_call().require_caller()
-        return convert.sandbox_to_proto(await self._manager.get(caller, request.sandbox_id))
+        return convert.sandbox_to_proto(await self._lifecycle.get(caller, request.sandbox_id))
 
     async def ListSandboxes(
         self, request: sandbox_pb2.ListSandboxesRequest, context: Context
@@ -108,32 +100,29 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
             raise InvalidArgument.of([FieldViolation("state", "is not a sandbox state")])
         filters = {"project_id": request.project_id, "state": int(request.state)}
         page = self._pages.page("sandboxes", request.page_size, request.page_token, filters)
-        result = await self._manager.list_sandboxes(
-            caller, request.project_id, state, page.after, page.size
-        )
-        token = self._pages.next_token(page, result.next_after)
+        result = await self._lifecycle.list(caller, request.project_id, state, page)
         return sandbox_pb2.ListSandboxesResponse(
-            sandboxes=[convert.sandbox_to_proto(view) for view in result.sandboxes],
-            next_page_token=token,
+            sandboxes=[convert.sandbox_to_proto(view) for view in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def PauseSandbox(
         self, request: sandbox_pb2.PauseSandboxRequest, context: Context
     ) -> sandbox_pb2.Sandbox:
         caller = current_call().require_caller()
-        return convert.sandbox_to_proto(await self._manager.pause(caller, request.sandbox_id))
+        return convert.sandbox_to_proto(await self._lifecycle.pause(caller, request.sandbox_id))
 
     async def ResumeSandbox(
         self, request: sandbox_pb2.ResumeSandboxRequest, context: Context
     ) -> sandbox_pb2.Sandbox:
         caller = current_call().require_caller()
-        return convert.sandbox_to_proto(await self._manager.resume(caller, request.sandbox_id))
+        return convert.sandbox_to_proto(await self._lifecycle.resume(caller, request.sandbox_id))
 
     async def DeleteSandbox(
         self, request: sandbox_pb2.DeleteSandboxRequest, context: Context
     ) -> empty_pb2.Empty:
         caller = current_call().require_caller()
-        await self._manager.delete(caller, request.sandbox_id)
+        await self._lifecycle.delete(caller, request.sandbox_id)
         return empty_pb2.Empty()
 
     async def Exec(
@@ -151,12 +140,10 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
             ),
             working_dir=request.working_dir,
         )
-        execution = await self._manager.start_exec(
+        execution = await self._executions.start_exec(
             caller, request.sandbox_id, params, _deadline(context)
         )
-        # Closed explicitly (not left to the garbage collector) when the call ends early,
-        # so the execution is killed and recorded at once.
-        async with contextlib.aclosing(_relay(execution)) as events:
+        async with exec_stream(execution) as events:
             async for event in events:
                 yield event
 
@@ -171,12 +158,10 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
             env=dict(request.env),
             timeout=convert.optional_duration(request.timeout, request.HasField("timeout")),
         )
-        execution = await self._manager.start_run_code(
+        execution = await self._executions.start_run_code(
             caller, request.project_id, params, _deadline(context)
         )
-        # Closed explicitly (not left to the garbage collector) when the call ends early,
-        # so the execution is killed and recorded at once.
-        async with contextlib.aclosing(_relay(execution)) as events:
+        async with exec_stream(execution) as events:
             async for event in events:
                 yield event
 
@@ -184,7 +169,7 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         self, request: sandbox_pb2.WriteFileRequest, context: Context
     ) -> sandbox_pb2.FileEntry:
         caller = current_call().require_caller()
-        info = await self._manager.write_file(
+        info = await self._files.write(
             caller, request.sandbox_id, request.path, request.content, request.mode
         )
         return convert.file_to_proto(info)
@@ -193,7 +178,7 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         self, request: sandbox_pb2.ReadFileRequest, context: Context
     ) -> sandbox_pb2.ReadFileResponse:
         caller = current_call().require_caller()
-        info, content = await self._manager.read_file(caller, request.sandbox_id, request.path)
+        info, content = await self._files.read(caller, request.sandbox_id, request.path)
         return sandbox_pb2.ReadFileResponse(file=convert.file_to_proto(info), content=content)
 
     async def ListFiles(
@@ -206,22 +191,17 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
             "recursive": request.recursive,
         }
         page = self._pages.page("sandbox_files", request.page_size, request.page_token, filters)
-        result = await self._manager.list_files(
-            caller,
-            request.sandbox_id,
-            request.path,
-            request.recursive,
-            page.after[0] if page.after else None,
-            page.size,
+        result = await self._files.list(
+            caller, request.sandbox_id, request.path, request.recursive, page
         )
-        token = self._pages.next_token(page, [result.next_after]) if result.next_after else ""
         return sandbox_pb2.ListFilesResponse(
-            files=[convert.file_to_proto(info) for info in result.files], next_page_token=token
+            files=[convert.file_to_proto(info) for info in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
         )
 
     async def DeleteFile(
         self, request: sandbox_pb2.DeleteFileRequest, context: Context
     ) -> empty_pb2.Empty:
         caller = current_call().require_caller()
-        await self._manager.delete_file(caller, request.sandbox_id, request.path, request.recursive)
+        await self._files.delete(caller, request.sandbox_id, request.path, request.recursive)
         return empty_pb2.Empty()

@@ -90,19 +90,6 @@ class FileInfo:
     is_symlink: bool
 
 
-@dataclass(frozen=True)
-class FilePage:
-    files: list[FileInfo]
-    next_after: str | None
-
-
-@dataclass(frozen=True)
-class SandboxPage:
-    sandboxes: list[SandboxView]
-    # The listing key (create time, id) of the last sandbox, when more follow.
-    next_after: tuple[str, str] | None
-
-
 class ExitReason(Enum):
     EXITED = "exited"
     TIMEOUT = "timeout"

@@ -15,10 +15,10 @@ from forge.artifacts.v1 import artifacts_pb2
 from server.artifacts.chat import ChatExtraction
 from server.artifacts.core import ArtifactsCore, Limits
 from server.artifacts.listener import ChatArtifactListener
+from server.artifacts.service import ArtifactAnswerListener
 from server.artifacts.storage.local import LocalBlobStore
 from server.config import Settings
 from server.core.hooks import CompletedAnswer
-from server.core.pagination import PageTokens
 from server.db.engine import make_engine, make_session_factory
 from tests.artifacts.service_support import DEADLINE, Team, new_team, sha256, stub
 
@@ -61,15 +61,13 @@ async def team(channel: grpc.aio.Channel) -> Team:
 
 
 @pytest.fixture
-async def listener(database_url: str, tmp_path: Path) -> AsyncIterator[ChatArtifactListener]:
+async def listener(database_url: str, tmp_path: Path) -> AsyncIterator[ArtifactAnswerListener]:
     engine = make_engine(database_url, pool_size=2, max_overflow=0)
     blobs = LocalBlobStore(tmp_path / "blobs")
     await blobs.start()
-    core = ArtifactsCore(
-        make_session_factory(engine), blobs, PageTokens(b"test"), Limits.from_settings(Settings())
-    )
+    core = ArtifactsCore(make_session_factory(engine), blobs, Limits.from_settings(Settings()))
     try:
-        yield ChatArtifactListener(ChatExtraction(core))
+        yield ArtifactAnswerListener(ChatArtifactListener(ChatExtraction(core)))
     finally:
         await blobs.close()
         await engine.dispose()
@@ -86,7 +84,7 @@ def answer(team: Team, conversation: uuid.UUID, text: str) -> CompletedAnswer:
 
 
 async def test_each_code_block_becomes_an_artifact_and_a_rewrite_a_version(
-    listener: ChatArtifactListener, channel: grpc.aio.Channel, team: Team
+    listener: ArtifactAnswerListener, channel: grpc.aio.Channel, team: Team
 ) -> None:
     conversation = uuid.uuid4()
     first = answer(team, conversation, TWO_FILES)
@@ -139,7 +137,7 @@ async def test_each_code_block_becomes_an_artifact_and_a_rewrite_a_version(
 
 
 async def test_answers_without_code_make_nothing(
-    listener: ChatArtifactListener, team: Team
+    listener: ArtifactAnswerListener, team: Team
 ) -> None:
     assert await listener.answer_completed(answer(team, uuid.uuid4(), "Just prose.")) == []
     # A project that is gone: the answer listener reports nothing rather than failing the chat.

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from server.artifacts.images import ImageGenerator, nearest_aspect_ratio, size_class
-from server.artifacts.placeholder import placeholder_png, placeholder_size
 from server.config import Settings
 from server.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from server.llm.images import ImageGenerator, nearest_aspect_ratio, size_class
+from server.llm.placeholder import placeholder_png, placeholder_size
 from tests.artifacts.service_support import png_size
 
 API_KEY = "test-gemini-key"

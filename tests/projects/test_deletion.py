@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.core.context import Caller
 from server.core.errors import FailedPrecondition
 from server.core.hooks import AfterCommit, ProjectDeletionHooks
-from server.core.pagination import PageTokens
 from server.db.engine import make_engine, make_session_factory
 from server.db.models import Project, ProjectMember, Task
 from server.projects.model import ProjectFields
@@ -60,11 +59,11 @@ async def test_delete_runs_the_registered_clean_up(
 
     hooks = ProjectDeletionHooks()
     hooks.register(hook)
-    projects = Projects(sessions, PageTokens(b"test secret"), hooks)
+    projects = Projects(sessions, hooks)
     caller = Caller(user_id=uuid.UUID(user.user_id))
     view = await projects.create(caller, ProjectFields(name="doomed"))
 
-    await projects.delete(caller, str(view.project.id))
+    await projects.delete(caller, str(view.id))
 
     assert events == ["in transaction, project present: True", "after commit, projects left: 0"]
 
@@ -77,13 +76,13 @@ async def test_a_failing_hook_keeps_the_project(
 
     hooks = ProjectDeletionHooks()
     hooks.register(refuse)
-    projects = Projects(sessions, PageTokens(b"test secret"), hooks)
+    projects = Projects(sessions, hooks)
     caller = Caller(user_id=uuid.UUID(user.user_id))
     view = await projects.create(caller, ProjectFields(name="kept"))
     with pytest.raises(FailedPrecondition):
-        await projects.delete(caller, str(view.project.id))
-    assert await _count(sessions, Project, view.project.id) == 1
-    assert await _count(sessions, ProjectMember, view.project.id) == 1
+        await projects.delete(caller, str(view.id))
+    assert await _count(sessions, Project, view.id) == 1
+    assert await _count(sessions, ProjectMember, view.id) == 1
 
 
 async def test_delete_over_grpc_removes_members_and_tasks(

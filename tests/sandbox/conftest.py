@@ -1,5 +1,5 @@
 """Sandbox test fixtures: a real Docker engine (or a skip/fail saying why not), a database of
-their own, a SandboxManager on both, and clean-up of every container the run created."""
+their own, the sandbox parts on both, and clean-up of every container the run created."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from server.db.migrate import upgrade
 from server.db.models import Project, ProjectMember
 from server.sandbox.backend import BackendUnavailable
 from server.sandbox.docker_backend import DockerBackend
-from server.sandbox.manager import BACKEND_UNAVAILABLE, SandboxManager
-from server.sandbox.service import SERVICE_NAME, SandboxService
+from server.sandbox.failures import BACKEND_UNAVAILABLE
+from server.sandbox.parts import SandboxParts, assemble
 from tests.conftest import DESCRIPTOR, make_settings
 from tests.sandbox.support import Team, namespace, new_team, remove_test_containers
 from tests.support.accounts import Account, register
@@ -108,23 +108,24 @@ def sessions(sandbox_engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 @pytest.fixture(scope="session")
-async def manager(
+async def sandboxes(
     docker_engine: None,
     sandbox_database: str,
     sandbox_engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[SandboxManager]:
+) -> AsyncIterator[SandboxParts]:
+    """The sandbox domain on Docker, as module.build wires it, without a server."""
     settings = sandbox_settings(
         sandbox_database,
         tmp_path_factory.mktemp("sandbox-data"),
         sandbox_namespace=namespace("domain"),
     )
-    mgr = SandboxManager(settings, sessions)
-    await mgr.start()
-    assert mgr.available
-    yield mgr
-    await mgr.stop()
+    parts = assemble(settings, sessions)
+    await parts.connection.start()
+    assert parts.connection.available
+    yield parts
+    await parts.connection.stop()
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ async def team(sessions: async_sessionmaker[AsyncSession]) -> Team:
 @dataclass
 class RpcWorld:
     app: ForgeServer
-    manager: SandboxManager
+    settings: Settings
     channel: grpc.aio.Channel
     stub: sandbox_pb2_grpc.SandboxServiceAsyncStub
     sessions: async_sessionmaker[AsyncSession]
@@ -153,12 +154,10 @@ class RpcTeam:
     stranger: Account
 
 
-async def start_server(settings: Settings) -> tuple[ForgeServer, SandboxManager]:
+async def start_server(settings: Settings) -> ForgeServer:
     app = ForgeServer(settings, TEST_MODULES)
     await app.start()
-    servicer = app.servicer(SERVICE_NAME)
-    assert isinstance(servicer, SandboxService)
-    return app, servicer.manager
+    return app
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +168,7 @@ async def rpc(
     settings = sandbox_settings(
         url, tmp_path_factory.mktemp("sandbox-rpc"), sandbox_namespace=namespace("rpc")
     )
-    app, mgr = await start_server(settings)
+    app = await start_server(settings)
     engine = make_engine(url)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
@@ -178,7 +177,7 @@ async def rpc(
             await register(channel, display_name="First Admin")
             yield RpcWorld(
                 app,
-                mgr,
+                settings,
                 channel,
                 sandbox_pb2_grpc.SandboxServiceStub(channel),
                 make_session_factory(engine),

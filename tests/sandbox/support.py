@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import docker
 from server.core.context import Caller
+from server.core.pagination import Page
 from server.db.models import Project, ProjectMember, User
 from server.sandbox.backend import LABEL_MANAGED, LABEL_NAMESPACE, Stream
 from server.sandbox.executions import Execution
-from server.sandbox.manager import ExecParams, SandboxManager
+from server.sandbox.launcher import ExecParams
+from server.sandbox.parts import SandboxParts
 from server.sandbox.views import ExecEvent, ExecExited, ExecOutput, ExecStarted
 
 # Every namespace a test run uses starts with this, so clean-up finds them all.
@@ -120,6 +122,11 @@ def params(
     )
 
 
+def page_of(size: int, after: Sequence[str] | None = None) -> Page:
+    """A page of `size` items after the key `after` (what a page token would carry)."""
+    return Page(size=size, after=tuple(after) if after else None, kind="test", filters_digest="")
+
+
 async def collect(execution: Execution) -> Ran:
     ran = Ran()
     started = time.monotonic()
@@ -130,18 +137,18 @@ async def collect(execution: Execution) -> Ran:
 
 
 async def run(
-    manager: SandboxManager,
+    sandboxes: SandboxParts,
     caller: Caller,
     sandbox_id: str,
     exec_params: ExecParams,
     deadline: float | None = None,
 ) -> Ran:
-    execution = await manager.start_exec(caller, sandbox_id, exec_params, deadline)
+    execution = await sandboxes.executions.start_exec(caller, sandbox_id, exec_params, deadline)
     return await collect(execution)
 
 
-async def shell(manager: SandboxManager, caller: Caller, sandbox_id: str, command: str) -> Ran:
-    return await run(manager, caller, sandbox_id, params(script=command, timeout=20))
+async def shell(sandboxes: SandboxParts, caller: Caller, sandbox_id: str, command: str) -> Ran:
+    return await run(sandboxes, caller, sandbox_id, params(script=command, timeout=20))
 
 
 async def output_until(

@@ -16,7 +16,7 @@ from server.db.sandbox_models import SandboxExecution
 from server.sandbox import store
 from server.sandbox.backend import Stream
 from server.sandbox.limits import LimitRequest
-from server.sandbox.manager import SandboxManager
+from server.sandbox.parts import SandboxParts
 from server.sandbox.views import ExecExited, ExecOutput, ExitReason
 from tests.sandbox.support import Team, collect, params, run, shell, stderr_until, stdout_until
 from tests.support.waiting import eventually
@@ -50,18 +50,20 @@ setTimeout(() => {
     ],
 )
 async def test_output_streams_in_order_while_the_program_runs(
-    manager: SandboxManager,
+    sandboxes: SandboxParts,
     team: Team,
     runtime: str,
     filename: str,
     program: bytes,
     argv: list[str],
 ) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, runtime, LimitRequest())
-    written = await manager.write_file(team.editor, sandbox.id, filename, program, 0)
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, runtime, LimitRequest()
+    )
+    written = await sandboxes.files.write(team.editor, sandbox.id, filename, program, 0)
     assert written.path == f"/workspace/{filename}"
 
-    ran = await run(manager, team.editor, sandbox.id, params(argv))
+    ran = await run(sandboxes, team.editor, sandbox.id, params(argv))
 
     # A print may reach us as more than one chunk ("first", "\n"): group runs of one stream,
     # with the arrival time of each run's first chunk.
@@ -90,11 +92,13 @@ async def test_output_streams_in_order_while_the_program_runs(
 
 
 async def test_execution_is_recorded(
-    manager: SandboxManager, team: Team, sessions: async_sessionmaker[AsyncSession]
+    sandboxes: SandboxParts, team: Team, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     ran = await run(
-        manager,
+        sandboxes,
         team.editor,
         sandbox.id,
         params(
@@ -121,11 +125,16 @@ async def test_execution_is_recorded(
     assert recorded.duration is not None
 
 
-async def test_wall_clock_timeout_kills_a_busy_loop(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+async def test_wall_clock_timeout_kills_a_busy_loop(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     started = time.monotonic()
     ran = await run(
-        manager, team.editor, sandbox.id, params(["python3", "-c", "while True: pass"], timeout=1.5)
+        sandboxes,
+        team.editor,
+        sandbox.id,
+        params(["python3", "-c", "while True: pass"], timeout=1.5),
     )
     took = time.monotonic() - started
     assert ran.exit.timed_out
@@ -135,10 +144,12 @@ async def test_wall_clock_timeout_kills_a_busy_loop(manager: SandboxManager, tea
     assert took < 4
 
 
-async def test_idle_timeout_kills_a_silent_command(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+async def test_idle_timeout_kills_a_silent_command(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     ran = await run(
-        manager,
+        sandboxes,
         team.editor,
         sandbox.id,
         params(script="echo working; sleep 60", idle_timeout=1.0, timeout=30),
@@ -150,23 +161,27 @@ async def test_idle_timeout_kills_a_silent_command(manager: SandboxManager, team
 
 
 async def test_output_beyond_the_cap_is_dropped_and_reported(
-    manager: SandboxManager, team: Team
+    sandboxes: SandboxParts, team: Team
 ) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     program = (
         "import sys\nchunk = b'x' * 65536\nfor _ in range(800): sys.stdout.buffer.write(chunk)\n"
     )
-    ran = await run(manager, team.editor, sandbox.id, params(["python3", "-c", program]))
+    ran = await run(sandboxes, team.editor, sandbox.id, params(["python3", "-c", program]))
     assert ran.exit.exit_code == 0
     assert ran.exit.output_truncated
     assert len(ran.stdout) == MiB  # exactly the cap
     assert ran.exit.stdout_bytes == 50 * MiB  # everything the program wrote is counted
 
 
-async def test_allocating_a_gibibyte_is_oom_killed(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+async def test_allocating_a_gibibyte_is_oom_killed(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     ran = await run(
-        manager,
+        sandboxes,
         team.editor,
         sandbox.id,
         params(["python3", "-c", "x = 'x' * (1 << 30); print(len(x))"], timeout=20),
@@ -175,27 +190,34 @@ async def test_allocating_a_gibibyte_is_oom_killed(manager: SandboxManager, team
     assert ran.exit.reason is ExitReason.OOM_KILLED
     assert ran.exit.exit_code == 137
     # The sandbox survives its process being killed.
-    after = await shell(manager, team.editor, sandbox.id, "echo alive")
+    after = await shell(sandboxes, team.editor, sandbox.id, "echo alive")
     assert after.stdout == b"alive\n"
 
 
-async def test_no_network(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+async def test_no_network(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     probe = "import socket\ns = socket.socket()\ns.settimeout(3)\ns.connect(('1.1.1.1', 80))\n"
-    ran = await run(manager, team.editor, sandbox.id, params(["python3", "-c", probe]))
+    ran = await run(sandboxes, team.editor, sandbox.id, params(["python3", "-c", probe]))
     assert ran.exit.exit_code == 1
     assert b"Network is unreachable" in ran.stderr
-    interfaces = await shell(manager, team.editor, sandbox.id, "ls /sys/class/net")
+    interfaces = await shell(sandboxes, team.editor, sandbox.id, "ls /sys/class/net")
     assert interfaces.stdout.split() == [b"lo"]
 
 
-async def test_sandbox_is_locked_down(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
-    root = await shell(manager, team.editor, sandbox.id, "echo x > /escape")
+async def test_sandbox_is_locked_down(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
+    root = await shell(sandboxes, team.editor, sandbox.id, "echo x > /escape")
     assert root.exit.exit_code != 0
     assert b"Read-only file system" in root.stderr
     who = await shell(
-        manager, team.editor, sandbox.id, "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"
+        sandboxes,
+        team.editor,
+        sandbox.id,
+        "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
     )
     lines = who.stdout.decode().split("\n")
     assert lines[0] == "1000"
@@ -203,7 +225,7 @@ async def test_sandbox_is_locked_down(manager: SandboxManager, team: Team) -> No
     assert "NoNewPrivs:\t1" in lines
     # /workspace is writable and executable; /tmp is writable.
     works = await shell(
-        manager,
+        sandboxes,
         team.editor,
         sandbox.id,
         "printf '#!/bin/sh\\necho ran\\n' > /workspace/t.sh && chmod +x /workspace/t.sh"
@@ -213,17 +235,19 @@ async def test_sandbox_is_locked_down(manager: SandboxManager, team: Team) -> No
 
 
 async def test_fork_bomb_hits_the_pid_limit_and_the_host_stays_responsive(
-    manager: SandboxManager, team: Team
+    sandboxes: SandboxParts, team: Team
 ) -> None:
-    bombed = await manager.create(team.editor, team.project_id, "python", LimitRequest())
-    other = await manager.create(team.editor, team.project_id, "python", LimitRequest())
-    execution = await manager.start_exec(
+    bombed = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
+    other = await sandboxes.lifecycle.create(team.editor, team.project_id, "python", LimitRequest())
+    execution = await sandboxes.executions.start_exec(
         team.editor, bombed.id, params(script="f(){ f|f& }; f; sleep 60", timeout=4), None
     )
     # Wait until the bomb has hit the pid limit ("Cannot fork"), then look around.
     events, seen = await stderr_until(execution, b"fork")
     started = time.monotonic()
-    elsewhere = await shell(manager, team.editor, other.id, "echo fine")
+    elsewhere = await shell(sandboxes, team.editor, other.id, "echo fine")
     assert elsewhere.stdout == b"fine\n"
     assert time.monotonic() - started < 2.0
     rest = [event async for event in events]
@@ -232,54 +256,60 @@ async def test_fork_bomb_hits_the_pid_limit_and_the_host_stays_responsive(
     # The bomb's own shell may die of a failed fork before the timeout: either way it ended.
     assert exited.reason in (ExitReason.TIMEOUT, ExitReason.EXITED)
     assert len(seen) + len(rest) > 2
-    left = await shell(manager, team.editor, bombed.id, "ps -eo args=")
+    left = await shell(sandboxes, team.editor, bombed.id, "ps -eo args=")
     survivors = [line for line in left.stdout.decode().splitlines() if line.startswith("/bin/sh")]
     assert len(survivors) <= 1, survivors  # at most the shell running this very ps
 
 
-async def test_cancel_kills_the_whole_process_group(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
-    execution = await manager.start_exec(
+async def test_cancel_kills_the_whole_process_group(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
+    execution = await sandboxes.executions.start_exec(
         team.editor,
         sandbox.id,
         params(script="sleep 300 & sleep 301 & (sleep 302; echo never) & echo started; wait"),
         None,
     )
     consumer = asyncio.create_task(collect(execution))
-    processes = await _wait_for_processes(manager, team, sandbox.id, "sleep 30", 3)
+    processes = await _wait_for_processes(sandboxes, team, sandbox.id, "sleep 30", 3)
     assert len(processes) >= 3
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
-    ps = await shell(manager, team.editor, sandbox.id, "ps -eo args=")
+    ps = await shell(sandboxes, team.editor, sandbox.id, "ps -eo args=")
     assert b"sleep 30" not in ps.stdout, ps.stdout.decode()
 
 
 async def _wait_for_processes(
-    manager: SandboxManager, team: Team, sandbox_id: str, needle: str, count: int
+    sandboxes: SandboxParts, team: Team, sandbox_id: str, needle: str, count: int
 ) -> list[str]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        ps = await shell(manager, team.editor, sandbox_id, "ps -eo args=")
+        ps = await shell(sandboxes, team.editor, sandbox_id, "ps -eo args=")
         found = [line for line in ps.stdout.decode().splitlines() if needle in line]
         if len(found) >= count:
             return found
     raise AssertionError(f"{count} processes matching {needle!r} never appeared")
 
 
-async def test_deadline_kills_and_says_cancelled(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+async def test_deadline_kills_and_says_cancelled(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     deadline = asyncio.get_running_loop().time() + 1.5
-    ran = await run(manager, team.editor, sandbox.id, params(script="sleep 60"), deadline)
+    ran = await run(sandboxes, team.editor, sandbox.id, params(script="sleep 60"), deadline)
     assert ran.exit.reason is ExitReason.CANCELLED
     assert not ran.exit.timed_out
     assert ran.exit.duration.total_seconds() < 2.0
 
 
-async def test_invalid_exec_requests_name_each_field(manager: SandboxManager, team: Team) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
+async def test_invalid_exec_requests_name_each_field(sandboxes: SandboxParts, team: Team) -> None:
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
     with pytest.raises(InvalidArgument) as failure:
-        await manager.start_exec(
+        await sandboxes.executions.start_exec(
             team.editor,
             sandbox.id,
             params(
@@ -296,18 +326,20 @@ async def test_invalid_exec_requests_name_each_field(manager: SandboxManager, te
 
 
 async def test_deleting_the_sandbox_ends_its_executions(
-    manager: SandboxManager, team: Team
+    sandboxes: SandboxParts, team: Team
 ) -> None:
-    sandbox = await manager.create(team.editor, team.project_id, "python", LimitRequest())
-    execution = await manager.start_exec(
+    sandbox = await sandboxes.lifecycle.create(
+        team.editor, team.project_id, "python", LimitRequest()
+    )
+    execution = await sandboxes.executions.start_exec(
         team.editor, sandbox.id, params(script="echo up; sleep 120"), None
     )
     events, _ = await stdout_until(execution, b"up")
     # Busy: pausing would freeze a running command, so it is refused.
     with pytest.raises(FailedPrecondition) as busy:
-        await manager.pause(team.editor, sandbox.id)
+        await sandboxes.lifecycle.pause(team.editor, sandbox.id)
     assert busy.value.reason == "SANDBOX_BUSY"
-    await manager.delete(team.editor, sandbox.id)
+    await sandboxes.lifecycle.delete(team.editor, sandbox.id)
     rest = [event async for event in events]
     exited = rest[-1]
     assert isinstance(exited, ExecExited)

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.launcher import EnvoyProcess
 from server.db.embedded import EmbeddedPostgres
-from server.sandbox.manager import BACKEND_UNAVAILABLE
+from server.sandbox.failures import BACKEND_UNAVAILABLE
 from server.sandbox.service import SERVICE_NAME
 from tests.sandbox.conftest import RpcTeam, RpcWorld, sandbox_settings, start_server
 from tests.sandbox.support import namespace
@@ -65,7 +65,7 @@ async def test_create_exec_get_list_delete(rpc: RpcWorld, rpc_team: RpcTeam) -> 
     sandbox = await _create(rpc, rpc_team)
     assert sandbox.state == sandbox_pb2.SANDBOX_STATE_RUNNING
     assert sandbox.runtime == "python"
-    assert sandbox.image == rpc.manager.settings.sandbox_python_image
+    assert sandbox.image == rpc.settings.sandbox_python_image
     assert sandbox.limits.memory_bytes == 256 * 1024 * 1024
     assert sandbox.limits.exec_timeout.seconds == 30
     assert sandbox.creator_user_id == rpc_team.editor.user_id
@@ -376,7 +376,7 @@ async def test_health_reports_not_serving_without_docker(
         docker_host="unix:///nonexistent/docker.sock",
         sandbox_backend_retry_seconds=3600,
     )
-    app, _ = await start_server(settings)
+    app = await start_server(settings)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)

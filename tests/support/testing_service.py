@@ -99,5 +99,7 @@ def build(ctx: BuildContext) -> ServiceModule:
     )
 
 
+TESTING_SERVICE = "forge.testing.v1.TestingService"
+
 TEST_MODULES = (*SERVICE_MODULES, build)
 """The production modules plus TestingService: what the tests' servers serve."""

@@ -13,10 +13,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.agents.providers.base import ChatProvider, ModelInfo
-from server.agents.providers.echo import ECHO, EchoProvider
 from server.config import Settings
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from server.llm.base import ChatProvider, ModelInfo
+from server.llm.echo import ECHO, EchoProvider
 
 KNOWN_PROVIDERS = ("anthropic", "gemini", ECHO)
 UNKNOWN_MODEL = "UNKNOWN_MODEL"
@@ -38,11 +38,11 @@ def _configured(settings: Settings) -> list[ChatProvider]:
     # adds about 50 MB to the process.
     providers: list[ChatProvider] = []
     if settings.anthropic_api_key is not None:
-        from server.agents.providers.anthropic import AnthropicProvider
+        from server.llm.anthropic import AnthropicProvider
 
         providers.append(AnthropicProvider(settings))
     if settings.gemini_api_key is not None:
-        from server.agents.providers.gemini import GeminiProvider
+        from server.llm.gemini import GeminiProvider
 
         providers.append(GeminiProvider(settings))
     providers.append(EchoProvider(settings))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from google.genai import types
 
-from server.agents.providers.base import ChatMessage, ChatRequest, Role, ToolCall, ToolResult
+from server.llm.base import ChatMessage, ChatRequest, Role, ToolCall, ToolResult
 
 SYNTHETIC_CALL_ID_PREFIX = "gemini-call-"
 

@@ -17,7 +17,8 @@ import asyncio
 import re
 from collections.abc import AsyncGenerator
 
-from server.agents.providers.base import (
+from server.config import Settings
+from server.llm.base import (
     ChatMessage,
     ChatRequest,
     Finish,
@@ -28,10 +29,10 @@ from server.agents.providers.base import (
     ToolCallRequest,
     Usage,
 )
-from server.agents.providers.echo_answer import compose
-from server.config import Settings
+from server.llm.echo_answer import compose
 
 ECHO = "echo"
+CONTEXT_WINDOW_TOKENS = 1_000_000
 _TOKEN = re.compile(r"\s*\S+")
 
 
@@ -56,7 +57,11 @@ class EchoProvider:
         self._max_tokens = settings.provider_max_output_tokens
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(ECHO, ECHO, ECHO, "Echo (offline, repeats your message)")]
+        return [
+            ModelInfo(
+                ECHO, ECHO, ECHO, "Echo (offline, repeats your message)", CONTEXT_WINDOW_TOKENS
+            )
+        ]
 
     async def aclose(self) -> None:
         return None

@@ -155,6 +155,8 @@ class ModelInfo:
     name: str
     """The provider's own model name."""
     display_name: str
+    context_window_tokens: int
+    """Prompt and answer tokens together."""
     supports_tools: bool = True
 
 

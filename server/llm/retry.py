@@ -26,9 +26,9 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from server.agents.providers.base import ProviderEvent
-from server.agents.providers.errors import ProviderFailure, ProviderStreamError
 from server.config import Settings
+from server.llm.base import ProviderEvent
+from server.llm.errors import ProviderFailure, ProviderStreamError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from anthropic.types import (
     ToolUseBlockParam,
 )
 
-from server.agents.providers.base import ChatMessage, Role, ToolSpec
+from server.llm.base import ChatMessage, Role, ToolSpec
 
 
 def _arguments(arguments_json: str) -> dict[str, object]:

@@ -33,8 +33,9 @@ from anthropic.types import (
     TextDelta as AnthropicTextDelta,
 )
 
-from server.agents.providers.anthropic_request import to_messages, to_tools
-from server.agents.providers.base import (
+from server.config import Settings
+from server.llm.anthropic_request import to_messages, to_tools
+from server.llm.base import (
     ChatRequest,
     Finish,
     FinishReason,
@@ -44,18 +45,19 @@ from server.agents.providers.base import (
     ToolCallRequest,
     Usage,
 )
-from server.agents.providers.errors import (
+from server.llm.errors import (
     ProviderFailure,
     failure_for_protocol,
     failure_for_status,
     failure_for_transport,
     parse_retry_after,
 )
-from server.agents.providers.retry import RetryPolicy, stream_with_retries
-from server.config import Settings
+from server.llm.retry import RetryPolicy, stream_with_retries
 
 NAME = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+CONTEXT_WINDOW_TOKENS = 200_000
+"""Of every model listed (prompt + answer tokens)."""
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -122,7 +124,7 @@ class AnthropicProvider:
 
     def models(self) -> list[ModelInfo]:
         return [
-            ModelInfo(f"{NAME}/{model}", NAME, model, f"Anthropic {model}")
+            ModelInfo(f"{NAME}/{model}", NAME, model, f"Anthropic {model}", CONTEXT_WINDOW_TOKENS)
             for model in self._model_names
         ]
 

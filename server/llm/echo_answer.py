@@ -21,7 +21,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from server.agents.providers.base import ChatRequest, Role, ToolCall
+from server.llm.base import ChatRequest, Role, ToolCall
 
 _ASKS_FOR_CODE = re.compile(
     r"\b(code|function|script|program|class|implement\w*|snippet)s?\b", re.IGNORECASE

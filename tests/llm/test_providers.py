@@ -13,7 +13,15 @@ from typing import Literal
 
 import pytest
 
-from server.agents.providers import (
+from server.config import Settings
+from server.core.errors import (
+    FailedPrecondition,
+    ForgeError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from server.llm import (
     ChatMessage,
     ChatProvider,
     ChatRequest,
@@ -29,19 +37,11 @@ from server.agents.providers import (
     Usage,
     trim_history,
 )
-from server.agents.providers.anthropic import AnthropicProvider
-from server.agents.providers.echo import EchoProvider
-from server.agents.providers.echo_answer import compose
-from server.agents.providers.gemini import GeminiProvider
-from server.agents.providers.history import estimate_message_tokens
-from server.config import Settings
-from server.core.errors import (
-    FailedPrecondition,
-    ForgeError,
-    InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
-)
+from server.llm.anthropic import AnthropicProvider
+from server.llm.echo import EchoProvider
+from server.llm.echo_answer import compose
+from server.llm.gemini import GeminiProvider
+from server.llm.history import estimate_message_tokens
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.gemini_fake import GeminiFake
 from tests.fakes.script import FakeToolCall, Script, words

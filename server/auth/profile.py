@@ -1,0 +1,49 @@
+"""The signed-in user's own account: read it, change its display name."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.auth import store
+from server.auth.audit import Action, record
+from server.auth.views import UserView
+from server.core.context import Caller
+from server.core.errors import FieldViolation, InvalidArgument, Unauthenticated
+
+MAX_DISPLAY_NAME = 100
+
+
+def account_gone() -> Unauthenticated:
+    return Unauthenticated("the account no longer exists", "USER_NOT_FOUND")
+
+
+class Profile:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def current_user(self, caller: Caller) -> UserView:
+        async with self._sessions() as db:
+            user = await store.user_by_id(db, caller.user_id)
+        if user is None:
+            raise account_gone()
+        return UserView.of(user)
+
+    async def update(self, caller: Caller, display_name: str | None) -> UserView:
+        if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
+            raise InvalidArgument.of(
+                [
+                    FieldViolation(
+                        "user.display_name", f"must be at most {MAX_DISPLAY_NAME} characters"
+                    )
+                ]
+            )
+        async with self._sessions() as db, db.begin():
+            user = await store.user_by_id(db, caller.user_id, lock=True)
+            if user is None:
+                raise account_gone()
+            if display_name is not None:
+                user.display_name = display_name.strip()
+                record(db, Action.PROFILE_UPDATED, actor_id=user.id, subject_id=user.id)
+            await db.flush()
+            await db.refresh(user)
+            return UserView.of(user)

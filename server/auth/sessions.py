@@ -1,0 +1,241 @@
+"""Sign-up, sign-in and sessions: each sign-in opens a session holding a refresh token that
+rotates on every use. A rotated token that comes back means someone kept a copy: the whole
+session ends. Users list their live sessions and end any of them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.auth import mailed, store
+from server.auth.audit import Action, record
+from server.auth.hashing import PasswordHasher, check_password
+from server.auth.mail import MailSender
+from server.auth.profile import MAX_DISPLAY_NAME
+from server.auth.tokens import AccessTokens, digest, new_refresh_token
+from server.auth.views import IssuedTokens, SessionView, SignedIn, UserView
+from server.config import Settings
+from server.core.context import Caller, current_call
+from server.core.emails import normalise_email
+from server.core.errors import (
+    AlreadyExists,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+    Violations,
+)
+from server.core.ids import parse_id
+from server.core.pagination import Listed, Page, listed
+from server.core.timestamps import utcnow
+from server.db.models import RefreshToken, Session, User
+
+LOGIN_WINDOW = timedelta(minutes=15)
+LOGIN_MAX_FAILURES = 10
+
+_BAD_CREDENTIALS = "email or password is incorrect"
+
+
+def _refresh_token_invalid() -> Unauthenticated:
+    return Unauthenticated("the refresh token is not valid", "REFRESH_TOKEN_INVALID")
+
+
+class Sessions:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        hasher: PasswordHasher,
+        access_tokens: AccessTokens,
+        mail: MailSender,
+    ) -> None:
+        self._sessions = sessions
+        self._hasher = hasher
+        self._access = access_tokens
+        self._mail = mail
+        self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
+        self._admin_emails = {e.lower() for e in settings.admin_emails}
+
+    # --- sign-up and sign-in ----------------------------------------------------------------
+
+    async def register(self, email: str, password: str, display_name: str) -> SignedIn:
+        violations = Violations()
+        normalised = normalise_email(email)
+        violations.check(normalised is not None, "email", "is not a valid email address")
+        check_password(violations, "password", password)
+        violations.check(
+            len(display_name) <= MAX_DISPLAY_NAME,
+            "display_name",
+            f"must be at most {MAX_DISPLAY_NAME} characters",
+        )
+        violations.raise_if_any()
+        assert normalised is not None
+        password_hash = await self._hasher.hash(password)
+        try:
+            async with self._sessions() as db, db.begin():
+                # Serialise first-user detection: the first account becomes admin.
+                await store.lock_registrations(db)
+                first = not await store.any_user_exists(db)
+                role = "admin" if first or normalised in self._admin_emails else "user"
+                user = User(
+                    email=normalised,
+                    password_hash=password_hash,
+                    display_name=display_name.strip(),
+                    role=role,
+                    last_login_time=utcnow(),
+                )
+                db.add(user)
+                await db.flush()
+                tokens = await self._open_session(db, user)
+                record(db, Action.REGISTER, actor_id=user.id, subject_id=user.id, target=normalised)
+                mailed.issue(db, mailed.EMAIL_VERIFICATION, user.id, user.email)
+        except IntegrityError as error:
+            raise AlreadyExists(
+                "an account with this email already exists", "EMAIL_TAKEN"
+            ) from error
+        self._mail.wake()
+        return SignedIn(UserView.of(user), tokens)
+
+    async def login(self, email: str, password: str) -> SignedIn:
+        violations = Violations()
+        violations.check(bool(email.strip()), "email", "is required")
+        violations.check(bool(password), "password", "is required")
+        violations.raise_if_any()
+        normalised = normalise_email(email) or email.strip().lower()
+        peer = current_call().client_address
+        limited: ResourceExhausted | None = None
+        async with self._sessions() as db, db.begin():
+            failures, oldest = await store.recent_login_failures(db, normalised, peer, LOGIN_WINDOW)
+            if failures >= LOGIN_MAX_FAILURES:
+                record(db, Action.LOGIN_RATE_LIMITED, target=normalised)
+                retry_after = (oldest + LOGIN_WINDOW - utcnow()) if oldest else LOGIN_WINDOW
+                limited = ResourceExhausted(
+                    "too many failed sign-in attempts; try again later",
+                    "LOGIN_RATE_LIMITED",
+                    retry_after=max(retry_after, timedelta(seconds=1)),
+                )
+            user = await store.user_by_email(db, normalised)
+        if limited is not None:
+            raise limited
+        # Unknown email and wrong password take the same path and the same time.
+        ok = await self._hasher.verify(password, user.password_hash if user else None)
+        if not ok or user is None or user.disabled:
+            async with self._sessions() as db, db.begin():
+                record(
+                    db, Action.LOGIN_FAILED, subject_id=user.id if user else None, target=normalised
+                )
+            raise Unauthenticated(_BAD_CREDENTIALS, "INVALID_CREDENTIALS")
+        async with self._sessions() as db, db.begin():
+            user = await store.user_by_id(db, user.id)
+            assert user is not None
+            user.last_login_time = utcnow()
+            tokens = await self._open_session(db, user)
+            record(
+                db, Action.LOGIN_SUCCEEDED, actor_id=user.id, subject_id=user.id, target=normalised
+            )
+        return SignedIn(UserView.of(user), tokens)
+
+    async def _open_session(self, db: AsyncSession, user: User) -> IssuedTokens:
+        call = current_call()
+        session = Session(
+            user_id=user.id,
+            user_agent=call.user_agent[:512],
+            peer_address=call.client_address[:64],
+            expire_time=utcnow() + self._refresh_ttl,
+        )
+        db.add(session)
+        await db.flush()
+        return self._issue(db, user, session)
+
+    def _issue(self, db: AsyncSession, user: User, session: Session) -> IssuedTokens:
+        refresh = new_refresh_token()
+        db.add(RefreshToken(token_hash=digest(refresh), session_id=session.id))
+        access, access_expires = self._access.issue(user.id, [user.role], session.id)
+        return IssuedTokens(access, access_expires, refresh, session.expire_time, session.id)
+
+    # --- refresh and sign-out ---------------------------------------------------------------
+
+    async def refresh(self, refresh_token: str) -> SignedIn:
+        if not refresh_token:
+            raise InvalidArgument.of([FieldViolation("refresh_token", "is required")])
+        async with self._sessions() as db, db.begin():
+            found = await store.refresh_token_with_session(db, digest(refresh_token))
+            if found is None:
+                raise _refresh_token_invalid()
+            token, session = found
+            if session.revoke_time is not None or session.expire_time <= utcnow():
+                raise Unauthenticated("the session has ended; sign in again", "SESSION_REVOKED")
+            reused = token.rotate_time is not None
+            if reused:
+                # A rotated token came back: someone kept a copy. End the whole session.
+                await store.revoke_session(db, session.id, "refresh_token_reused")
+                record(
+                    db,
+                    Action.REFRESH_TOKEN_REUSED,
+                    subject_id=session.user_id,
+                    target=str(session.id),
+                )
+        if reused:
+            raise Unauthenticated(
+                "this refresh token was already used; the session has been ended",
+                "REFRESH_TOKEN_REUSED",
+            )
+        async with self._sessions() as db, db.begin():
+            found = await store.refresh_token_with_session(db, digest(refresh_token))
+            if found is None or found[0].rotate_time is not None:
+                raise _refresh_token_invalid()  # rotated concurrently by another request
+            token, session = found
+            user = await store.user_by_id(db, session.user_id)
+            if user is None or user.disabled:
+                raise Unauthenticated("the account is disabled", "USER_DISABLED")
+            token.rotate_time = utcnow()
+            session.last_use_time = utcnow()
+            session.user_agent = current_call().user_agent[:512] or session.user_agent
+            session.peer_address = current_call().client_address[:64] or session.peer_address
+            tokens = self._issue(db, user, session)
+        return SignedIn(UserView.of(user), tokens)
+
+    async def logout(self, refresh_token: str, caller: Caller | None) -> None:
+        async with self._sessions() as db, db.begin():
+            session_id: uuid.UUID | None = None
+            user_id: uuid.UUID | None = None
+            if refresh_token:
+                found = await store.refresh_token_with_session(db, digest(refresh_token))
+                if found is None:
+                    raise _refresh_token_invalid()
+                session_id, user_id = found[1].id, found[1].user_id
+            elif caller is not None and caller.session_id:
+                session_id, user_id = uuid.UUID(caller.session_id), caller.user_id
+            else:
+                raise InvalidArgument.of(
+                    [FieldViolation("refresh_token", "is required without an access token")]
+                )
+            await store.revoke_session(db, session_id, "logout")
+            record(db, Action.LOGOUT, actor_id=user_id, subject_id=user_id, target=str(session_id))
+
+    # --- the user's sessions ----------------------------------------------------------------
+
+    async def list(self, caller: Caller, page: Page) -> Listed[SessionView]:
+        """The caller's live sessions, newest first."""
+        async with self._sessions() as db:
+            rows = await store.list_sessions(db, caller.user_id, page)
+        return listed([SessionView.of(row) for row in rows], page, lambda s: [s.id])
+
+    async def revoke(self, caller: Caller, session_id: str) -> None:
+        sid = parse_id(session_id)
+        async with self._sessions() as db, db.begin():
+            session = await db.get(Session, sid) if sid else None
+            if session is None or session.user_id != caller.user_id or session.revoke_time:
+                raise NotFound("session not found", "SESSION_NOT_FOUND")
+            await store.revoke_session(db, session.id, "revoked_by_user")
+            record(
+                db,
+                Action.SESSION_REVOKED,
+                actor_id=session.user_id,
+                subject_id=session.user_id,
+                target=str(session.id),
+            )

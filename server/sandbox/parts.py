@@ -1,0 +1,86 @@
+"""The sandbox domain's parts, wired once: module.build serves them, tests drive them.
+
+Every part reaches the container engine through one EngineProvider, which the backend
+connection fills; none calls back into another part's owner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.config import Settings
+from server.core.tasks import TaskSupervisor
+from server.sandbox.connection import BackendConnection
+from server.sandbox.engine import EngineProvider
+from server.sandbox.executions import ExecutionSlots
+from server.sandbox.file_calls import FileCalls
+from server.sandbox.launcher import ExecLauncher
+from server.sandbox.lifecycle import SandboxLifecycle
+from server.sandbox.provision import Provisioner
+from server.sandbox.retire import Retirer
+from server.sandbox.runtimes import Runtimes, default_limits
+from server.sandbox.views import Lifetimes
+
+
+@dataclass(frozen=True)
+class SandboxParts:
+    settings: Settings
+    engine: EngineProvider
+    connection: BackendConnection
+    """Background work: start() connects (or keeps trying), stop() tears down."""
+    lifecycle: SandboxLifecycle
+    executions: ExecLauncher
+    files: FileCalls
+
+
+def assemble(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> SandboxParts:
+    """The parts on `settings` and `sessions`; nothing runs until `connection.start()`."""
+    runtimes = Runtimes.from_settings(settings)
+    defaults = default_limits(settings)
+    lifetimes = Lifetimes(
+        idle_ttl=timedelta(seconds=settings.sandbox_idle_ttl_seconds),
+        max_lifetime=timedelta(seconds=settings.sandbox_max_lifetime_seconds),
+    )
+    engine = EngineProvider()
+    work = TaskSupervisor("sandbox")
+    retirer = Retirer(sessions, engine)
+    provisioner = Provisioner(settings, sessions, engine, retirer, work)
+    slots = ExecutionSlots(settings.sandbox_max_concurrent_execs)
+    return SandboxParts(
+        settings=settings,
+        engine=engine,
+        connection=BackendConnection(
+            settings,
+            sessions,
+            engine,
+            runtimes=runtimes,
+            lifetimes=lifetimes,
+            retirer=retirer,
+            work=work,
+        ),
+        lifecycle=SandboxLifecycle(
+            sessions,
+            engine,
+            runtimes=runtimes,
+            default_limits=defaults,
+            lifetimes=lifetimes,
+            provisioner=provisioner,
+            retirer=retirer,
+            slots=slots,
+        ),
+        executions=ExecLauncher(
+            settings,
+            sessions,
+            runtimes,
+            defaults,
+            engine=engine,
+            provisioner=provisioner,
+            retirer=retirer,
+            slots=slots,
+            tasks=work,
+        ),
+        files=FileCalls(sessions, engine),
+    )

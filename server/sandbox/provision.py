@@ -1,0 +1,181 @@
+"""Provisioning: a running sandbox for a caller in a project, from the warm pool when it has
+one that fits, otherwise started cold. Used by CreateSandbox and by RunCode (ephemeral)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.config import Settings
+from server.core.access import ProjectRole, require_project_role
+from server.core.context import Caller
+from server.core.errors import QuotaViolation, ResourceExhausted
+from server.core.ids import new_id, parse_id
+from server.core.tasks import TaskSupervisor
+from server.core.timestamps import utcnow
+from server.db.sandbox_models import SandboxRow
+from server.sandbox import store
+from server.sandbox.backend import (
+    LABEL_MANAGED,
+    LABEL_NAMESPACE,
+    LABEL_POOL,
+    LABEL_PROJECT_ID,
+    LABEL_RUNTIME,
+    LABEL_SANDBOX_ID,
+    BackendError,
+    ContainerInfo,
+    ContainerSpec,
+    SandboxBackend,
+)
+from server.sandbox.engine import EngineProvider
+from server.sandbox.failures import failure, sandbox_not_found
+from server.sandbox.limits import Limits
+from server.sandbox.retire import Retirer
+from server.sandbox.runtimes import Runtime
+
+
+def container_spec(
+    namespace: str, runtime: Runtime, sandbox_id: uuid.UUID, limits: Limits, project_id: str
+) -> ContainerSpec:
+    """The container of a sandbox; with no project, a warm pool container."""
+    labels = {
+        LABEL_MANAGED: "true",
+        LABEL_NAMESPACE: namespace,
+        LABEL_SANDBOX_ID: str(sandbox_id),
+        LABEL_PROJECT_ID: project_id,
+        LABEL_RUNTIME: runtime.name,
+    }
+    if not project_id:
+        labels[LABEL_POOL] = runtime.name
+    return ContainerSpec(
+        name=f"forge-sbx-{sandbox_id}", image=runtime.image, labels=labels, limits=limits
+    )
+
+
+class Provisioner:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: EngineProvider,
+        retirer: Retirer,
+        tasks: TaskSupervisor,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._engine = engine
+        self._retirer = retirer
+        self._tasks = tasks
+
+    async def provision(
+        self,
+        caller: Caller,
+        project_id: str,
+        runtime: Runtime,
+        limits: Limits,
+        *,
+        ephemeral: bool,
+        started: float,
+    ) -> SandboxRow:
+        """A running sandbox for the caller (an editor) in the project; an ephemeral one
+        (RunCode's) does not count against the project's quota. `started` is when the
+        request began (perf_counter), for the sandbox's start duration."""
+        engine = self._engine.require()
+        async with self._sessions() as db:
+            await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
+            pid = uuid.UUID(str(parse_id(project_id)))
+            if not ephemeral:
+                live = await store.count_live(db, pid)
+                quota = self._settings.sandbox_max_per_project
+                if live >= quota:
+                    raise ResourceExhausted(
+                        f"the project already has {live} live sandboxes (at most {quota})",
+                        "SANDBOX_QUOTA_EXCEEDED",
+                        quota_violations=[
+                            QuotaViolation(f"projects/{pid}", f"at most {quota} live sandboxes")
+                        ],
+                    )
+            warm = engine.pool.take(runtime, limits)
+            row = SandboxRow(
+                id=warm.sandbox_id if warm else new_id(),
+                project_id=pid,
+                creator_id=caller.user_id,
+                runtime=runtime.name,
+                image=runtime.image,
+                state="running" if warm else "creating",
+                state_message="",
+                container_id=warm.container_id if warm else None,
+                warm=warm is not None,
+                ephemeral=ephemeral,
+                limits=limits.to_json(),
+                last_active_time=utcnow(),
+            )
+            if warm:
+                row.start_duration = timedelta(seconds=time.perf_counter() - started)
+            db.add(row)
+            try:
+                await db.commit()
+            except BaseException:
+                if warm:
+                    self._tasks.spawn(self._retirer.destroy(warm.container_id), name="unclaim")
+                raise
+        if warm:
+            return row
+        return await self._start_cold(engine.backend, row, runtime, limits, started)
+
+    async def _start_cold(
+        self,
+        backend: SandboxBackend,
+        row: SandboxRow,
+        runtime: Runtime,
+        limits: Limits,
+        started: float,
+    ) -> SandboxRow:
+        spec = container_spec(
+            self._settings.sandbox_namespace, runtime, row.id, limits, str(row.project_id)
+        )
+        creating = asyncio.ensure_future(backend.create(spec))
+        try:
+            info = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            self._tasks.spawn(self._abandon_cold(creating, row.id), name="abandon-create")
+            raise
+        except BackendError as error:
+            async with self._sessions() as db:
+                await store.set_state(db, row.id, "failed", "the container could not be started")
+                await db.commit()
+            raise await failure(self._sessions, error) from error
+        async with self._sessions() as db:
+            updated = await store.set_state(
+                db,
+                row.id,
+                "running",
+                "",
+                only_from=("creating",),
+                container_id=info.id,
+                start_duration=timedelta(seconds=time.perf_counter() - started),
+            )
+            await db.commit()
+        if updated is None:  # deleted (e.g. with its project) while starting
+            await self._retirer.destroy(info.id)
+            raise sandbox_not_found()
+        return updated
+
+    async def _abandon_cold(
+        self, creating: asyncio.Future[ContainerInfo], sandbox_id: uuid.UUID
+    ) -> None:
+        """The caller went away while its container was being created: the sandbox fails,
+        and the container is removed once it exists."""
+        info: ContainerInfo | None = None
+        with contextlib.suppress(Exception):
+            info = await creating
+        async with self._sessions() as db:
+            await store.set_state(db, sandbox_id, "failed", "creation was cancelled")
+            await db.commit()
+        if info is not None:
+            await self._retirer.destroy(info.id)
