@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 
+from server.agents import store
 from server.agents.chat import Chats
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
@@ -69,5 +70,5 @@ def build(ctx: BuildContext) -> ServiceModule:
         name="agents",
         bindings=[ServiceBinding.of(agents_pb2, agents_pb2_grpc, "AgentService", servicer)],
         background=[_ChatLifecycle(tasks, registry)],
-        offers=Offers(usage=ledger),
+        offers=Offers(usage=ledger, system_counters=store.system_counters()),
     )

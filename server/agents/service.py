@@ -18,13 +18,18 @@ from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
 from server.agents.usage import UsageLedger
 from server.core.context import current_call
-from server.core.errors import FieldViolation, InvalidArgument
+from server.core.errors import FieldViolation, ForgeError, InvalidArgument
 from server.core.fieldmask import update_paths
 from server.core.pagination import PageTokens
 from server.core.streaming import server_stream
 from server.llm import ProviderRegistry
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _answer_failed() -> ForgeError:
+    """What a client sees when an answer fails through a bug (INTERNAL, as before)."""
+    return ForgeError("the answer failed", "INTERNAL")
 
 
 class AgentService(agents_pb2_grpc.AgentServiceServicer):
@@ -209,7 +214,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         # (grpc-stubs types the callback as a class, not a protocol, hence the ignore)
         context.add_done_callback(lambda _: turn.call_ended())  # type: ignore[arg-type]
         async with server_stream(
-            turn.events(), convert.chat_event, convert.chat_error_event
+            turn.events(), convert.chat_event, convert.chat_error_event, lost=_answer_failed
         ) as events:
             async for event in events:
                 yield event

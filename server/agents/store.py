@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, literal_column, select, tuple_, update
+from sqlalchemy import (
+    ScalarSelect,
+    String,
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -405,3 +415,14 @@ async def count_generated_image(
         set_={"image_count": DailyUsage.image_count + 1},
     )
     await db.execute(statement)
+
+
+def system_counters() -> dict[str, ScalarSelect[int]]:
+    """What GetSystemStats counts of conversations, messages and tokens."""
+    total = func.coalesce
+    return {
+        "conversations": select(func.count()).select_from(Conversation).scalar_subquery(),
+        "messages": select(func.count()).select_from(MessageRow).scalar_subquery(),
+        "input_tokens": select(total(func.sum(DailyUsage.input_tokens), 0)).scalar_subquery(),
+        "output_tokens": select(total(func.sum(DailyUsage.output_tokens), 0)).scalar_subquery(),
+    }

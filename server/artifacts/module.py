@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 
+from server.artifacts import store
 from server.artifacts.chat import ChatExtraction
 from server.artifacts.cleanup import ProjectArtifactsCleanup
 from server.artifacts.content import ArtifactContent
@@ -45,5 +46,6 @@ def build(ctx: BuildContext) -> ServiceModule:
         offers=Offers(
             project_deletion=[ProjectArtifactsCleanup(core.keeper)],
             answer_listeners=[ArtifactAnswerListener(ChatArtifactListener(ChatExtraction(core)))],
+            system_counters=store.system_counters(),
         ),
     )

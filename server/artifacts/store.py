@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import ScalarSelect, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts.kinds import Kind, Origin
@@ -227,3 +227,8 @@ async def lock_conversation(db: AsyncSession, conversation_id: uuid.UUID) -> Non
     """Serializes chat extraction per conversation (so a file name maps to one artifact)."""
     key = int.from_bytes(conversation_id.bytes[-4:], "big", signed=True)
     await db.execute(select(func.pg_advisory_xact_lock(_CONVERSATION_LOCKS, key)))
+
+
+def system_counters() -> dict[str, ScalarSelect[int]]:
+    """What GetSystemStats counts of artifacts."""
+    return {"artifacts": select(func.count()).select_from(ArtifactRow).scalar_subquery()}

@@ -16,7 +16,7 @@ from server.auth.views import (
     SignedIn,
     UserView,
 )
-from server.core.timestamps import to_timestamp
+from server.core.timestamps import to_timestamp, utcnow
 
 ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 ROLE_FROM_PROTO = {v: k for k, v in ROLE_TO_PROTO.items()}
@@ -116,13 +116,16 @@ def audit_event_to_proto(event: AuditEventView) -> auth_pb2.AuditEvent:
 
 def system_stats_to_proto(counts: SystemCounts) -> auth_pb2.SystemStats:
     return auth_pb2.SystemStats(
-        user_count=counts.users,
-        disabled_user_count=counts.disabled_users,
-        project_count=counts.projects,
-        conversation_count=counts.conversations,
-        message_count=counts.messages,
-        sandbox_count=counts.live_sandboxes,
-        artifact_count=counts.artifacts,
-        input_tokens=counts.input_tokens,
-        output_tokens=counts.output_tokens,
+        user_count=counts.get("users", 0),
+        disabled_user_count=counts.get("disabled_users", 0),
+        project_count=counts.get("projects", 0),
+        conversation_count=counts.get("conversations", 0),
+        message_count=counts.get("messages", 0),
+        run_count=counts.get("runs", 0),
+        active_run_count=counts.get("active_runs", 0),
+        sandbox_count=counts.get("live_sandboxes", 0),
+        artifact_count=counts.get("artifacts", 0),
+        input_tokens=counts.get("input_tokens", 0),
+        output_tokens=counts.get("output_tokens", 0),
+        compute_time=to_timestamp(utcnow()),
     )

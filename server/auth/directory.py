@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ScalarSelect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import store
@@ -49,8 +50,14 @@ def audit_scope(caller: Caller, user_id: str, action: str | None) -> AuditScope:
 
 
 class Directory:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        counters: Mapping[str, ScalarSelect[int]],
+    ) -> None:
         self._sessions = sessions
+        # The other services' counters (filled once every module is built).
+        self._counters = counters
 
     async def users(
         self, caller: Caller, page: Page, query: str, role: str | None, disabled: bool | None
@@ -68,4 +75,4 @@ class Directory:
     async def counts(self, caller: Caller) -> SystemCounts:
         require_admin(caller)
         async with self._sessions() as db:
-            return await system_counts(db)
+            return await system_counts(db, self._counters)

@@ -54,7 +54,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         verification=EmailVerification(ctx.sessions),
         api_keys=ApiKeys(ctx.sessions),
         admin=Admin(ctx.sessions),
-        directory=Directory(ctx.sessions),
+        directory=Directory(ctx.sessions, ctx.hooks.system_counters),
     )
     servicer = AuthService(domain, ctx.page_tokens)
     return ServiceModule(

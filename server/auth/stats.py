@@ -1,58 +1,33 @@
-"""GetSystemStats: counts across the whole system, in one round trip."""
+"""GetSystemStats: counts across the whole system, in one round trip.
+
+Auth counts its users; every other service offers named counters over its own tables
+(`Offers.system_counters`), and all of them run as one SELECT of scalar subqueries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.agent_models import Conversation, DailyUsage, MessageRow
-from server.db.artifact_models import ArtifactRow
-from server.db.models import Project, User
-from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxRow
+from server.db.models import User
+
+SystemCounts = Mapping[str, int]
+"""Counter name → value; a counter no module offers reads as absent."""
 
 
-@dataclass(frozen=True)
-class SystemCounts:
-    users: int
-    disabled_users: int
-    projects: int
-    conversations: int
-    messages: int
-    live_sandboxes: int
-    artifacts: int
-    input_tokens: int
-    output_tokens: int
+def own_counters() -> dict[str, ScalarSelect[int]]:
+    return {
+        "users": select(func.count()).select_from(User).scalar_subquery(),
+        "disabled_users": select(func.count())
+        .select_from(User)
+        .where(User.disabled)
+        .scalar_subquery(),
+    }
 
 
-def _count(model: type) -> ScalarSelect[int]:
-    return select(func.count()).select_from(model).scalar_subquery()
-
-
-async def system_counts(db: AsyncSession) -> SystemCounts:
-    live = (
-        select(func.count())
-        .select_from(SandboxRow)
-        .where(SandboxRow.state.in_(LIVE_SANDBOX_STATES))
-        .scalar_subquery()
-    )
-    tokens_in = select(func.coalesce(func.sum(DailyUsage.input_tokens), 0)).scalar_subquery()
-    tokens_out = select(func.coalesce(func.sum(DailyUsage.output_tokens), 0)).scalar_subquery()
-    disabled = select(func.count()).select_from(User).where(User.disabled).scalar_subquery()
-    row = (
-        await db.execute(
-            select(
-                _count(User),
-                disabled,
-                _count(Project),
-                _count(Conversation),
-                _count(MessageRow),
-                live,
-                _count(ArtifactRow),
-                tokens_in,
-                tokens_out,
-            )
-        )
-    ).one()
-    return SystemCounts(*(int(value) for value in row))
+async def system_counts(db: AsyncSession, offered: Mapping[str, ScalarSelect[int]]) -> SystemCounts:
+    counters = {**offered, **own_counters()}
+    names = list(counters)
+    row = (await db.execute(select(*(counters[name] for name in names)))).one()
+    return {name: int(value) for name, value in zip(names, row, strict=True)}

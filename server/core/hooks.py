@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message
+from sqlalchemy import ScalarSelect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,13 @@ class UsageCharges(Protocol):
         ...
 
 
+# --- system statistics -----------------------------------------------------------------
+
+SystemCounters = Mapping[str, ScalarSelect[int]]
+"""Named scalar subqueries over a service's own tables (e.g. {"artifacts": count(*)}),
+offered by each service; GetSystemStats (auth) runs all of them in one round trip."""
+
+
 # --- the registry ----------------------------------------------------------------------
 
 
@@ -129,6 +137,7 @@ class Offers:
     project_deletion: Sequence[ProjectDeletionHook] = ()
     answer_listeners: Sequence[AnswerListener] = ()
     usage: UsageCharges | None = None
+    system_counters: SystemCounters = field(default_factory=dict)
 
 
 class Hooks:
@@ -139,6 +148,7 @@ class Hooks:
         self.project_deletion = ProjectDeletionHooks()
         self.answer_listeners: list[AnswerListener] = []
         self.usage: Port[UsageCharges] = Port("the usage ledger")
+        self.system_counters: dict[str, ScalarSelect[int]] = {}
 
     def install(self, offers: Offers) -> None:
         for hook in offers.project_deletion:
@@ -146,3 +156,7 @@ class Hooks:
         self.answer_listeners.extend(offers.answer_listeners)
         if offers.usage is not None:
             self.usage.provide(offers.usage)
+        for name, counter in offers.system_counters.items():
+            if name in self.system_counters:
+                raise RuntimeError(f"system counter {name!r} is offered twice")
+            self.system_counters[name] = counter

@@ -5,7 +5,9 @@ from __future__ import annotations
 from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 
 from server.core.binding import ServiceBinding
+from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
+from server.projects import store
 from server.projects.members import Members
 from server.projects.projects import Projects
 from server.projects.service import ProjectService
@@ -22,4 +24,5 @@ def build(ctx: BuildContext) -> ServiceModule:
     return ServiceModule(
         name="projects",
         bindings=[ServiceBinding.of(projects_pb2, projects_pb2_grpc, "ProjectService", servicer)],
+        offers=Offers(system_counters=store.system_counters()),
     )

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    ScalarSelect,
     Select,
     and_,
     bindparam,
@@ -256,3 +257,8 @@ async def list_tasks(
 def task_key(task: TaskView) -> Sequence[Any]:
     """The sort key of ListTasks (see list_tasks)."""
     return [task.status.rank, task.position]
+
+
+def system_counters() -> dict[str, ScalarSelect[int]]:
+    """What GetSystemStats counts of projects (see server/core/hooks.py)."""
+    return {"projects": select(func.count()).select_from(Project).scalar_subquery()}

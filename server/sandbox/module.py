@@ -10,6 +10,7 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
+from server.sandbox import store
 from server.sandbox.parts import assemble
 from server.sandbox.service import SandboxService
 
@@ -24,6 +25,9 @@ def build(ctx: BuildContext) -> ServiceModule:
         # pool and the reaper, in that order; stopping removes the warm pool and leaves
         # sandboxes running.
         background=[parts.connection],
-        offers=Offers(project_deletion=[parts.lifecycle.project_deletion_hook]),
+        offers=Offers(
+            project_deletion=[parts.lifecycle.project_deletion_hook],
+            system_counters=store.system_counters(),
+        ),
         health=parts.connection.follow,
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import ScalarSelect, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import ProjectMember
@@ -244,3 +244,11 @@ async def mark_running_executions_lost(
         query.values(state="lost", end_time=func.now()).execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def system_counters() -> dict[str, ScalarSelect[int]]:
+    """What GetSystemStats counts of sandboxes: those not deleted."""
+    live = select(func.count()).select_from(SandboxRow)
+    return {
+        "live_sandboxes": live.where(SandboxRow.state.in_(LIVE_SANDBOX_STATES)).scalar_subquery()
+    }

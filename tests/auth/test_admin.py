@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from forge.agents.v1 import agents_pb2, agents_pb2_grpc
+from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from google.protobuf import field_mask_pb2
@@ -126,11 +128,38 @@ async def test_system_stats_count_what_exists(channel: grpc.aio.Channel, admin: 
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     before = await stub.GetSystemStats(auth_pb2.GetSystemStatsRequest(), metadata=admin.metadata)
     newcomer = await register(channel)
-    await projects_pb2_grpc.ProjectServiceStub(channel).CreateProject(
+    project = await projects_pb2_grpc.ProjectServiceStub(channel).CreateProject(
         projects_pb2.CreateProjectRequest(project=projects_pb2.Project(name="Counted")),
+        metadata=newcomer.metadata,
+    )
+    # Each service counts its own rows: a conversation with one answer, and an artifact.
+    agents = agents_pb2_grpc.AgentServiceStub(channel)
+    conversation = await agents.CreateConversation(
+        agents_pb2.CreateConversationRequest(project_id=project.id),
+        metadata=newcomer.metadata,
+    )
+    events = [
+        event
+        async for event in agents.Chat(
+            agents_pb2.ChatRequest(conversation_id=conversation.id, content="count me"),
+            metadata=newcomer.metadata,
+        )
+    ]
+    assert events[-1].HasField("completed")
+    await artifacts_pb2_grpc.ArtifactServiceStub(channel).CreateArtifact(
+        artifacts_pb2.CreateArtifactRequest(
+            project_id=project.id,
+            artifact=artifacts_pb2.Artifact(filename="counted.txt"),
+            content=b"counted",
+        ),
         metadata=newcomer.metadata,
     )
     after = await stub.GetSystemStats(auth_pb2.GetSystemStatsRequest(), metadata=admin.metadata)
     assert after.user_count == before.user_count + 1
     assert after.project_count == before.project_count + 1
     assert after.disabled_user_count == before.disabled_user_count
+    assert after.conversation_count >= before.conversation_count + 1
+    assert after.message_count >= before.message_count + 2
+    assert after.artifact_count >= before.artifact_count + 1
+    assert after.output_tokens > before.output_tokens
+    assert after.HasField("compute_time")
