@@ -253,6 +253,44 @@ class Settings(BaseSettings):
         "chats are refused until midnight UTC (unset: no quota)",
     )
 
+    # --- agent runs ---
+    run_default_max_steps: int = Field(
+        30, ge=1, le=500, description="model turns a run may take when StartRun names none"
+    )
+    run_max_steps_limit: int = Field(
+        200, ge=1, le=10_000, description="the largest max_steps StartRun accepts"
+    )
+    run_default_token_budget: int = Field(
+        500_000, ge=1, description="input + output tokens a run may spend when StartRun names none"
+    )
+    run_default_time_limit_seconds: float = Field(
+        3600.0, gt=0, description="wall-clock limit of a run when StartRun names none"
+    )
+    run_max_time_limit_seconds: float = Field(
+        86_400.0, gt=0, description="the longest time_limit StartRun accepts"
+    )
+    runs_per_user: int = Field(
+        5, ge=1, description="runs one user may have queued, running or waiting at once"
+    )
+    run_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="how long a server owns a run without renewing it; after that (a crash) "
+        "another server takes the run over",
+    )
+    run_claim_interval_seconds: float = Field(
+        2.0, gt=0, description="how often a server looks for runs whose owner is gone"
+    )
+    run_bash_timeout_seconds: float = Field(
+        120.0, gt=0, description="wall-clock limit of one bash tool call"
+    )
+    run_tool_output_chars: int = Field(
+        16_000, ge=256, description="characters of a tool's output shown to the model"
+    )
+    run_delta_flush_ms: float = Field(
+        50.0, ge=0, description="how long model text is buffered before it is stored"
+    )
+
     @field_validator("admin_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: object) -> object:

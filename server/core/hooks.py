@@ -17,6 +17,8 @@ from google.protobuf.message import Message
 from sqlalchemy import ScalarSelect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core.ports import ArtifactPort, SandboxPort, TaskBoardPort
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -138,6 +140,9 @@ class Offers:
     answer_listeners: Sequence[AnswerListener] = ()
     usage: UsageCharges | None = None
     system_counters: SystemCounters = field(default_factory=dict)
+    sandbox: SandboxPort | None = None
+    artifacts: ArtifactPort | None = None
+    task_board: TaskBoardPort | None = None
 
 
 class Hooks:
@@ -149,6 +154,10 @@ class Hooks:
         self.answer_listeners: list[AnswerListener] = []
         self.usage: Port[UsageCharges] = Port("the usage ledger")
         self.system_counters: dict[str, ScalarSelect[int]] = {}
+        # Used by agent runs (see ports.py).
+        self.sandbox: Port[SandboxPort] = Port("the sandbox port")
+        self.artifacts: Port[ArtifactPort] = Port("the artifact port")
+        self.task_board: Port[TaskBoardPort] = Port("the task board port")
 
     def install(self, offers: Offers) -> None:
         for hook in offers.project_deletion:
@@ -156,6 +165,12 @@ class Hooks:
         self.answer_listeners.extend(offers.answer_listeners)
         if offers.usage is not None:
             self.usage.provide(offers.usage)
+        if offers.sandbox is not None:
+            self.sandbox.provide(offers.sandbox)
+        if offers.artifacts is not None:
+            self.artifacts.provide(offers.artifacts)
+        if offers.task_board is not None:
+            self.task_board.provide(offers.task_board)
         for name, counter in offers.system_counters.items():
             if name in self.system_counters:
                 raise RuntimeError(f"system counter {name!r} is offered twice")
