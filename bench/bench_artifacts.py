@@ -87,7 +87,7 @@ async def _server(
     )
     assert match is not None
     try:
-        yield ForgeProcess(measured, int(match.group(1)))
+        yield ForgeProcess(measured, int(match.group(1)), url)
     finally:
         await stop(measured)
 

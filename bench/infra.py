@@ -44,14 +44,16 @@ async def infrastructure() -> AsyncIterator[Infra]:
 class ForgeProcess:
     measured: Measured
     port: int
+    database_url: str
 
 
 @asynccontextmanager
 async def forge_server(
-    infra: Infra, env: Mapping[str, str] | None = None
+    infra: Infra, env: Mapping[str, str] | None = None, *, database_url: str | None = None
 ) -> AsyncIterator[ForgeProcess]:
-    """`python -m server` pinned to the server core, on a fresh database."""
-    url = await infra.database()
+    """`python -m server` pinned to the server core, on a fresh database (or on
+    `database_url`, shared with another server process)."""
+    url = database_url or await infra.database()
     data_dir = Path(tempfile.mkdtemp(dir=infra.workdir))
     measured, match = await spawn(
         [sys.executable, "-m", "server"],
@@ -72,7 +74,7 @@ async def forge_server(
     )
     assert match is not None
     try:
-        yield ForgeProcess(measured, int(match.group(1)))
+        yield ForgeProcess(measured, int(match.group(1)), url)
     finally:
         await stop(measured)
         await asyncio.sleep(0)

@@ -68,10 +68,21 @@ def test_every_api_md_rpc_is_declared_with_its_route() -> None:
         assert declared[(service, rpc)] == route, f"{service}.{rpc}"
 
 
+ADDED_AFTER_THE_PLAN = {
+    # Agent runs (issue 12): human in the loop, steering, and the tool catalogue.
+    ("forge.agents.v1.AgentService", "ApproveToolCall"): "POST /v1/runs/{run_id}:approve",
+    ("forge.agents.v1.AgentService", "SendRunMessage"): "POST /v1/runs/{run_id}:sendMessage",
+    ("forge.agents.v1.AgentService", "ListRunTools"): "GET /v1/runTools",
+}
+"""RPCs the contract gained after API.md was written (API.md is the starting plan and is not
+edited here); each keeps the AIP style and has its REST route."""
+
+
 def test_every_forge_rpc_is_in_api_md() -> None:
     documented = {(service, rpc) for service, rpc, _ in _api_rows()}
-    extra = {key for key in _declared() if key not in documented}
-    assert extra == set()
+    declared = _declared()
+    extra = {key: route for key, route in declared.items() if key not in documented}
+    assert extra == ADDED_AFTER_THE_PLAN
 
 
 def test_test_scaffolding_stays_out_of_production() -> None:

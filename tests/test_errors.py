@@ -5,7 +5,6 @@ from __future__ import annotations
 import aiohttp
 import grpc
 import pytest
-from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 
 from tests.support.rpc import error_info, field_violations
@@ -20,15 +19,15 @@ def _details_of_type(body: dict[str, object], type_url: str) -> list[dict[str, o
     return [d for d in details if isinstance(d, dict) and d.get("@type") == type_url]
 
 
-# Agent runs belong to an issue that has not landed yet: their RPCs must say so, with or
-# without credentials. (When runs land, point these tests at the next unbuilt RPC or drop them.)
-UNBUILT_ROUTE = "/v1/runs/some-run"
+# An RPC of the contract that the servicer does not build answers UNIMPLEMENTED, with or
+# without credentials (TestingService declares one, NotBuilt, for this).
+UNBUILT_ROUTE = "/v1/testing:notBuilt"
 
 
 async def test_unimplemented_rpc_over_grpc(channel: grpc.aio.Channel) -> None:
-    stub = agents_pb2_grpc.AgentServiceStub(channel)
+    stub = testing_pb2_grpc.TestingServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await stub.GetRun(agents_pb2.GetRunRequest(run_id="r"), timeout=5)
+        await stub.NotBuilt(testing_pb2.EchoRequest(message="r"), timeout=5)
     assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert error_info(failure.value).reason == "NOT_IMPLEMENTED"
 

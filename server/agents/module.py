@@ -1,7 +1,8 @@
-"""Builds AgentService: models, agent profiles, conversations, streaming chat and usage.
+"""Builds AgentService: models, agent profiles, conversations, streaming chat, usage and
+agent runs.
 
 Offers the usage ledger (`UsageCharges`) to the other services; consumes the answer
-listeners they offer."""
+listeners they offer, and the sandbox, artifact and task board ports (runs' tools)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from server.agents import store
 from server.agents.chat import Chats
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
+from server.agents.runs.build import build_runs
 from server.agents.service import AgentService
 from server.agents.usage import UsageLedger
 from server.core.binding import ServiceBinding
@@ -57,6 +59,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         settings.history_token_budget,
         tasks,
     )
+    runs = build_runs(ctx, registry, profiles, ledger)
     servicer = AgentService(
         registry=registry,
         profiles=profiles,
@@ -65,10 +68,13 @@ def build(ctx: BuildContext) -> ServiceModule:
         ledger=ledger,
         page_tokens=ctx.page_tokens,
         max_output_tokens=settings.provider_max_output_tokens,
+        runs=runs,
     )
     return ServiceModule(
         name="agents",
         bindings=[ServiceBinding.of(agents_pb2, agents_pb2_grpc, "AgentService", servicer)],
-        background=[_ChatLifecycle(tasks, registry)],
+        # Stopped in reverse order: runs hand over (their loops use the providers) before
+        # the providers' connections close.
+        background=[_ChatLifecycle(tasks, registry), *runs.background],
         offers=Offers(usage=ledger, system_counters=store.system_counters()),
     )

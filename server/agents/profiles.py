@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
 from server.agents.access import project_with_role, require_field
-from server.agents.profiles_builtin import BUILTIN_IDS, TOOL_NAMES, builtin_agents
+from server.agents.profiles_builtin import BUILTIN_IDS, builtin_agents
 from server.agents.rows import agent_view
+from server.agents.runs.tools import TOOL_NAMES
 from server.agents.views import AgentDraft, AgentView
 from server.core.access import ProjectRole
 from server.core.context import Caller

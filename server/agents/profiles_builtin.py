@@ -6,13 +6,12 @@ provider key), so `model` is filled in when the profiles are built (`builtin_age
 
 from __future__ import annotations
 
+from server.agents.runs.tools import TOOL_NAMES
 from server.agents.views import AgentView
 
-TOOL_NAMES = ("exec", "write_file", "read_file", "list_files", "run_code", "create_artifact")
-"""Tools an agent profile may name (used by runs)."""
-
 _ALL_TOOLS = TOOL_NAMES
-_READ_TOOLS = ("read_file", "list_files", "create_artifact")
+# Writer edits documents but runs nothing.
+_WRITING_TOOLS = ("editor", "save_artifact", "update_task", "finish")
 
 _BUILTINS: tuple[tuple[str, str, str, str, tuple[str, ...], float | None], ...] = (
     (
@@ -33,7 +32,7 @@ _BUILTINS: tuple[tuple[str, str, str, str, tuple[str, ...], float | None], ...] 
         "You are Researcher. Break the question down, gather evidence, compare alternatives "
         "and report your findings in a structured summary. Say what you are unsure about and "
         "what would settle it. Prefer primary sources and cite them.",
-        ("read_file", "list_files", "run_code", "create_artifact"),
+        _ALL_TOOLS,
         0.5,
     ),
     (
@@ -43,7 +42,7 @@ _BUILTINS: tuple[tuple[str, str, str, str, tuple[str, ...], float | None], ...] 
         "You are Writer, a technical writer. Write clear, concise, well-organised prose in "
         "Markdown for the audience the user names. Prefer short sentences, concrete examples "
         "and headings that help a reader find things.",
-        _READ_TOOLS,
+        _WRITING_TOOLS,
         0.7,
     ),
     (
@@ -53,7 +52,7 @@ _BUILTINS: tuple[tuple[str, str, str, str, tuple[str, ...], float | None], ...] 
         "You are Analyst. Work from the data: compute rather than guess, show the method and "
         "the assumptions, and present results as tables or short lists. Write the analysis "
         "as code the user can rerun.",
-        ("exec", "read_file", "list_files", "run_code", "create_artifact"),
+        _ALL_TOOLS,
         0.3,
     ),
     (

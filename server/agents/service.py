@@ -16,6 +16,10 @@ from server.agents import profiles as profile_fields
 from server.agents.chat import Chats
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
+from server.agents.runs.build import RunsParts
+from server.agents.runs.control_rpcs import ControlRpcs
+from server.agents.runs.read_rpcs import ReadRpcs
+from server.agents.runs.tool_rpcs import ToolRpcs
 from server.agents.usage import UsageLedger
 from server.core.context import current_call
 from server.core.errors import FieldViolation, ForgeError, InvalidArgument
@@ -32,14 +36,8 @@ def _answer_failed() -> ForgeError:
     return ForgeError("the answer failed", "INTERNAL")
 
 
-class AgentService(agents_pb2_grpc.AgentServiceServicer):
-    # Runs come with a later issue. These stay the generated base's own methods, which the
-    # call interceptor answers UNIMPLEMENTED (ServiceBinding.unimplemented_paths).
-    StartRun = agents_pb2_grpc.AgentServiceServicer.StartRun
-    GetRun = agents_pb2_grpc.AgentServiceServicer.GetRun
-    ListRuns = agents_pb2_grpc.AgentServiceServicer.ListRuns
-    WatchRun = agents_pb2_grpc.AgentServiceServicer.WatchRun
-    CancelRun = agents_pb2_grpc.AgentServiceServicer.CancelRun
+class AgentService(ControlRpcs, ReadRpcs, ToolRpcs, agents_pb2_grpc.AgentServiceServicer):
+    """Runs' RPCs come from the mixins (server/agents/runs/*_rpcs.py)."""
 
     def __init__(
         self,
@@ -50,6 +48,7 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         ledger: UsageLedger,
         page_tokens: PageTokens,
         max_output_tokens: int,
+        runs: RunsParts,
     ) -> None:
         self._registry = registry
         self._profiles = profiles
@@ -58,6 +57,12 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
         self._ledger = ledger
         self._pages = page_tokens
         self._max_output_tokens = max_output_tokens
+        # What the runs mixins read.
+        self._run_starts = runs.starts
+        self._run_control = runs.control
+        self._run_reader = runs.reader
+        self._run_watcher = runs.watcher
+        self._tool_registry = runs.tools
 
     # --- models ----------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from sqlalchemy.sql.elements import ColumnClause
 from server.db.agent_models import AgentProfile, Conversation, DailyUsage, MessageRow
 from server.db.models import ProjectMember
 from server.db.reads import DirectRead, engine_of
+from server.db.run_models import RunRow
 
 # --- agent profiles ----------------------------------------------------------------------
 
@@ -418,9 +419,15 @@ async def count_generated_image(
 
 
 def system_counters() -> dict[str, ScalarSelect[int]]:
-    """What GetSystemStats counts of conversations, messages and tokens."""
+    """What GetSystemStats counts of conversations, messages, tokens and runs."""
     total = func.coalesce
+    active = ("queued", "running", "waiting_for_approval")
     return {
+        "runs": select(func.count()).select_from(RunRow).scalar_subquery(),
+        "active_runs": select(func.count())
+        .select_from(RunRow)
+        .where(RunRow.status.in_(active))
+        .scalar_subquery(),
         "conversations": select(func.count()).select_from(Conversation).scalar_subquery(),
         "messages": select(func.count()).select_from(MessageRow).scalar_subquery(),
         "input_tokens": select(total(func.sum(DailyUsage.input_tokens), 0)).scalar_subquery(),

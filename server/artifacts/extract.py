@@ -220,7 +220,7 @@ def _make_block(
             return None
     requested = _clean_filename(hinted["name"] if hinted else info_name)
     if not language and requested:
-        language = _language_of(requested)
+        language = language_of(requested)
     spec = _LANGUAGES.get(language, _UNKNOWN)
     filename = requested or _numbered(spec.filename, used_names)
     used_names.add(filename)
@@ -253,8 +253,8 @@ def _parse_info(info: str) -> tuple[str, str | None]:
             name = value.strip()
             break
     language = _canonical_language(word)
-    if language not in _LANGUAGES and _language_of(word):  # "```app.py"
-        return _language_of(word), name or word
+    if language not in _LANGUAGES and language_of(word):  # "```app.py"
+        return language_of(word), name or word
     return language, name
 
 
@@ -265,7 +265,8 @@ def _canonical_language(word: str) -> str:
     return _ALIASES.get(lowered, lowered)
 
 
-def _language_of(filename: str) -> str:
+def language_of(filename: str) -> str:
+    """The language a file name suggests (by extension, or Dockerfile/Makefile), else ""."""
     path = PurePosixPath(filename)
     by_name = _BY_FILENAME.get(path.name.lower())
     return by_name or _BY_EXTENSION.get(path.suffix.lower(), "")

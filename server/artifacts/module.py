@@ -1,7 +1,8 @@
 """Builds ArtifactService: versioned artifacts, their blobs, transfers and images.
 
-Offers a project-deletion hook and the chat answer listener (code blocks become
-artifacts); consumes the usage ledger (GenerateImage is charged to the caller)."""
+Offers a project-deletion hook, the chat answer listener (code blocks become artifacts),
+its system counters and the artifact port agent runs save through; consumes the usage
+ledger (GenerateImage is charged to the caller)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from server.artifacts.generation import ImageArtifacts
 from server.artifacts.lifecycle import ArtifactsLifecycle
 from server.artifacts.listener import ChatArtifactListener
 from server.artifacts.manager import ArtifactManager
+from server.artifacts.port import ArtifactsForRuns
 from server.artifacts.service import ArtifactAnswerListener, ArtifactService
 from server.artifacts.storage import make_blob_store
 from server.core.binding import ServiceBinding
@@ -47,5 +49,6 @@ def build(ctx: BuildContext) -> ServiceModule:
             project_deletion=[ProjectArtifactsCleanup(core.keeper)],
             answer_listeners=[ArtifactAnswerListener(ChatArtifactListener(ChatExtraction(core)))],
             system_counters=store.system_counters(),
+            artifacts=ArtifactsForRuns(core),
         ),
     )

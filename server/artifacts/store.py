@@ -88,6 +88,20 @@ async def find_in_conversation(
     return (await db.execute(query)).scalar_one_or_none()
 
 
+async def find_in_project(
+    db: AsyncSession, project_id: uuid.UUID, filename: str
+) -> ArtifactRow | None:
+    """The project's newest artifact named `filename`, locked for update."""
+    query = (
+        select(ArtifactRow)
+        .where(ArtifactRow.project_id == project_id, ArtifactRow.filename == filename)
+        .order_by(ArtifactRow.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return (await db.execute(query)).scalar_one_or_none()
+
+
 async def get_version(
     db: AsyncSession, artifact_id: uuid.UUID, version: int
 ) -> ArtifactVersionRow | None:
@@ -170,6 +184,8 @@ async def append_version(
     artifact.content_type = content_type
     if message_id is not None:
         artifact.message_id = message_id
+    if run_id is not None:
+        artifact.run_id = run_id
     await db.flush()
 
 

@@ -79,7 +79,7 @@ class SandboxPort(Protocol):
 
     async def read_file(self, caller: Caller, sandbox_id: uuid.UUID, path: str) -> bytes:
         """A file's content; `path` relative to /workspace or absolute under it (anything
-        else INVALID_ARGUMENT); NOT_FOUND (reason SANDBOX_FILE_NOT_FOUND) if absent."""
+        else INVALID_ARGUMENT); NOT_FOUND (reason FILE_NOT_FOUND, as ReadFile) if absent."""
         ...
 
     async def write_file(

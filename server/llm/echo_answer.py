@@ -12,6 +12,9 @@
 - A line `/tool <name> {json}` in the prompt, naming a tool the request offers, makes the
   answer a call of that tool; when the newest message holds tool results, the answer
   reports them.
+- In runs (the request offers tools) whose goal holds a fenced code block, the answer is
+  the next step of a fixed tool script (echo_script.py): create the file, run it, save it
+  as an artifact, finish.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shlex
 from dataclasses import dataclass
 
 from server.llm.base import ChatRequest, Role, ToolCall
+from server.llm.echo_script import script_turn
 
 _ASKS_FOR_CODE = re.compile(
     r"\b(code|function|script|program|class|implement\w*|snippet)s?\b", re.IGNORECASE
@@ -55,6 +59,9 @@ class EchoAnswer:
 
 
 def compose(request: ChatRequest) -> EchoAnswer:
+    scripted = script_turn(request)
+    if scripted is not None:
+        return EchoAnswer(scripted.text, scripted.tool_call)
     last = request.messages[-1] if request.messages else None
     if last is not None and last.role is Role.TOOL:
         reports = [

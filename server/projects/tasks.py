@@ -9,7 +9,7 @@ safety net that turns a lost race into ABORTED instead of a corrupt board.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import IntegrityError
@@ -30,13 +30,45 @@ from server.projects.views import TaskView
 TASK_FIELDS = ("title", "description", "assignee_user_id", "agent_id", "run_id")
 
 
-def _task_not_found() -> NotFound:
+def task_not_found() -> NotFound:
     return NotFound("task not found", "TASK_NOT_FOUND")
 
 
 def _check_position(position: int, field: str) -> None:
     if position < 0:
         raise InvalidArgument.of([FieldViolation(field, "must not be negative")])
+
+
+TaskChange = Callable[[AsyncSession, uuid.UUID, Task], Awaitable[None]]
+"""A change to a task of a locked project: (transaction, project id, task row)."""
+
+
+async def place(
+    db: AsyncSession, pid: uuid.UUID, task: Task, status: TaskStatus, position: int
+) -> None:
+    """Moves `task` to `position` in column `status` (past the end means last), keeping the
+    positions of both columns dense; the project must be locked (Board._writing)."""
+    source, start = TaskStatus(task.status), task.position
+    if source == status:
+        at = min(position, await store.column_size(db, pid, status) - 1)
+        if at == start:
+            return
+        if at > start:
+            await store.shift_column(
+                db, pid, status, first=start + 1, last=at, delta=-1, exclude=task.id
+            )
+        else:
+            await store.shift_column(
+                db, pid, status, first=at, last=start - 1, delta=1, exclude=task.id
+            )
+    else:
+        await store.shift_column(
+            db, pid, source, first=start + 1, last=None, delta=-1, exclude=task.id
+        )
+        at = min(position, await store.column_size(db, pid, status))
+        await store.shift_column(db, pid, status, first=at, last=None, delta=1)
+        task.status = status.value
+    task.position = at
 
 
 class Board:
@@ -162,27 +194,20 @@ class Board:
         _check_position(position, "position")
         async with self._writing(caller, project_id) as (db, pid):
             task = await self._task(db, pid, task_id)
-            source, start = TaskStatus(task.status), task.position
-            if source == status:
-                at = min(position, await store.column_size(db, pid, status) - 1)
-                if at == start:
-                    return TaskView.of(task)
-                if at > start:
-                    await store.shift_column(
-                        db, pid, status, first=start + 1, last=at, delta=-1, exclude=task.id
-                    )
-                else:
-                    await store.shift_column(
-                        db, pid, status, first=at, last=start - 1, delta=1, exclude=task.id
-                    )
-            else:
-                await store.shift_column(
-                    db, pid, source, first=start + 1, last=None, delta=-1, exclude=task.id
-                )
-                at = min(position, await store.column_size(db, pid, status))
-                await store.shift_column(db, pid, status, first=at, last=None, delta=1)
-                task.status = status.value
-            task.position = at
+            await place(db, pid, task, status, position)
+            await db.flush()
+            view = TaskView.of(task)
+        return view
+
+    async def edit(
+        self, caller: Caller, project_id: str, task_id: str, change: TaskChange
+    ) -> TaskView:
+        """Applies `change` to the task in a transaction holding the project lock, for an
+        editor of the project (for changes no single RPC makes, such as agent runs')."""
+        require_id(task_id, "task_id")
+        async with self._writing(caller, project_id) as (db, pid):
+            task = await self._task(db, pid, task_id)
+            await change(db, pid, task)
             await db.flush()
             view = TaskView.of(task)
         return view
@@ -201,7 +226,7 @@ class Board:
         tid = parse_id(task_id)
         task = await store.get_task(db, pid, tid) if tid is not None else None
         if task is None:
-            raise _task_not_found()
+            raise task_not_found()
         return task
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Builds SandboxService: Docker sandboxes, their files and executions.
 
 Its health follows Docker's availability; it offers a project-deletion hook (a deleted
-project's sandboxes end with it)."""
+project's sandboxes end with it), its system counters, and the sandbox port agent runs
+use (server/core/ports.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
 from server.sandbox import store
 from server.sandbox.parts import assemble
+from server.sandbox.port import SandboxForRuns
 from server.sandbox.service import SandboxService
 
 
@@ -28,6 +30,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         offers=Offers(
             project_deletion=[parts.lifecycle.project_deletion_hook],
             system_counters=store.system_counters(),
+            sandbox=SandboxForRuns(parts.lifecycle, parts.executions, parts.files),
         ),
         health=parts.connection.follow,
     )

@@ -80,7 +80,7 @@ async def test_builtin_profiles_are_listed_first_and_are_read_only(
     assert coder.id == "coder"
     assert coder.system_prompt
     assert coder.model == "echo"  # the server's default model
-    assert "run_code" in coder.tools
+    assert coder.tools == ["bash", "editor", "save_artifact", "update_task", "finish"]
 
     for change in (
         agents.UpdateAgent(
@@ -114,7 +114,7 @@ async def test_project_profiles_are_created_changed_and_deleted_by_editors(
                 description="Reviews pull requests",
                 model=ANTHROPIC_MODEL,
                 system_prompt="You review code.",
-                tools=["read_file", "list_files"],
+                tools=["editor", "finish"],
                 temperature=0.3,
             ),
         ),
@@ -198,7 +198,7 @@ async def test_bad_profiles_name_every_bad_field(
             agents_pb2.CreateAgentRequest(
                 project_id=team.project_id,
                 agent=agents_pb2.Agent(
-                    name="", tools=["exec", "teleport"], temperature=5.0, max_output_tokens=-1
+                    name="", tools=["bash", "teleport"], temperature=5.0, max_output_tokens=-1
                 ),
             ),
             metadata=team.owner.metadata,
@@ -443,14 +443,3 @@ async def test_export_as_json_has_every_message(
             metadata=team.viewer.metadata,
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-
-# --- runs (a later issue) --------------------------------------------------------------
-
-
-async def test_runs_are_not_implemented_yet(agents_channel: grpc.aio.Channel, team: Team) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub(agents_channel).GetRun(
-            agents_pb2.GetRunRequest(run_id="x"), metadata=team.owner.metadata
-        )
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -51,6 +51,10 @@ def _failure(failure: testing_pb2.Failure) -> errors.ForgeError:
 
 
 class TestingService(testing_pb2_grpc.TestingServiceServicer):
+    # Left as the generated base's own method: the call interceptor answers it UNIMPLEMENTED
+    # (ServiceBinding.unimplemented_paths), as it would any RPC a server does not build.
+    NotBuilt = testing_pb2_grpc.TestingServiceServicer.NotBuilt
+
     async def Echo(
         self, request: testing_pb2.EchoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> testing_pb2.EchoResponse:
@@ -93,7 +97,7 @@ def build(ctx: BuildContext) -> ServiceModule:
                 testing_pb2_grpc,
                 "TestingService",
                 TestingService(),
-                public_methods=("Echo", "StreamTicks"),
+                public_methods=("Echo", "StreamTicks", "NotBuilt"),
             )
         ],
     )

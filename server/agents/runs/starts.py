@@ -1,0 +1,194 @@
+"""StartRun: check the request, insert the run already leased to this process, attach it
+to its task (moved to in_progress) and start its loop at once."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.agents.access import project_with_role
+from server.agents.profiles import AgentProfiles, agent_not_found
+from server.agents.runs import leases, store
+from server.agents.runs.events import ApprovalMode
+from server.agents.runs.leases import Lease
+from server.agents.runs.views import RunView
+from server.agents.runs.worker import RunWorker
+from server.config import Settings
+from server.core.access import ProjectRole
+from server.core.context import Caller
+from server.core.errors import (
+    FieldViolation,
+    ForgeError,
+    InvalidArgument,
+    QuotaViolation,
+    ResourceExhausted,
+    Violations,
+)
+from server.core.hooks import Hooks
+from server.core.ids import new_id, parse_id
+from server.llm import ProviderRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_GOAL_CHARS = 100_000
+MAX_TOKEN_BUDGET = 100_000_000
+RUN_LIMIT_REACHED = "RUN_LIMIT_REACHED"
+MODEL_WITHOUT_TOOLS = "MODEL_WITHOUT_TOOLS"
+
+
+@dataclass(frozen=True, slots=True)
+class RunDraft:
+    """StartRun's fields, as plain values (0 / None: the server's default)."""
+
+    project_id: str
+    agent_id: str
+    goal: str
+    task_id: str = ""
+    model: str = ""
+    max_steps: int = 0
+    sandbox_id: str = ""
+    approval_mode: ApprovalMode = ApprovalMode.AUTO
+    token_budget: int = 0
+    time_limit: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    max_steps: int
+    token_budget: int
+    time_limit_seconds: float
+
+
+def _limits(draft: RunDraft, settings: Settings) -> _Limits:
+    violations = Violations()
+    violations.check(bool(draft.project_id), "project_id", "is required")
+    violations.check(bool(draft.agent_id), "agent_id", "is required")
+    if not draft.goal.strip():
+        violations.add("goal", "is required")
+    elif len(draft.goal) > MAX_GOAL_CHARS:
+        violations.add("goal", f"must be at most {MAX_GOAL_CHARS} characters")
+    elif "\x00" in draft.goal:
+        violations.add("goal", "must not contain NUL characters")
+    most = settings.run_max_steps_limit
+    max_steps = draft.max_steps or min(settings.run_default_max_steps, most)
+    violations.check(1 <= max_steps <= most, "max_steps", f"must be between 1 and {most}")
+    budget = draft.token_budget or settings.run_default_token_budget
+    violations.check(
+        1 <= budget <= MAX_TOKEN_BUDGET, "token_budget", f"must be between 1 and {MAX_TOKEN_BUDGET}"
+    )
+    longest = settings.run_max_time_limit_seconds
+    seconds = (
+        draft.time_limit.total_seconds()
+        if draft.time_limit is not None
+        else min(settings.run_default_time_limit_seconds, longest)
+    )
+    violations.check(
+        0 < seconds <= longest,
+        "time_limit",
+        f"must be more than 0 and at most {longest:g} seconds",
+    )
+    if draft.task_id and parse_id(draft.task_id) is None:
+        violations.add("task_id", "must be a task id")
+    if draft.sandbox_id and parse_id(draft.sandbox_id) is None:
+        violations.add("sandbox_id", "must be a sandbox id")
+    violations.raise_if_any()
+    return _Limits(max_steps, budget, seconds)
+
+
+class RunStarts:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        providers: ProviderRegistry,
+        profiles: AgentProfiles,
+        hooks: Hooks,
+        worker: RunWorker,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._providers = providers
+        self._profiles = profiles
+        self._hooks = hooks
+        self._worker = worker
+
+    async def start(self, caller: Caller, draft: RunDraft) -> RunView:
+        settings = self._settings
+        limits = _limits(draft, settings)
+        async with self._sessions() as db:
+            project_id = await project_with_role(db, caller, draft.project_id, ProjectRole.EDITOR)
+            agent = await self._profiles.find(db, project_id, draft.agent_id)
+        if agent is None:
+            raise agent_not_found()
+        model_id = draft.model or agent.model or self._providers.default_model
+        model = self._providers.resolve(model_id, field="model")
+        listed = {info.id: info for info in self._providers.models()}
+        info = listed.get(model.id)
+        if info is not None and not info.supports_tools:
+            raise InvalidArgument.of(
+                [FieldViolation("model", f"the model {model.id!r} cannot call tools")],
+                reason=MODEL_WITHOUT_TOOLS,
+            )
+        task_id = parse_id(draft.task_id) if draft.task_id else None
+        if task_id is not None:
+            await self._hooks.task_board.get().get_task(caller, project_id, task_id)
+        sandbox_id = parse_id(draft.sandbox_id) if draft.sandbox_id else None
+        if sandbox_id is not None:
+            # Checks that it is a live sandbox of this project the caller may use.
+            await self._hooks.sandbox.get().ensure_sandbox(caller, project_id, sandbox_id)
+        run_id = new_id()
+        async with self._sessions() as db, db.begin():
+            await _check_run_limit(db, caller.user_id, settings.runs_per_user)
+            row = await store.insert_run(
+                db,
+                id=run_id,
+                project_id=project_id,
+                agent_id=agent.id,
+                goal=draft.goal,
+                task_id=task_id,
+                model=model.id,
+                status="queued",
+                approval_mode=draft.approval_mode.value,
+                sandbox_id=sandbox_id,
+                max_steps=limits.max_steps,
+                token_budget=limits.token_budget,
+                time_limit_seconds=limits.time_limit_seconds,
+                creator_id=caller.user_id,
+                **leases.lease_values(self._worker.owner, settings.run_lease_seconds),
+            )
+            view = RunView.of(row)
+            lease = Lease(run_id, int(row.lease_token))
+        if task_id is not None:
+            try:
+                await self._hooks.task_board.get().attach_run(caller, project_id, task_id, run_id)
+            except ForgeError as error:
+                # Deleted in between: the run goes on without its task.
+                log.warning("could not attach a run to its task", extra={"reason": error.reason})
+        self._worker.adopt(lease)
+        return view
+
+
+async def _check_run_limit(db: AsyncSession, user_id: uuid.UUID, limit: int) -> None:
+    """Refuses a run past the user's limit of active runs (serialised per user, so two
+    concurrent starts cannot both take the last place)."""
+    await db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"runs:{user_id}"))))
+    active = await store.count_active_runs(db, user_id)
+    if active < limit:
+        return
+    raise ResourceExhausted(
+        message=f"you already have {active} active runs, the most allowed; "
+        "wait for one to end or cancel one",
+        reason=RUN_LIMIT_REACHED,
+        metadata={"limit": str(limit), "active": str(active)},
+        quota_violations=[
+            QuotaViolation(
+                subject=f"user:{user_id}",
+                description=f"{active} of {limit} runs queued, running or waiting",
+            )
+        ],
+    )
