@@ -11,6 +11,7 @@ from forge.agents.v1 import agents_pb2
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
+from google.protobuf import duration_pb2
 
 from tests.agents.support import Team
 from tests.runs.conftest import agents, get_run, start_run, wait_for_status, watch
@@ -220,3 +221,36 @@ async def test_runs_per_user_are_limited(runs_channel: grpc.aio.Channel, crew: T
             agents_pb2.CancelRunRequest(run_id=run.id), metadata=crew.owner.metadata, timeout=10
         )
         assert cancelled.status == agents_pb2.RUN_STATUS_CANCELLED
+
+
+async def test_a_token_budget_fails_the_run_once_spent(
+    runs_channel: grpc.aio.Channel, crew: Team
+) -> None:
+    run = await start_run(runs_channel, crew.owner, crew.project_id, GOAL, token_budget=1)
+    watched = await watch(runs_channel, crew.owner, run.id)
+    assert watched.kinds[-1] == "error"
+    assert watched.last.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "tokens" in watched.last.error.message
+    assert len(watched.of("usage")) == 1
+
+
+async def test_the_time_limit_stops_a_running_tool(
+    runs_channel: grpc.aio.Channel, crew: Team
+) -> None:
+    sleeper = "Wait.\n\n```python\n# file: nap.py\nimport time\ntime.sleep(600)\n```\n"
+    run = await start_run(
+        runs_channel,
+        crew.owner,
+        crew.project_id,
+        sleeper,
+        time_limit=duration_pb2.Duration(seconds=8),
+    )
+    assert run.time_limit.seconds == 8
+    watched = await watch(runs_channel, crew.owner, run.id)
+    assert watched.kinds[-1] == "error"
+    assert watched.last.error.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+    result = watched.of("tool_result")[-1].tool_result
+    assert result.is_error
+    assert "time limit" in result.content
+    final = await get_run(runs_channel, crew.owner, run.id)
+    assert final.status == agents_pb2.RUN_STATUS_FAILED

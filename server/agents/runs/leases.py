@@ -19,8 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.run_models import RunRow
 
-CLAIMABLE = ("queued", "running")
-
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -75,7 +73,7 @@ _RELEASE = text(
     """
 )
 
-_RUN_AND_NOW = text("SELECT now()")
+_NOW = text("SELECT now()")
 
 
 async def claim_runs(db: AsyncSession, owner: str, lease_seconds: float, limit: int) -> list[Lease]:
@@ -131,7 +129,7 @@ async def release(db: AsyncSession, held: Sequence[Lease]) -> list[uuid.UUID]:
 
 
 async def database_now(db: AsyncSession) -> datetime:
-    value = await db.scalar(_RUN_AND_NOW)
+    value = await db.scalar(_NOW)
     assert isinstance(value, datetime)
     return value
 
