@@ -23,7 +23,7 @@ from tests.conftest import make_settings
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.gemini_fake import GeminiFake
 from tests.fakes.script import Script
-from tests.support.accounts import Account, register
+from tests.support.accounts import Account, login, register
 from tests.support.process import ServerProcess
 from tests.support.testing_service import TEST_MODULES
 
@@ -80,6 +80,9 @@ async def gemini_turns() -> AsyncIterator[GeminiTurns]:
         yield fake
 
 
+RUNS_ADMIN_EMAIL = "runs-admin@example.com"
+
+
 @pytest.fixture(scope="package")
 async def runs_database(postgres: EmbeddedPostgres) -> str:
     return await postgres.ensure_database("forge_runs")
@@ -113,7 +116,8 @@ async def runs_server(
     app = ForgeServer(settings, TEST_MODULES)
     await app.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as chan:
-        await register(chan, display_name="Runs Admin")  # the first account is admin
+        # The first account is admin.
+        await register(chan, email=RUNS_ADMIN_EMAIL, display_name="Runs Admin")
     yield app
     await app.stop(grace=0)
 
@@ -122,6 +126,11 @@ async def runs_server(
 async def runs_channel(runs_server: ForgeServer) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runs_server.port}") as chan:
         yield chan
+
+
+@pytest.fixture(scope="package")
+async def runs_admin(runs_channel: grpc.aio.Channel) -> Account:
+    return await login(runs_channel, RUNS_ADMIN_EMAIL)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2
 
 from tests.agents.support import Team
 from tests.runs.conftest import agents, get_run, start_run, wait_for_status, watch
+from tests.support.accounts import Account
 
 PROGRAM = 'print("hello from the run")\nprint(6 * 7)\n'
 BLOCK = f"# file: greet.py\n{PROGRAM}"
@@ -254,3 +255,15 @@ async def test_the_time_limit_stops_a_running_tool(
     assert "time limit" in result.content
     final = await get_run(runs_channel, crew.owner, run.id)
     assert final.status == agents_pb2.RUN_STATUS_FAILED
+
+
+async def test_an_admin_outside_the_project_runs_with_admin_rights(
+    runs_channel: grpc.aio.Channel, crew: Team, runs_admin: Account
+) -> None:
+    """Admins act as owners everywhere; a run acts as its creator with the creator's role,
+    so its tools work in a project the admin is not a member of."""
+    run = await start_run(runs_channel, runs_admin, crew.project_id, GOAL)
+    watched = await watch(runs_channel, runs_admin, run.id)
+    assert watched.kinds[-1] == "completed", watched.events[-3:]
+    assert watched.last.completed.status == agents_pb2.RUN_STATUS_SUCCEEDED
+    assert not [e for e in watched.of("tool_result") if e.tool_result.is_error]

@@ -49,7 +49,7 @@ from server.agents.usage import UsageLedger
 from server.agents.views import AgentView
 from server.config import Settings
 from server.core.context import Caller
-from server.core.errors import ForgeError, NotFound, ResourceExhausted
+from server.core.errors import ForgeError, NotFound, PermissionDenied, ResourceExhausted
 from server.core.hooks import Hooks
 from server.llm import (
     ChatRequest,
@@ -67,6 +67,7 @@ STEP_BUDGET_EXHAUSTED = "RUN_STEP_BUDGET_EXHAUSTED"
 TOKEN_BUDGET_EXHAUSTED = "RUN_TOKEN_BUDGET_EXHAUSTED"  # noqa: S105 - a reason, not a secret
 AGENT_GONE = "RUN_AGENT_NOT_FOUND"
 CREATOR_GONE = "RUN_CREATOR_NOT_FOUND"
+CREATOR_DISABLED = "RUN_CREATOR_DISABLED"
 INTERNAL = "RUN_INTERNAL_ERROR"
 
 
@@ -221,9 +222,16 @@ class RunLoop:
         deps = self._deps
         if view.creator_id is None:
             raise NotFound("the user who started the run no longer exists", CREATOR_GONE)
-        self._caller = Caller(user_id=view.creator_id)
         async with deps.sessions() as db:
+            account = await store.creator_account(db, view.creator_id)
             agent = await deps.profiles.find(db, view.project_id, view.agent_id)
+        if account is None:
+            raise NotFound("the user who started the run no longer exists", CREATOR_GONE)
+        role, disabled = account
+        if disabled:
+            raise PermissionDenied("the account that started the run is disabled", CREATOR_DISABLED)
+        # The run acts as its creator, with the creator's role today (an admin acts as owner).
+        self._caller = Caller(user_id=view.creator_id, roles=frozenset({role}))
         if agent is None:
             raise NotFound(f"the agent profile {view.agent_id!r} no longer exists", AGENT_GONE)
         model = deps.providers.resolve(view.model)

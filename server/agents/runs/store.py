@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.agents.runs.events import ACTIVE_STATUSES, ApprovalGiven, RunStatus
 from server.core.pagination import Page, keyset
-from server.db.models import ProjectMember
+from server.db.models import ProjectMember, User
 from server.db.run_models import RunEventRow, RunRow
 
 ENDED = (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
@@ -213,3 +213,9 @@ async def run_state(db: AsyncSession, run_id: uuid.UUID) -> tuple[str, int] | No
         await db.execute(select(RunRow.status, RunRow.last_seq).where(RunRow.id == run_id))
     ).first()
     return (found[0], found[1]) if found is not None else None
+
+
+async def creator_account(db: AsyncSession, user_id: uuid.UUID) -> tuple[str, bool] | None:
+    """(role, disabled) of the account a run acts as; None when it no longer exists."""
+    row = (await db.execute(select(User.role, User.disabled).where(User.id == user_id))).first()
+    return None if row is None else (str(row[0]), bool(row[1]))
