@@ -9,6 +9,7 @@ import grpc
 import pytest
 from forge.agents.v1 import agents_pb2
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
+from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from google.protobuf import duration_pb2
@@ -267,3 +268,32 @@ async def test_an_admin_outside_the_project_runs_with_admin_rights(
     assert watched.kinds[-1] == "completed", watched.events[-3:]
     assert watched.last.completed.status == agents_pb2.RUN_STATUS_SUCCEEDED
     assert not [e for e in watched.of("tool_result") if e.tool_result.is_error]
+
+
+async def test_system_stats_count_runs(
+    runs_channel: grpc.aio.Channel, crew: Team, runs_admin: Account
+) -> None:
+    auth = auth_pb2_grpc.AuthServiceStub(runs_channel)
+    before = await auth.GetSystemStats(
+        auth_pb2.GetSystemStatsRequest(), metadata=runs_admin.metadata
+    )
+    run = await start_run(
+        runs_channel,
+        crew.owner,
+        crew.project_id,
+        GOAL,
+        approval_mode=agents_pb2.APPROVAL_MODE_ASK_BEFORE_WRITES,
+    )
+    await wait_for_status(
+        runs_channel, crew.owner, run.id, agents_pb2.RUN_STATUS_WAITING_FOR_APPROVAL
+    )
+    waiting = await auth.GetSystemStats(
+        auth_pb2.GetSystemStatsRequest(), metadata=runs_admin.metadata
+    )
+    assert waiting.run_count == before.run_count + 1
+    assert waiting.active_run_count >= 1
+    await agents(runs_channel).CancelRun(
+        agents_pb2.CancelRunRequest(run_id=run.id), metadata=crew.owner.metadata, timeout=30
+    )
+    ended = await wait_for_status(runs_channel, crew.owner, run.id, agents_pb2.RUN_STATUS_CANCELLED)
+    assert ended.end_time.seconds > 0
