@@ -135,14 +135,6 @@ class ForgeServer:
             "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
         )
 
-    def servicer(self, service_name: str) -> Any:
-        """The servicer bound for `service_name` (e.g. "forge.sandbox.v1.SandboxService")."""
-        for module in self.modules:
-            for binding in module.bindings:
-                if binding.full_name == service_name:
-                    return binding.servicer
-        raise KeyError(service_name)
-
     def _build_server(self, modules: Sequence[ServiceModule]) -> grpc.aio.Server:
         bindings = [binding for module in modules for binding in module.bindings]
         authenticators = [m.authenticator for m in modules if m.authenticator is not None]

@@ -70,7 +70,7 @@ HISTORY_MESSAGES = 400
 TITLE_CHARS = 80
 
 
-def _title_from(content: str) -> str:
+def title_from(content: str) -> str:
     first_line = next((line.strip() for line in content.splitlines() if line.strip()), "")
     if len(first_line) <= TITLE_CHARS:
         return first_line
@@ -204,7 +204,7 @@ class Chats:
             user_id=user_id,
             content=content,
             model=turn.model,
-            title="" if conversation.title else _title_from(content),
+            title="" if conversation.title else title_from(content),
         )
         return turn
 

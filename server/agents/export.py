@@ -44,6 +44,13 @@ def _message_json(message: MessageView) -> dict[str, Any]:
             "input_tokens": message.input_tokens,
             "output_tokens": message.output_tokens,
         }
+    if message.tool_calls:
+        document["tool_calls"] = [
+            {"id": call.id, "name": call.name, "arguments": call.arguments}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id:
+        document["tool_call_id"] = message.tool_call_id
     if message.author_id is not None:
         document["author_user_id"] = str(message.author_id)
     if message.error is not None:

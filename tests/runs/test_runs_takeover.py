@@ -17,6 +17,7 @@ from forge.agents.v1 import agents_pb2
 from server.db.embedded import EmbeddedPostgres
 from tests.agents.support import new_team
 from tests.runs.conftest import Watched, get_run, start_run, watch
+from tests.runs.transcripts import check_transcript, transcript_messages
 from tests.sandbox.support import namespace
 from tests.support.accounts import register
 from tests.support.process import ServerProcess
@@ -116,6 +117,12 @@ async def test_a_killed_owner_is_replaced_and_the_run_completes(spawn: Spawn) ->
         assert final.last_seq == len(watched.events)
         # A reconnecting watcher replays the same run.
         assert (await watch(b, team.owner, run.id)).events == watched.events
+        # The transcript: one message per completed turn and tool result, none twice (the
+        # turn cut by the crash is not in it; its retry is, once).
+        messages = await transcript_messages(b, team.owner, final.conversation_id)
+        check_transcript(messages, GOAL, team.owner.user_id, watched)
+        assert len(messages) == 1 + len(watched.of("usage")) + len(watched.of("tool_result"))
+        assert len({m.id for m in messages}) == len(messages)
 
 
 async def test_sigterm_hands_the_run_over_without_waiting_for_its_lease(spawn: Spawn) -> None:
@@ -135,5 +142,8 @@ async def test_sigterm_hands_the_run_over_without_waiting_for_its_lease(spawn: S
         assert await first.wait(20) == 0
         # Far sooner than the 60 s lease: B took the run over when A released it.
         watched = await asyncio.wait_for(b_events, 40)
+        final = await get_run(b, team.owner, run.id)
+        messages = await transcript_messages(b, team.owner, final.conversation_id)
     check_whole_run(watched)
     assert not [e for e in watched.of("error")]
+    check_transcript(messages, GOAL, team.owner.user_id, watched)

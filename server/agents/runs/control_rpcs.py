@@ -32,6 +32,7 @@ def run_draft(request: agents_pb2.StartRunRequest) -> RunDraft:
         approval_mode=mode,
         token_budget=request.token_budget,
         time_limit=request.time_limit.ToTimedelta() if request.HasField("time_limit") else None,
+        conversation_id=request.conversation_id,
     )
 
 

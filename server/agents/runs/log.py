@@ -5,7 +5,8 @@ Only the lease holder appends. One transaction per batch: reserve the seqs and p
 lease in one UPDATE (which also applies the batch's projection to the row), insert the
 events, and NOTIFY `forge_run_events` with '<run_id>:<last_seq>' (delivered at commit, to
 every process listening). A writer whose lease was taken over gets LeaseLost and writes
-nothing (fencing), so a run never has two writers.
+nothing (fencing), so a run never has two writers. The messages of the run's transcript
+(mirror.py) are written in the same transaction as the events they mirror.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.agents.runs import store
 from server.agents.runs.convert import EventCodec
 from server.agents.runs.events import RunEvent, StoredEvent, ToolCalled
+from server.agents.runs.mirror import TranscriptMessage
 from server.agents.runs.projection import Projection, column_values, project
 from server.db.engine import reading
 
@@ -47,10 +49,17 @@ class EventLog:
         self._codec = codec
 
     async def append(
-        self, run_id: uuid.UUID, lease_token: int, events: Sequence[RunEvent]
+        self,
+        run_id: uuid.UUID,
+        lease_token: int,
+        events: Sequence[RunEvent],
+        *,
+        transcript: Sequence[TranscriptMessage] = (),
     ) -> list[StoredEvent]:
-        """Appends `events` with the next seqs, as the holder of lease `lease_token`;
-        LeaseLost (nothing written) if that lease is no longer held or the run has ended."""
+        """Appends `events` with the next seqs, as the holder of lease `lease_token`, and
+        adds the `transcript` messages that mirror them to the run's conversation (none
+        when it has none); LeaseLost (nothing written) if that lease is no longer held or
+        the run has ended."""
         if not events:
             return []
         codec = self._codec
@@ -58,6 +67,11 @@ class EventLog:
         projection = project(events)
         count = len(events)
         async with self._sessions() as db, db.begin():
+            conversation_id = None
+            if transcript:
+                # Counted (and locked) before the fenced UPDATE locks the run: the lock order
+                # of deleting a conversation. Its messages are inserted once the lease held.
+                conversation_id = await store.count_transcript(db, run_id, len(transcript))
             if projection.waiting_for:
                 projection = await self._with_pending_call(db, run_id, projection)
             runs = store.RUNS.c
@@ -89,6 +103,9 @@ class EventLog:
                     for index, (event, payload) in enumerate(zip(events, payloads, strict=True))
                 ],
             )
+            if conversation_id is not None:
+                messages = [message.columns() for message in transcript]
+                await store.insert_messages(db, conversation_id, messages)
             await db.execute(select(func.pg_notify(EVENTS_CHANNEL, event_notice(run_id, last_seq))))
         # run_events.create_time defaults to now(), the transaction's start: `now` above.
         return [

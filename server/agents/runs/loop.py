@@ -40,6 +40,7 @@ from server.agents.runs.events import (
     UserSteered,
 )
 from server.agents.runs.log import EventLog, LeaseLost
+from server.agents.runs.mirror import TranscriptMirror
 from server.agents.runs.tools import ToolContext, ToolInputError, ToolOutcome, ToolRegistry
 from server.agents.runs.transcript import Transcript, rebuild
 from server.agents.runs.turns import ask_model, charge_turn, needs_approval, time_up
@@ -167,6 +168,7 @@ class RunLoop:
             self.lease_token,
             deps.settings.run_delta_flush_ms / 1000,
             transcript,
+            TranscriptMirror(view.creator_id, view.model),
         )
         if transcript.ended:
             return

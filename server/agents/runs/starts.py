@@ -1,5 +1,6 @@
-"""StartRun: check the request, insert the run already leased to this process, attach it
-to its task (moved to in_progress) and start its loop at once."""
+"""StartRun: check the request, insert the run already leased to this process (with the
+conversation its transcript goes to: the one given, or a new one), attach it to its task
+(moved to in_progress) and start its loop at once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.agents.access import project_with_role
+from server.agents.access import conversation_not_found, project_with_role
+from server.agents.chat import title_from
 from server.agents.profiles import AgentProfiles, agent_not_found
 from server.agents.runs import leases, store
 from server.agents.runs.events import ApprovalMode
@@ -31,6 +33,7 @@ from server.core.errors import (
 )
 from server.core.hooks import Hooks
 from server.core.ids import new_id, parse_id
+from server.db.agent_models import Conversation
 from server.llm import ProviderRegistry
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class RunDraft:
     approval_mode: ApprovalMode = ApprovalMode.AUTO
     token_budget: int = 0
     time_limit: timedelta | None = None
+    conversation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ def _limits(draft: RunDraft, settings: Settings) -> _Limits:
         violations.add("task_id", "must be a task id")
     if draft.sandbox_id and parse_id(draft.sandbox_id) is None:
         violations.add("sandbox_id", "must be a sandbox id")
+    if draft.conversation_id and parse_id(draft.conversation_id) is None:
+        violations.add("conversation_id", "must be a conversation id")
     violations.raise_if_any()
     return _Limits(max_steps, budget, seconds)
 
@@ -123,8 +129,11 @@ class RunStarts:
         async with self._sessions() as db:
             project_id = await project_with_role(db, caller, draft.project_id, ProjectRole.EDITOR)
             agent = await self._profiles.find(db, project_id, draft.agent_id)
-        if agent is None:
-            raise agent_not_found()
+            if agent is None:
+                raise agent_not_found()
+            conversation_id = parse_id(draft.conversation_id) if draft.conversation_id else None
+            if conversation_id is not None:
+                await _check_conversation(db, project_id, conversation_id)
         model_id = draft.model or agent.model or self._providers.default_model
         model = self._providers.resolve(model_id, field="model")
         listed = {info.id: info for info in self._providers.models()}
@@ -144,6 +153,13 @@ class RunStarts:
         run_id = new_id()
         async with self._sessions() as db, db.begin():
             await _check_run_limit(db, caller.user_id, settings.runs_per_user)
+            if conversation_id is None:
+                conversation_id = await _new_conversation(
+                    db, project_id, caller, agent.id, draft.goal, model.id
+                )
+            else:
+                # Locked until the run row refers to it (a deletion waits for the run).
+                await _check_conversation(db, project_id, conversation_id, lock=True)
             row = await store.insert_run(
                 db,
                 id=run_id,
@@ -151,6 +167,7 @@ class RunStarts:
                 agent_id=agent.id,
                 goal=draft.goal,
                 task_id=task_id,
+                conversation_id=conversation_id,
                 model=model.id,
                 status="queued",
                 approval_mode=draft.approval_mode.value,
@@ -171,6 +188,35 @@ class RunStarts:
                 log.warning("could not attach a run to its task", extra={"reason": error.reason})
         self._worker.adopt(lease)
         return view
+
+
+async def _check_conversation(
+    db: AsyncSession, project_id: uuid.UUID, conversation_id: uuid.UUID, *, lock: bool = False
+) -> None:
+    """NOT_FOUND unless the conversation is one of the run's project."""
+    query = select(Conversation.project_id).where(Conversation.id == conversation_id)
+    if lock:
+        query = query.with_for_update(key_share=True)
+    if await db.scalar(query) != project_id:
+        raise conversation_not_found()
+
+
+async def _new_conversation(
+    db: AsyncSession, project_id: uuid.UUID, caller: Caller, agent_id: str, goal: str, model: str
+) -> uuid.UUID:
+    """A conversation for the run's transcript, titled like a chat's by the goal."""
+    row = Conversation(
+        id=new_id(),
+        project_id=project_id,
+        agent_id=agent_id,
+        title=title_from(goal),
+        model=model,
+        message_count=0,
+        creator_id=caller.user_id,
+    )
+    db.add(row)
+    await db.flush()
+    return row.id
 
 
 async def _check_run_limit(db: AsyncSession, user_id: uuid.UUID, limit: int) -> None:

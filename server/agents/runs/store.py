@@ -15,7 +15,9 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.agents.runs.events import ACTIVE_STATUSES, ApprovalGiven, RunStatus
+from server.core.ids import new_id
 from server.core.pagination import Page, keyset
+from server.db.agent_models import Conversation, MessageRow
 from server.db.models import ProjectMember, User
 from server.db.run_models import RunEventRow, RunRow
 
@@ -205,6 +207,39 @@ async def tool_call_payloads(db: AsyncSession, run_id: uuid.UUID, limit: int = 5
         .limit(limit)
     )
     return list((await db.execute(query)).scalars())
+
+
+# --- the transcript (the run's conversation) -----------------------------------------------
+
+
+async def count_transcript(db: AsyncSession, run_id: uuid.UUID, count: int) -> uuid.UUID | None:
+    """Counts `count` new messages in the run's conversation and moves it to the top of the
+    recently updated list, as a chat turn does; its id, or None when the run has none (it
+    was deleted). Locks the conversation's row, before the run's: the order in which
+    deleting the conversation locks them (it unsets `runs.conversation_id`)."""
+    conversation = select(RunRow.conversation_id).where(RunRow.id == run_id).scalar_subquery()
+    return cast(
+        uuid.UUID | None,
+        await db.scalar(
+            update(Conversation)
+            .where(Conversation.id == conversation)
+            .values(
+                message_count=Conversation.message_count + count,
+                update_time=func.now(),
+                last_message_time=func.now(),
+            )
+            .returning(Conversation.id)
+        ),
+    )
+
+
+async def insert_messages(
+    db: AsyncSession, conversation_id: uuid.UUID, messages: Sequence[Mapping[str, Any]]
+) -> None:
+    """Messages (their columns but id and conversation), in order (ids are time-ordered)."""
+    if messages:
+        rows = [{"id": new_id(), "conversation_id": conversation_id, **m} for m in messages]
+        await db.execute(insert(MessageRow).values(rows))
 
 
 async def run_state(db: AsyncSession, run_id: uuid.UUID) -> tuple[str, int] | None:

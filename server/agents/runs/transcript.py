@@ -121,6 +121,14 @@ class Transcript:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def open_turn(self) -> tuple[bool, str, list[ToolCalled]]:
+        """Whether the newest model turn is still streaming, with its text and calls so
+        far (False, "", [] when there is none)."""
+        if not self.turn_cut:
+            return False, "", []
+        turn = self.turns[-1]
+        return True, turn.text, list(turn.calls)
+
     def unanswered(self) -> list[ToolCalled]:
         """Tool calls of the newest complete turn without a result, oldest first."""
         turn = self._last_complete()

@@ -1,7 +1,8 @@
 """How a run's owner writes its events: model text is buffered for `run_delta_flush_ms`
 and stored as one `Delta` per flush; any other event first flushes the text held, in the
 same batch, so the log's order is the order things happened. Every stored event is also
-applied to the run's transcript, which stays the one picture of the run's state."""
+applied to the run's transcript, which stays the one picture of the run's state, and the
+messages a batch adds to the run's conversation go with it (mirror.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uuid
 
 from server.agents.runs.events import Delta, RunEvent
 from server.agents.runs.log import EventLog
+from server.agents.runs.mirror import TranscriptMirror
 from server.agents.runs.transcript import Transcript
 
 
@@ -22,8 +24,10 @@ class EventWriter:
         lease_token: int,
         flush_seconds: float,
         transcript: Transcript,
+        mirror: TranscriptMirror | None = None,
     ) -> None:
         self._log = log
+        self._mirror = mirror
         self._run_id = run_id
         self._token = lease_token
         self._flush_seconds = flush_seconds
@@ -57,7 +61,9 @@ class EventWriter:
             batch.extend(events)
             if not batch:
                 return
-            stored = await self._log.append(self._run_id, self._token, batch)
+            mirror = self._mirror
+            messages = mirror.messages(self.transcript, batch) if mirror is not None else []
+            stored = await self._log.append(self._run_id, self._token, batch, transcript=messages)
             for item in stored:
                 self.transcript.apply(item.event)
             if stored:
