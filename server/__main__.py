@@ -10,8 +10,10 @@ from collections.abc import Callable, Sequence
 
 from server.app import ForgeServer
 from server.config import Settings
+from server.core.keys import InsecureConfiguration
 from server.core.logging import configure_logging
 from server.core.module import ModuleBuilder
+from server.db.embedded import DataDirInUse
 from server.services import SERVICE_MODULES
 
 log = logging.getLogger("forge")
@@ -21,8 +23,14 @@ async def serve(settings: Settings, builders: Sequence[ModuleBuilder]) -> None:
     app = ForgeServer(settings, builders)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            app.end_drain()  # asked twice: stop waiting for load balancers
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
         await app.start()
         # Tooling (make run, tests) reads this line to learn the bound port.
@@ -45,8 +53,13 @@ def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] 
 def main(builders: Sequence[ModuleBuilder] = SERVICE_MODULES) -> None:
     settings = Settings(_cli_parse_args=True)
     configure_logging(settings.log_level, settings.log_format)
-    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-        runner.run(serve(settings, builders))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+            runner.run(serve(settings, builders))
+    except (DataDirInUse, InsecureConfiguration) as refused:
+        # A configuration the operator must change: one clear line, no traceback.
+        print(f"forge: not starting: {refused}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from server.core.interceptor import CallInterceptor, CallPolicy
 from server.core.keys import server_secret
 from server.core.module import Background, BuildContext, ModuleBuilder, ServiceModule
 from server.core.pagination import PageTokens
+from server.core.shutdown import ShutdownSignal, serving_under
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import dispose, make_engine, make_session_factory
 from server.db.migrate import upgrade
@@ -28,6 +31,8 @@ from server.services import SERVICE_MODULES
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE_NAME = "forge"
+STREAM_END_MARGIN_SECONDS = 1.0
+"""How long before the grace period runs out open streams are ended (at most half of it)."""
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -92,11 +97,15 @@ class ForgeServer:
     port: int = 0
     modules: list[ServiceModule] = field(default_factory=list)
     health: HealthServicer = field(default_factory=HealthServicer)
+    shutdown: ShutdownSignal = field(default_factory=ShutdownSignal)
+    """Triggered a little before the grace period of `stop()` runs out: open streams end
+    with SERVER_SHUTTING_DOWN (server/core/streaming.py)."""
     _server: grpc.aio.Server | None = None
     _engine: AsyncEngine | None = None
     _postgres: EmbeddedPostgres | None = None
     _service_names: list[str] = field(default_factory=list)
     _background: list[Background] = field(default_factory=list)
+    _drain_cut: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         settings = self.settings
@@ -122,7 +131,9 @@ class ForgeServer:
         if self.port == 0:
             raise RuntimeError(f"could not bind {settings.listen_address}")
         self._server = server
-        await server.start()
+        # The calls run in copies of this context: their streams find the signal there.
+        with serving_under(self.shutdown):
+            await server.start()
         await self._set_serving("", True)
         for module in self.modules:
             names = [binding.full_name for binding in module.bindings]
@@ -191,13 +202,29 @@ class ForgeServer:
             read_lane=settings.read_lane_connections,
         )
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Health goes NOT_SERVING, new calls are refused, in-flight calls get `grace` seconds."""
-        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Health goes NOT_SERVING at once; new calls are still accepted for `drain` seconds
+        (so load balancers see it and stop sending), then refused, and in-flight calls get
+        `grace` seconds. Streams still open shortly before the grace runs out end with an
+        in-band SERVER_SHUTTING_DOWN error while it can still be sent."""
+        settings = self.settings
+        grace = settings.shutdown_grace_seconds if grace is None else grace
+        drain = settings.shutdown_drain_seconds if drain is None else drain
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
+            if drain > 0:
+                log.info("draining", extra={"drain_seconds": drain})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drain_cut.wait(), drain)
             log.info("shutting down", extra={"grace_seconds": grace})
-            await self._server.stop(grace)
+            margin = min(STREAM_END_MARGIN_SECONDS, grace / 2)
+            signal_streams = asyncio.get_running_loop().call_later(
+                grace - margin, self.shutdown.trigger
+            )
+            try:
+                await self._server.stop(grace)
+            finally:
+                signal_streams.cancel()
             self._server = None
         while self._background:
             await self._background.pop().stop()
@@ -207,6 +234,10 @@ class ForgeServer:
         if self._postgres is not None:
             await self._postgres.stop()
             self._postgres = None
+
+    def end_drain(self) -> None:
+        """Stops the drain delay of a `stop()` in progress (a second SIGTERM or SIGINT)."""
+        self._drain_cut.set()
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:

@@ -34,8 +34,18 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="root log level")
     log_format: Literal["json", "text"] = Field("json", description="structured JSON or plain text")
+    shutdown_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="on SIGTERM, how long health reports NOT_SERVING while new calls are still "
+        "accepted (so load balancers stop sending) before they are refused; a second signal "
+        "ends it early",
+    )
     shutdown_grace_seconds: float = Field(
-        10.0, description="on SIGTERM, how long in-flight calls may take before they are cancelled"
+        10.0,
+        ge=0,
+        description="then, how long in-flight calls may take before they are cancelled (open "
+        "streams end with SERVER_SHUTTING_DOWN a little before)",
     )
     max_message_bytes: int = Field(16 * MiB, description="largest gRPC message sent or received")
     max_pending_requests: int = Field(
@@ -82,6 +92,12 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("forge-api", description="aud claim")
     access_token_ttl_seconds: int = Field(15 * 60, description="access token lifetime")
     refresh_token_ttl_seconds: int = Field(7 * 24 * 3600, description="session lifetime")
+    refresh_reuse_grace_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="a rotated refresh token presented again this soon (two tabs, a retry) "
+        "gets the pair already issued for it; later, its reuse ends the session",
+    )
     bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor")
     admin_emails: list[str] = Field(
         default_factory=list, description="emails that become admin on registration"
@@ -251,6 +267,21 @@ class Settings(BaseSettings):
         ge=1,
         description="tokens (input + output) a user may spend per UTC day; once spent, new "
         "chats are refused until midnight UTC (unset: no quota)",
+    )
+    chat_save_interval_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="how often the text of answers being streamed is saved (a crash loses at "
+        "most about twice this)",
+    )
+    chat_orphan_after_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="an answer in progress not saved for this long belongs to a server that is "
+        "gone: the sweeper settles it as interrupted (keep it well above the save interval)",
+    )
+    chat_sweep_interval_seconds: float = Field(
+        5.0, gt=0, description="how often a server looks for interrupted answers"
     )
 
     # --- agent runs ---

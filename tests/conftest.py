@@ -49,6 +49,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "jwt_secret": secrets.token_hex(32),
         "bcrypt_rounds": 4,
         "shutdown_grace_seconds": 1.0,
+        "shutdown_drain_seconds": 0.0,
         # Sandbox containers of this test run are kept apart from any other server's, and
         # no warm pool is started unless a test asks for one.
         "sandbox_namespace": namespace("main"),

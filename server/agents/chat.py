@@ -3,15 +3,18 @@
 `Chats.open` checks access and quota, stores the user message and an IN_PROGRESS assistant
 message, and plans the provider request (history trimmed to the token budget, newest turns
 kept). `ChatTurn.events()` then yields `ChatStarted`, the provider's `TextDelta`s exactly as
-they arrive (nothing is written per delta), and at the end `ChatUsage`, one `ChatArtifact`
-per artifact the answer listeners produced, and `ChatCompleted`; or, when the provider
-fails, raises its `ForgeError` (which the servicer's stream turns into a last `error`
-event).
+they arrive (nothing is written per delta: about once per `chat_save_interval_seconds` the
+stream hands its text so far to the saver, which stores it off the stream), and at the end
+`ChatUsage`, one `ChatArtifact` per artifact the answer listeners produced, and
+`ChatCompleted`; or, when the provider fails, raises its `ForgeError` (which the servicer's
+stream turns into a last `error` event).
 
 Whatever ends the stream, the answer is settled exactly once: `complete`, `failed` (with
 the error) or `cancelled` (the client went away or its deadline passed: the provider stream
 is closed at once). Settling runs in a task of Chat's supervisor that the caller's
-cancellation cannot interrupt, so the partial text is never lost.
+cancellation cannot interrupt, so the partial text is never lost. When the server itself
+dies, a sweeper (of any server, the restarted one included) settles the answer as
+`interrupted` with its saved text (sweeper.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.agents import store
 from server.agents.access import chat_target
 from server.agents.profiles import AgentProfiles
+from server.agents.saver import AnswerSaver
 from server.agents.usage import UsageLedger
 from server.agents.views import (
     AgentView,
@@ -111,6 +115,7 @@ class Chats:
         listeners: Sequence[AnswerListener],
         history_token_budget: int,
         tasks: TaskSupervisor,
+        saver: AnswerSaver,
     ) -> None:
         self._sessions = sessions
         self._registry = registry
@@ -119,6 +124,7 @@ class Chats:
         # The list itself, not a copy: other services register listeners while wiring.
         self._listeners = listeners
         self._budget = history_token_budget
+        self.saver = saver
         self.tasks = tasks
         """Work a cancelled caller must not interrupt (opening and settling answers). Its
         failures are not logged again: they reach whoever awaits them, or `settle` logs."""
@@ -231,7 +237,10 @@ class Chats:
         usage: Usage,
         error: ForgeError | None,
     ) -> None:
-        """Stores how the answer ended, and charges its tokens to the user (one statement)."""
+        """Stores how the answer ended, and charges its tokens to the user (one statement).
+        (Should that fail, the answer stays in progress, and the sweeper settles it later
+        with its saved text.)"""
+        self.saver.forget(turn.assistant_message_id)
         try:
             await store.settle_answer(
                 self._sessions,
@@ -284,6 +293,7 @@ class ChatTurn:
         self._turn = turn
         self._stream: AsyncGeneratorType[ChatEvent, None] | None = None
         self._settled = False
+        self._live = chats.saver.track(turn.assistant_message_id, turn.estimated_input_tokens)
 
     def events(self) -> AsyncGenerator[ChatEvent, None]:
         stream = self._events()
@@ -317,6 +327,7 @@ class ChatTurn:
         # One growing string rather than a list of parts: CPython extends it in place, and
         # a long answer costs its length in memory, not ~60 bytes more per delta.
         text = ""
+        live = self._live  # asked for the text so far about once per save interval
         outcome: Finish | ForgeError | None = None
         try:
             yield self.started
@@ -324,6 +335,8 @@ class ChatTurn:
                 async for event in stream:
                     if type(event) is TextDelta:
                         text += event.text
+                        if live.due:
+                            live.post(text)
                         yield event
                     elif type(event) is Finish:
                         outcome = event

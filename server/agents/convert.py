@@ -39,6 +39,7 @@ STATUSES = {
     "complete": agents_pb2.MESSAGE_STATUS_COMPLETE,
     "cancelled": agents_pb2.MESSAGE_STATUS_CANCELLED,
     "failed": agents_pb2.MESSAGE_STATUS_FAILED,
+    "interrupted": agents_pb2.MESSAGE_STATUS_INTERRUPTED,
 }
 FINISH_REASONS = {
     "stop": agents_pb2.FINISH_REASON_STOP,

@@ -18,6 +18,7 @@ _STATUS_NOTES = {
     "in_progress": "still being written when exported",
     "cancelled": "cancelled: the answer was stopped before it was complete",
     "failed": "failed: the model stopped with an error",
+    "interrupted": "interrupted: the server answering it stopped; the text saved until then",
 }
 
 

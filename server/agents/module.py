@@ -13,7 +13,9 @@ from server.agents.chat import Chats
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
 from server.agents.runs.build import build_runs
+from server.agents.saver import AnswerSaver
 from server.agents.service import AgentService
+from server.agents.sweeper import AnswerSweeper
 from server.agents.usage import UsageLedger
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
@@ -50,6 +52,12 @@ def build(ctx: BuildContext) -> ServiceModule:
     profiles = AgentProfiles(sessions, registry)
     ledger = UsageLedger(sessions, settings.daily_token_quota)
     tasks = TaskSupervisor("chat")
+    saver = AnswerSaver(
+        sessions, settings.chat_save_interval_seconds, settings.chat_orphan_after_seconds
+    )
+    sweeper = AnswerSweeper(
+        sessions, ledger, settings.chat_orphan_after_seconds, settings.chat_sweep_interval_seconds
+    )
     chats = Chats(
         sessions,
         registry,
@@ -58,6 +66,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         ctx.hooks.answer_listeners,
         settings.history_token_budget,
         tasks,
+        saver,
     )
     runs = build_runs(ctx, registry, profiles, ledger)
     servicer = AgentService(
@@ -74,7 +83,8 @@ def build(ctx: BuildContext) -> ServiceModule:
         name="agents",
         bindings=[ServiceBinding.of(agents_pb2, agents_pb2_grpc, "AgentService", servicer)],
         # Stopped in reverse order: runs hand over (their loops use the providers) before
-        # the providers' connections close.
-        background=[_ChatLifecycle(tasks, registry), *runs.background],
+        # the providers' connections close; answers still settling then are saved until
+        # they are settled.
+        background=[saver, sweeper, _ChatLifecycle(tasks, registry), *runs.background],
         offers=Offers(usage=ledger, system_counters=store.system_counters()),
     )

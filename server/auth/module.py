@@ -18,7 +18,7 @@ from server.auth.passwords import Passwords
 from server.auth.profile import Profile
 from server.auth.service import PUBLIC_METHODS, AuthDomain, AuthService
 from server.auth.sessions import Sessions
-from server.auth.tokens import AccessTokens
+from server.auth.tokens import AccessTokens, RefreshRotation
 from server.core.binding import ServiceBinding
 from server.core.module import BuildContext, ServiceModule
 
@@ -48,7 +48,9 @@ def build(ctx: BuildContext) -> ServiceModule:
     smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
     mail = MailSender(ctx.sessions, smtp_url, settings.mail_from)
     domain = AuthDomain(
-        sessions=Sessions(settings, ctx.sessions, hasher, access_tokens, mail),
+        sessions=Sessions(
+            settings, ctx.sessions, hasher, access_tokens, RefreshRotation(ctx.secret), mail
+        ),
         profile=Profile(ctx.sessions),
         passwords=Passwords(ctx.sessions, hasher, mail),
         verification=EmailVerification(ctx.sessions),

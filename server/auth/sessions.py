@@ -1,6 +1,8 @@
 """Sign-up, sign-in and sessions: each sign-in opens a session holding a refresh token that
 rotates on every use. A rotated token that comes back means someone kept a copy: the whole
-session ends. Users list their live sessions and end any of them."""
+session ends, unless it comes back within a short grace window while the token issued for it
+is still current (a race, not a theft): then it gets that same token again. Users list their
+live sessions and end any of them."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from server.auth.audit import Action, record
 from server.auth.hashing import PasswordHasher, check_password
 from server.auth.mail import MailSender
 from server.auth.profile import MAX_DISPLAY_NAME
-from server.auth.tokens import AccessTokens, digest, new_refresh_token
+from server.auth.tokens import AccessTokens, RefreshRotation, digest, new_refresh_token
 from server.auth.views import IssuedTokens, SessionView, SignedIn, UserView
 from server.config import Settings
 from server.core.context import Caller, current_call
@@ -51,13 +53,16 @@ class Sessions:
         sessions: async_sessionmaker[AsyncSession],
         hasher: PasswordHasher,
         access_tokens: AccessTokens,
+        rotation: RefreshRotation,
         mail: MailSender,
     ) -> None:
         self._sessions = sessions
         self._hasher = hasher
         self._access = access_tokens
+        self._rotation = rotation
         self._mail = mail
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
+        self._reuse_grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
         self._admin_emails = {e.lower() for e in settings.admin_emails}
 
     # --- sign-up and sign-in ----------------------------------------------------------------
@@ -154,6 +159,10 @@ class Sessions:
     def _issue(self, db: AsyncSession, user: User, session: Session) -> IssuedTokens:
         refresh = new_refresh_token()
         db.add(RefreshToken(token_hash=digest(refresh), session_id=session.id))
+        return self._tokens(user, session, refresh)
+
+    def _tokens(self, user: User, session: Session, refresh: str) -> IssuedTokens:
+        """A fresh access token for `session`, alongside `refresh`."""
         access, access_expires = self._access.issue(user.id, [user.role], session.id)
         return IssuedTokens(access, access_expires, refresh, session.expire_time, session.id)
 
@@ -162,15 +171,20 @@ class Sessions:
     async def refresh(self, refresh_token: str) -> SignedIn:
         if not refresh_token:
             raise InvalidArgument.of([FieldViolation("refresh_token", "is required")])
+        signed_in: SignedIn | None = None
         async with self._sessions() as db, db.begin():
+            # Locks the token's row: a concurrent refresh with the same token waits here for
+            # this transaction, then reads the row as rotated and takes the grace path below.
             found = await store.refresh_token_with_session(db, digest(refresh_token))
             if found is None:
                 raise _refresh_token_invalid()
             token, session = found
             if session.revoke_time is not None or session.expire_time <= utcnow():
                 raise Unauthenticated("the session has ended; sign in again", "SESSION_REVOKED")
-            reused = token.rotate_time is not None
-            if reused:
+            successor = self._rotation.successor(refresh_token)
+            if token.rotate_time is not None and not await self._issued_within_grace(
+                db, token, successor
+            ):
                 # A rotated token came back: someone kept a copy. End the whole session.
                 await store.revoke_session(db, session.id, "refresh_token_reused")
                 record(
@@ -179,25 +193,41 @@ class Sessions:
                     subject_id=session.user_id,
                     target=str(session.id),
                 )
-        if reused:
+            else:
+                user = await store.user_by_id(db, session.user_id)
+                if user is None or user.disabled:
+                    raise Unauthenticated("the account is disabled", "USER_DISABLED")
+                if token.rotate_time is None:
+                    token.rotate_time = utcnow()
+                    db.add(RefreshToken(token_hash=digest(successor), session_id=session.id))
+                session.last_use_time = utcnow()
+                session.user_agent = current_call().user_agent[:512] or session.user_agent
+                session.peer_address = current_call().client_address[:64] or session.peer_address
+                signed_in = SignedIn(UserView.of(user), self._tokens(user, session, successor))
+        if signed_in is None:  # the reuse was recorded and the session ended: now refuse it
             raise Unauthenticated(
                 "this refresh token was already used; the session has been ended",
                 "REFRESH_TOKEN_REUSED",
             )
-        async with self._sessions() as db, db.begin():
-            found = await store.refresh_token_with_session(db, digest(refresh_token))
-            if found is None or found[0].rotate_time is not None:
-                raise _refresh_token_invalid()  # rotated concurrently by another request
-            token, session = found
-            user = await store.user_by_id(db, session.user_id)
-            if user is None or user.disabled:
-                raise Unauthenticated("the account is disabled", "USER_DISABLED")
-            token.rotate_time = utcnow()
-            session.last_use_time = utcnow()
-            session.user_agent = current_call().user_agent[:512] or session.user_agent
-            session.peer_address = current_call().client_address[:64] or session.peer_address
-            tokens = self._issue(db, user, session)
-        return SignedIn(UserView.of(user), tokens)
+        return signed_in
+
+    async def _issued_within_grace(
+        self, db: AsyncSession, token: RefreshToken, successor: str
+    ) -> bool:
+        """Whether a rotated token presented again is a race (two tabs, a retry after a lost
+        response) rather than a stolen copy: it was rotated within the grace window and the
+        token issued for it is still the session's current one. A token two or more rotations
+        back never qualifies."""
+        assert token.rotate_time is not None
+        if utcnow() - token.rotate_time > self._reuse_grace:
+            return False
+        # Locked too, so a concurrent rotation of the successor is seen once it commits.
+        issued = await store.refresh_token_locked(db, digest(successor))
+        return (
+            issued is not None
+            and issued.session_id == token.session_id
+            and issued.rotate_time is None
+        )
 
     async def logout(self, refresh_token: str, caller: Caller | None) -> None:
         async with self._sessions() as db, db.begin():

@@ -110,6 +110,12 @@ async def refresh_token_with_session(
     return (row[0], row[1]) if row else None
 
 
+async def refresh_token_locked(db: AsyncSession, token_hash: bytes) -> RefreshToken | None:
+    return await db.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+    )
+
+
 async def revoke_session(db: AsyncSession, session_id: uuid.UUID, reason: str) -> None:
     await db.execute(
         update(Session)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -26,6 +28,29 @@ def digest(secret: str) -> bytes:
 
 def new_refresh_token() -> str:
     return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class RefreshRotation:
+    """The token that replaces a refresh token on rotation: an HMAC of the presented token
+    under a key derived from the server secret.
+
+    Why derived rather than random: a token presented again within the grace window (two
+    tabs refreshing at once, a retry after a lost response) must get the pair already issued
+    for it, yet tokens are stored only as hashes. Deriving the successor lets the server
+    recompute it from the presented token alone, with nothing new stored (no plain or
+    encrypted copy of the issued token, no extra column). Only a holder of the presented
+    token can compute it, and only with the server secret; a database dump (hashes only)
+    yields neither. Every chain still starts from a random token at sign-in, so chains are
+    independent; a leaked server secret already allows forging access tokens, so deriving
+    from it adds no exposure."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._key = hmac.new(secret, b"forge refresh rotation v1", hashlib.sha256).digest()
+
+    def successor(self, refresh_token: str) -> str:
+        mac = hmac.new(self._key, refresh_token.encode(), hashlib.sha256).digest()
+        # Same shape as new_refresh_token(): the prefix and 43 url-safe characters.
+        return REFRESH_TOKEN_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def new_one_time_token() -> str:

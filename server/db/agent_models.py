@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -30,7 +31,8 @@ from server.core.ids import new_id
 from server.db.models import Base
 
 MESSAGE_ROLES = ("user", "assistant", "system", "tool")
-MESSAGE_STATUSES = ("in_progress", "complete", "cancelled", "failed")
+MESSAGE_STATUSES = ("in_progress", "complete", "cancelled", "failed", "interrupted")
+"""`interrupted`: the server streaming the answer died; the sweeper kept its saved text."""
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -109,6 +111,9 @@ class MessageRow(Base):
         CheckConstraint(f"role IN ({_in(MESSAGE_ROLES)})", name="role"),
         CheckConstraint(f"status IN ({_in(MESSAGE_STATUSES)})", name="status"),
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # The sweeper's candidates (few rows). On `id`, so saving an answer's text does not
+        # touch the index; only its settling does.
+        Index("ix_messages_in_progress", "id", postgresql_where=text("status = 'in_progress'")),
     )
 
 

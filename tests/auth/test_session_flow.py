@@ -1,5 +1,5 @@
 """register → login → me → refresh → old token rejected → reuse ends the session → logout,
-through gRPC and through Envoy REST."""
+through gRPC and through Envoy REST. (A reuse within the grace window: test_refresh_race.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import aiohttp
 import grpc
 import pytest
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.auth.support import outlive_reuse_grace
 from tests.support.accounts import PASSWORD, register, unique_email
 from tests.support.rpc import error_info
 
@@ -16,7 +18,9 @@ def _auth(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def test_session_lifecycle_over_grpc(channel: grpc.aio.Channel) -> None:
+async def test_session_lifecycle_over_grpc(
+    channel: grpc.aio.Channel, auth_db: async_sessionmaker[AsyncSession]
+) -> None:
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     email = unique_email("Flow").upper()
     registered = await stub.Register(
@@ -44,7 +48,9 @@ async def test_session_lifecycle_over_grpc(channel: grpc.aio.Channel) -> None:
         auth_pb2.GetCurrentUserRequest(), metadata=_auth(rotated.tokens.access_token), timeout=10
     )
 
-    # The rotated-away token is refused, and its reuse ends the whole session.
+    # The rotated-away token, presented after the grace window, is refused, and its reuse
+    # ends the whole session.
+    await outlive_reuse_grace(auth_db, first_refresh)
     with pytest.raises(grpc.aio.AioRpcError) as reused:
         await stub.RefreshToken(
             auth_pb2.RefreshTokenRequest(refresh_token=first_refresh), timeout=10
@@ -90,7 +96,9 @@ async def test_session_lifecycle_over_grpc(channel: grpc.aio.Channel) -> None:
     assert all(e.subject_user_id == registered.user.id for e in events.audit_events)
 
 
-async def test_session_lifecycle_through_envoy(http: aiohttp.ClientSession) -> None:
+async def test_session_lifecycle_through_envoy(
+    http: aiohttp.ClientSession, auth_db: async_sessionmaker[AsyncSession]
+) -> None:
     email = unique_email("rest")
     body = {"email": email, "password": PASSWORD, "displayName": "Rest"}
     async with http.post("/v1/auth:register", json=body) as response:
@@ -118,6 +126,7 @@ async def test_session_lifecycle_through_envoy(http: aiohttp.ClientSession) -> N
     async with http.post("/v1/auth:refresh", json={"refreshToken": tokens["refreshToken"]}) as r:
         assert r.status == 200
         rotated = (await r.json())["tokens"]
+    await outlive_reuse_grace(auth_db, tokens["refreshToken"])
     async with http.post("/v1/auth:refresh", json={"refreshToken": tokens["refreshToken"]}) as r:
         assert r.status == 401
         error = await r.json()

@@ -29,6 +29,8 @@ class ServerProcess:
             # Keep sandbox containers apart from other servers' and start no warm pool.
             "FORGE_SANDBOX_NAMESPACE": f"test-process-{os.getpid()}",
             "FORGE_SANDBOX_POOL_SIZE": "0",
+            # SIGTERM stops at once unless a test asks for a drain delay.
+            "FORGE_SHUTDOWN_DRAIN_SECONDS": "0",
             **env,
         }
         self._startup_timeout = startup_timeout

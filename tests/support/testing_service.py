@@ -1,9 +1,10 @@
-"""TestingService (tests only): echoes, fails on request, and streams ticks."""
+"""TestingService (tests only): echoes, fails on request, and streams ticks (through
+`server_stream`, as Chat and Exec do)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
@@ -13,6 +14,8 @@ from server.core import errors
 from server.core.binding import ServiceBinding
 from server.core.context import current_call
 from server.core.module import BuildContext, ServiceModule
+from server.core.status import to_status_proto
+from server.core.streaming import server_stream
 from server.services import SERVICE_MODULES
 
 _ERRORS_BY_CODE: dict[int, type[errors.ForgeError]] = {
@@ -78,13 +81,30 @@ class TestingService(testing_pb2_grpc.TestingServiceServicer):
             f"must be between 0 and {MAX_TICKS_INTERVAL_MS}",
         )
         violations.raise_if_any()
-        tick = 0
-        while request.count == 0 or tick < request.count:
-            if tick:
-                await asyncio.sleep(request.interval_ms / 1000)
-            tick += 1
-            yield testing_pb2.StreamTicksResponse(seq=tick, tick=tick)
-        yield testing_pb2.StreamTicksResponse(seq=tick + 1, completed=True)
+        async with server_stream(_ticks(request), _tick_message, _tick_error) as messages:
+            async for message in messages:
+                yield message
+
+
+async def _ticks(request: testing_pb2.StreamTicksRequest) -> AsyncGenerator[int | None, None]:
+    """Tick numbers, then None (completed)."""
+    tick = 0
+    while request.count == 0 or tick < request.count:
+        if tick:
+            await asyncio.sleep(request.interval_ms / 1000)
+        tick += 1
+        yield tick
+    yield None
+
+
+def _tick_message(tick: int | None, seq: int) -> testing_pb2.StreamTicksResponse:
+    if tick is None:
+        return testing_pb2.StreamTicksResponse(seq=seq, completed=True)
+    return testing_pb2.StreamTicksResponse(seq=seq, tick=tick)
+
+
+def _tick_error(error: errors.ForgeError, seq: int) -> testing_pb2.StreamTicksResponse:
+    return testing_pb2.StreamTicksResponse(seq=seq, error=to_status_proto(error))
 
 
 def build(ctx: BuildContext) -> ServiceModule:

@@ -59,7 +59,9 @@ class ReadRpcs:
     ) -> AsyncIterator[agents_pb2.RunEvent]:
         """Events carry their stored `seq` and `create_time` (no renumbering): resuming with
         `after_seq` = the last seq received continues without gaps or duplicates. Through
-        Envoy this is an SSE stream (`GET /v1/runs/{id}:watch?afterSeq=N`)."""
+        Envoy this is an SSE stream (`GET /v1/runs/{id}:watch?afterSeq=N`). A stream that
+        fails, or is still open when this server shuts down (SERVER_SHUTTING_DOWN; the run
+        goes on in another process), ends with an `error` carrying that last seq."""
         caller = current_call().require_caller()
         source = await self._run_watcher.open(caller, request.run_id, request.after_seq)
         sent = request.after_seq
