@@ -25,6 +25,7 @@ from server.core.pagination import PageTokens
 from server.core.shutdown import ShutdownSignal, serving_under
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import dispose, make_engine, make_session_factory
+from server.db.health import DatabaseHealth
 from server.db.migrate import upgrade
 from server.services import SERVICE_MODULES
 
@@ -106,6 +107,9 @@ class ForgeServer:
     _service_names: list[str] = field(default_factory=list)
     _background: list[Background] = field(default_factory=list)
     _drain_cut: asyncio.Event = field(default_factory=asyncio.Event)
+    _database: DatabaseHealth | None = None
+    _backends_up: dict[str, bool] = field(default_factory=dict)
+    """Per service with a backend of its own (e.g. Docker): whether the backend is up."""
 
     async def start(self) -> None:
         settings = self.settings
@@ -121,7 +125,11 @@ class ForgeServer:
             hooks=Hooks(),
         )
         self.modules = build_modules(ctx, self.builders)
+        # Health follows the database too: it starts first and stops last.
+        self._database = DatabaseHealth(self._engine, settings.database_probe_seconds)
         server = self._build_server(self.modules)
+        await self._database.start()
+        self._background.append(self._database)
         for module in self.modules:
             for component in module.background:
                 await component.start()
@@ -141,7 +149,11 @@ class ForgeServer:
             for name in names:
                 await self._set_serving(name, module.health is None)
             if module.health is not None:
+                self._backends_up.update(dict.fromkeys(names, False))
                 module.health(partial(self._set_services_serving, names))
+        self._database.follow(self._follow_database)
+        if not self._database.available:  # a probe lost before anyone followed
+            await self._follow_database(False)
         log.info(
             "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
         )
@@ -156,7 +168,13 @@ class ForgeServer:
             unimplemented=[path for b in bindings for path in b.unimplemented_paths()],
         )
         server = grpc.aio.server(
-            interceptors=[CallInterceptor(policy, next(iter(authenticators), None))],
+            interceptors=[
+                CallInterceptor(
+                    policy,
+                    next(iter(authenticators), None),
+                    on_database_unavailable=self._database.poke if self._database else None,
+                )
+            ],
             options=grpc_options(self.settings),
             maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
         )
@@ -180,8 +198,16 @@ class ForgeServer:
         return server
 
     async def _set_services_serving(self, services: Iterable[str], serving: bool) -> None:
+        """A module's backend came or went; its services serve when the database does too."""
+        database_up = self._database is None or self._database.available
         for service in services:
-            await self._set_serving(service, serving)
+            self._backends_up[service] = serving
+            await self._set_serving(service, serving and database_up)
+
+    async def _follow_database(self, available: bool) -> None:
+        await self._set_serving("", available)
+        for service in self._service_names:
+            await self._set_serving(service, available and self._backends_up.get(service, True))
 
     async def _set_serving(self, service: str, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse

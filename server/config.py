@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(10, description="connections kept open per process")
     database_max_overflow: int = Field(20, description="extra connections under load")
+    database_probe_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="how often health checks the database (SELECT 1); a call that finds it "
+        "unreachable checks at once",
+    )
     migrate_on_start: bool = Field(True, description="run Alembic migrations to head on start")
 
     # --- auth ----------------------------------------------------------------------

@@ -21,6 +21,11 @@ from server.core.context import CallContext, bind_call
 from server.core.credentials import Authenticator, extract_credential
 from server.core.errors import Code, ForgeError, Unauthenticated, Unimplemented
 from server.core.status import internal_status, to_grpc_status
+from server.db.unavailable import (
+    DATABASE_UNAVAILABLE,
+    database_unavailable,
+    is_database_unavailable,
+)
 
 log = logging.getLogger("forge.access")
 
@@ -76,8 +81,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         policy: CallPolicy,
         authenticator: Authenticator | None = None,
         trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
+        on_database_unavailable: Callable[[], None] | None = None,
     ) -> None:
+        """`on_database_unavailable` runs when a call ends because the database could not
+        be reached (health probes it at once)."""
         self._policy = policy
+        self._on_database_unavailable = on_database_unavailable
         self._authenticator = authenticator
         self._trusted_proxies = frozenset(trusted_proxies)
         # Handlers are fixed once the server starts, so each method's is wrapped once; what
@@ -148,7 +157,11 @@ class _CallScope:
     async def fail(self, context: Context, error: BaseException) -> None:
         """Ends the call with the status for `error` (always raises)."""
         request_id = self.ctx.request_id if self.ctx else "-"
+        if not isinstance(error, ForgeError) and is_database_unavailable(error):
+            error = database_unavailable(cause=error)
         if isinstance(error, ForgeError):
+            if error.reason == DATABASE_UNAVAILABLE:
+                self._database_unavailable(request_id, error)
             self.finish(error.code.name, error.reason)
             await context.abort_with_status(to_grpc_status(error))
         log.exception(
@@ -158,6 +171,21 @@ class _CallScope:
         )
         self.finish(Code.INTERNAL.name, "INTERNAL")
         await context.abort_with_status(internal_status(request_id))
+
+    def _database_unavailable(self, request_id: str, error: ForgeError) -> None:
+        # One line per call, no traceback: an outage must not flood the log.
+        cause = error.__cause__
+        log.warning(
+            "database unavailable",
+            extra={
+                "method": self._method,
+                "request_id": request_id,
+                "error": repr(cause if cause is not None else error),
+            },
+        )
+        notify = self._interceptor._on_database_unavailable
+        if notify is not None:
+            notify()
 
     def finish(self, code: str, reason: str = "") -> None:
         ctx = self.ctx

@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 
 from server.core.errors import ForgeError, Unavailable
 from server.core.shutdown import ShutdownSignal, current_shutdown, server_shutting_down
+from server.db.unavailable import database_unavailable, is_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,9 @@ async def numbered(
     lost: Callable[[], ForgeError] = stream_lost,
 ) -> AsyncGenerator[M, None]:
     """The source's events as messages numbered from 1; a failure becomes a last `error`
-    event and then ends the call with the same status (a bug: `lost()`, logged), and so
-    does the server's shutdown (SERVER_SHUTTING_DOWN)."""
+    event and then ends the call with the same status (the database out of reach:
+    DATABASE_UNAVAILABLE; a bug: `lost()`, logged), and so does the server's shutdown
+    (SERVER_SHUTTING_DOWN)."""
     seq = 0
     reader = _Reader(source, current_shutdown())
     try:
@@ -65,8 +67,12 @@ async def numbered(
         yield error_message(error, seq + 1)
         raise
     except Exception as error:
-        log.exception("server stream failed")
-        failure = lost()
+        failure: ForgeError
+        if is_database_unavailable(error):
+            failure = database_unavailable(cause=error)  # logged by the call interceptor
+        else:
+            log.exception("server stream failed")
+            failure = lost()
         yield error_message(failure, seq + 1)
         raise failure from error
 

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from server.db.unavailable import is_database_unavailable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -79,8 +81,14 @@ class TaskSupervisor:
                 await ticker.wait()
                 try:
                     await tick()
-                except Exception:
-                    log.exception("background tick failed", extra={"task": self._name(name)})
+                except Exception as error:
+                    if is_database_unavailable(error):  # health reports it; no traceback
+                        log.warning(
+                            "background tick failed: the database is unavailable",
+                            extra={"task": self._name(name)},
+                        )
+                    else:
+                        log.exception("background tick failed", extra={"task": self._name(name)})
 
         self.spawn(loop(), name=name)
         return ticker
