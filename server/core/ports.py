@@ -37,7 +37,7 @@ class ExecChunk:
 
 
 ExitReasonName: TypeAlias = Literal[
-    "exited", "timeout", "idle_timeout", "cancelled", "oom_killed", "killed"
+    "exited", "timeout", "idle_timeout", "cancelled", "oom_killed", "killed", "sandbox_lost"
 ]
 
 

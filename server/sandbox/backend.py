@@ -8,7 +8,7 @@ caller has already confined (see paths.py); a backend does no access control of 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -183,6 +183,15 @@ class SandboxBackend(Protocol):
 
     async def list_managed(self, namespace: str) -> list[ContainerInfo]:
         """Every container (any status) labelled as managed in `namespace`."""
+        ...
+
+    def container_ends(self, namespace: str) -> AsyncGenerator[str, None]:
+        """The id of every managed container of `namespace` that stops or is removed, as
+        it happens; ends (or raises BackendError) when the engine's stream does."""
+        ...
+
+    async def is_alive(self, container_id: str) -> bool:
+        """Whether the container exists and is running or paused."""
         ...
 
     async def exec(self, container_id: str, spec: ExecSpec) -> ExecProcess: ...

@@ -2,7 +2,8 @@
 the engine up in order, following whether it answers, and tearing down.
 
 Bringing up is: connect, reconcile the database with what the engine runs, start the warm
-pool, then every reaper interval check the engine and reap. Without an engine the server
+pool, follow the engine's events (a container that stops or is removed marks its sandbox
+lost at once), then every reaper interval check the engine and reap. Without an engine the server
 still starts: every sandbox call answers UNAVAILABLE until one answers. The engine found is
 put into the shared EngineProvider, through which every other part reaches it.
 """
@@ -10,6 +11,7 @@ put into the shared EngineProvider, through which every other part reaches it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -27,7 +29,7 @@ from server.sandbox.files import SandboxFiles
 from server.sandbox.pool import WarmPool
 from server.sandbox.provision import container_spec
 from server.sandbox.reaper import Reaper
-from server.sandbox.reconcile import reconcile_on_start
+from server.sandbox.reconcile import container_ended, reconcile_on_start
 from server.sandbox.retire import Retirer
 from server.sandbox.runtimes import Runtimes
 from server.sandbox.views import Lifetimes
@@ -150,8 +152,20 @@ class BackendConnection:
             lifetimes=self._lifetimes,
             retirer=self._retirer,
         )
+        self._tasks.forever("container-events", partial(self._follow_container_ends, backend))
         self._tasks.every("reaper", settings.sandbox_reaper_interval_seconds, self._check_and_reap)
         await self._set_available(True)
+
+    async def _follow_container_ends(self, backend: SandboxBackend) -> None:
+        """Marks sandboxes lost as their containers die; restarted (by `forever`) when the
+        stream ends, and the reaper's sweep covers whatever happened in between."""
+        ends = backend.container_ends(self._settings.sandbox_namespace)
+        async with contextlib.aclosing(ends):
+            async for container_id in ends:
+                try:
+                    await container_ended(backend, self._sessions, container_id)
+                except Exception:
+                    log.exception("could not mark a sandbox lost")
 
     async def _check_and_reap(self) -> None:
         """Notices the engine going and coming back; reaps while it answers."""

@@ -42,6 +42,7 @@ REASON_TO_PROTO = {
     ExitReason.CANCELLED: sandbox_pb2.EXIT_REASON_CANCELLED,
     ExitReason.OOM_KILLED: sandbox_pb2.EXIT_REASON_OOM_KILLED,
     ExitReason.KILLED: sandbox_pb2.EXIT_REASON_KILLED,
+    ExitReason.SANDBOX_LOST: sandbox_pb2.EXIT_REASON_SANDBOX_LOST,
 }
 
 

@@ -13,7 +13,7 @@ import concurrent.futures
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -25,7 +25,7 @@ from docker.types import DriverConfig, LogConfig, Mount
 
 import docker
 from server.config import Settings
-from server.sandbox import archive
+from server.sandbox import archive, docker_events
 from server.sandbox.backend import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
@@ -288,6 +288,19 @@ class DockerBackend:
             )
             for row in rows
         ]
+
+    def container_ends(self, namespace: str) -> AsyncGenerator[str, None]:
+        return docker_events.container_ends(self._api, namespace)
+
+    async def is_alive(self, container_id: str) -> bool:
+        return await self._call(self._is_alive, container_id)
+
+    def _is_alive(self, container_id: str) -> bool:
+        try:
+            state = self._api.inspect_container(container_id).get("State") or {}
+        except docker.errors.NotFound:
+            return False
+        return str(state.get("Status", "")) in (ContainerStatus.RUNNING.value, "paused")
 
     # --- executions ----------------------------------------------------------------------
 

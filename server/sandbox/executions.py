@@ -46,6 +46,9 @@ RECORD_GROUP_AFTER_SECONDS = 0.25
 KILL_ATTEMPTS = 40
 KILL_RETRY_SECONDS = 0.05
 SIGKILL_EXIT = 128 + 9
+# How long a SIGKILLed execution's container is watched for its end (see _container_lost).
+LOST_CHECK_SECONDS = 0.5
+LOST_CHECK_INTERVAL_SECONDS = 0.05
 
 
 class OomCounter:
@@ -261,14 +264,20 @@ class Execution:
             code = None
         reason = self._kill_reason or ExitReason.EXITED
         oom = False
-        if code is None:
-            # The engine lost the execution: its container was removed under it.
-            code = SIGKILL_EXIT
-            if self._kill_reason is None:
+        if code in (None, SIGKILL_EXIT) and self._kill_reason is None:
+            # Killed, or lost by the engine: by the kernel for memory, with the whole
+            # container (stopped or removed under it), or by something else.
+            if code is not None:
+                oom = await self._oom.killed_since_last_look(self._container_id)
+            if oom:
+                reason = ExitReason.OOM_KILLED
+            elif await self._container_lost():
+                reason = ExitReason.SANDBOX_LOST
+            else:
                 reason = ExitReason.KILLED
-        elif code == SIGKILL_EXIT and self._kill_reason is None:
-            oom = await self._oom.killed_since_last_look(self._container_id)
-            reason = ExitReason.OOM_KILLED if oom else ExitReason.KILLED
+        if code is None:
+            # The engine lost track of the execution (its container was removed under it).
+            code = SIGKILL_EXIT
         exited = ExecExited(
             exit_code=code,
             signal=code - 128 if 128 < code <= 128 + 64 else 0,
@@ -284,6 +293,30 @@ class Execution:
         # The caller gets the exit event now; the row is written right after.
         self._tasks.spawn(self._record(exited), name="record-execution")
         return exited
+
+    async def _container_lost(self) -> bool:
+        """Whether the container stopped or went behind our back (not by the sandbox
+        being deleted). The engine closes an execution's streams a moment before it records
+        its container's end, so a container still alive is asked again for a short while
+        (only SIGKILLs nobody here sent pay that wait)."""
+        deadline = self._loop.time() + LOST_CHECK_SECONDS
+        while True:
+            try:
+                if not await self._backend.is_alive(self._container_id):
+                    break
+            except BackendError:
+                return False
+            if self._loop.time() >= deadline:
+                return False
+            await asyncio.sleep(LOST_CHECK_INTERVAL_SECONDS)
+        try:
+            async with self._sessions() as db:
+                row = await store.get(db, self._sandbox_id)
+        except Exception:
+            log.exception("could not read an execution's sandbox")
+            return True
+        # Deleting (or failing) a sandbox marks its row before removing its container.
+        return row is None or row.state not in ("deleted", "failed")
 
     async def _abandon(self) -> None:
         """The consumer went away (cancel, deadline, error): kill, then record what we know."""

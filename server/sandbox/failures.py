@@ -62,6 +62,14 @@ def require_state(row: SandboxRow, allowed: tuple[str, ...]) -> None:
         raise FailedPrecondition(
             "the sandbox is paused; resume it first", "SANDBOX_PAUSED", metadata=sid(row)
         )
+    if row.state == "lost":
+        # The same answer as when a call is the first to find the container gone.
+        raise FailedPrecondition(
+            "the sandbox's container is gone"
+            + (f" ({row.state_message})" if row.state_message else ""),
+            "SANDBOX_LOST",
+            metadata={**sid(row), "state": row.state},
+        )
     raise FailedPrecondition(
         f"the sandbox is {row.state}" + (f" ({row.state_message})" if row.state_message else ""),
         "SANDBOX_NOT_RUNNING",

@@ -33,6 +33,7 @@ _REASONS: dict[ExitReason, ExitReasonName] = {
     ExitReason.CANCELLED: "cancelled",
     ExitReason.OOM_KILLED: "oom_killed",
     ExitReason.KILLED: "killed",
+    ExitReason.SANDBOX_LOST: "sandbox_lost",
 }
 
 

@@ -5,9 +5,11 @@ this namespace without a live row is removed (crash leftovers, old warm pools, h
 sandboxes); every live row whose container is gone or stopped is marked lost; executions
 left 'running' by a dead server are marked lost.
 
-While serving (`sweep`), more carefully, since creations are in flight: rows whose
-container vanished are marked lost, containers of rows that ended are removed, and
-containers with no row at all only once they are older than a grace period.
+While serving, a container that stops or is removed marks its sandbox lost at once
+(`container_ended`, fed by the engine's event stream). `sweep` catches up with whatever
+that missed, more carefully, since creations are in flight: rows whose container vanished
+are marked lost, containers of rows that ended are removed, and containers with no row at
+all only once they are older than a grace period.
 """
 
 from __future__ import annotations
@@ -154,6 +156,30 @@ async def sweep(
     report.removed_containers = sorted(set(report.removed_containers))
     await _remove(backend, report.removed_containers)
     return report, containers
+
+
+async def container_ended(
+    backend: SandboxBackend, sessions: async_sessionmaker[AsyncSession], container_id: str
+) -> str | None:
+    """A managed container stopped or was removed: its live sandbox (if any) is marked lost,
+    as the sweep would, and the container removed. Answers the sandbox's id if it was."""
+    async with sessions() as db:
+        query = select(SandboxRow.id).where(
+            SandboxRow.container_id == container_id, SandboxRow.state.in_(("running", "paused"))
+        )
+        sandbox_id = (await db.execute(query)).scalar_one_or_none()
+        if sandbox_id is None:
+            return None
+        # Only from a live state: a sandbox being deleted right now is not lost.
+        changed = await store.set_state(
+            db, sandbox_id, "lost", "container stopped", only_from=("running", "paused")
+        )
+        await db.commit()
+    if changed is None:
+        return None
+    await _remove(backend, [container_id])
+    log.info("sandbox lost: its container stopped", extra={"sandbox_id": str(sandbox_id)})
+    return str(sandbox_id)
 
 
 async def _remove(backend: SandboxBackend, container_ids: Iterable[str]) -> None:

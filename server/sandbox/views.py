@@ -97,6 +97,7 @@ class ExitReason(Enum):
     CANCELLED = "cancelled"
     OOM_KILLED = "oom_killed"
     KILLED = "killed"
+    SANDBOX_LOST = "sandbox_lost"
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ EXIT_REASONS: dict[ExitReasonName, sandbox_pb2.ExitReason.ValueType] = {
     "cancelled": sandbox_pb2.EXIT_REASON_CANCELLED,
     "oom_killed": sandbox_pb2.EXIT_REASON_OOM_KILLED,
     "killed": sandbox_pb2.EXIT_REASON_KILLED,
+    "sandbox_lost": sandbox_pb2.EXIT_REASON_SANDBOX_LOST,
 }
 EXIT_REASONS_FROM_PROTO = {proto: name for name, proto in EXIT_REASONS.items()}
 

@@ -95,6 +95,7 @@ def _status(ended: ExecEnded) -> tuple[str, bool]:
         "cancelled": "was cancelled",
         "oom_killed": "was killed: out of memory",
         "killed": "was killed",
+        "sandbox_lost": "was killed: the sandbox's container stopped",
     }[ended.reason]
     signal = f", signal {ended.signal}" if ended.signal else ""
     return f"the command {described} (exit code {ended.exit_code}{signal}, {seconds:.2f}s)", True
