@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from server.agents import store
 from server.agents.store import UsageCharge
-from server.db.agent_models import DailyUsage, MessageRow
+from server.db.agent_models import MessageRow
 from server.db.reads import engine_of
 
 # One statement for every answer a server is streaming. Rows being settled or swept right
@@ -126,21 +126,4 @@ async def charge(db: AsyncSession, charges: Sequence[UsageCharge], requests: Seq
     """Adds tokens and requests to users' daily usage; rows are locked in the order given
     (callers sort, so two sweepers never wait on each other in a circle)."""
     for owed, count in zip(charges, requests, strict=True):
-        statement = insert(DailyUsage).values(
-            user_id=owed.user_id,
-            day=owed.day,
-            model=owed.model,
-            input_tokens=owed.input_tokens,
-            output_tokens=owed.output_tokens,
-            request_count=count,
-            image_count=0,
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=[DailyUsage.user_id, DailyUsage.day, DailyUsage.model],
-            set_={
-                "input_tokens": DailyUsage.input_tokens + statement.excluded.input_tokens,
-                "output_tokens": DailyUsage.output_tokens + statement.excluded.output_tokens,
-                "request_count": DailyUsage.request_count + statement.excluded.request_count,
-            },
-        )
-        await db.execute(statement)
+        await store.add_usage(db, owed, count)

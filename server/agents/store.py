@@ -347,19 +347,36 @@ _charge = insert(_USAGE).values(
     model=bindparam("model"),
     input_tokens=bindparam("charged_input_tokens"),
     output_tokens=bindparam("charged_output_tokens"),
-    request_count=literal_column("1"),
+    request_count=bindparam("request_count"),
     image_count=literal_column("0"),
 )
-_SETTLE_AND_CHARGE = _DirectWrite(
-    _charge.on_conflict_do_update(
-        index_elements=[_USAGE.c.user_id, _USAGE.c.day, _USAGE.c.model],
-        set_={
-            "input_tokens": _USAGE.c.input_tokens + _charge.excluded.input_tokens,
-            "output_tokens": _USAGE.c.output_tokens + _charge.excluded.output_tokens,
-            "request_count": _USAGE.c.request_count + _charge.excluded.request_count,
-        },
-    ).add_cte(_SETTLE.cte("settled"))
+_ADD_USAGE = _charge.on_conflict_do_update(
+    index_elements=[_USAGE.c.user_id, _USAGE.c.day, _USAGE.c.model],
+    set_={
+        "input_tokens": _USAGE.c.input_tokens + _charge.excluded.input_tokens,
+        "output_tokens": _USAGE.c.output_tokens + _charge.excluded.output_tokens,
+        "request_count": _USAGE.c.request_count + _charge.excluded.request_count,
+    },
 )
+"""Adds tokens and requests to one user's daily usage row of a model (the one upsert every
+charge goes through: chat answers, run turns, swept answers)."""
+_SETTLE_AND_CHARGE = _DirectWrite(_ADD_USAGE.add_cte(_SETTLE.cte("settled")))
+
+
+def _usage_values(charge: UsageCharge, requests: int) -> dict[str, Any]:
+    return {
+        "user_id": charge.user_id,
+        "day": charge.day,
+        "model": charge.model,
+        "charged_input_tokens": charge.input_tokens,
+        "charged_output_tokens": charge.output_tokens,
+        "request_count": requests,
+    }
+
+
+async def add_usage(db: AsyncSession, charge: UsageCharge, requests: int = 1) -> None:
+    """Adds `charge` (and `requests` requests) to the user's usage, in `db`'s transaction."""
+    await db.execute(_ADD_USAGE, _usage_values(charge, requests))
 
 
 async def settle_answer(
@@ -387,15 +404,7 @@ async def settle_answer(
     if charge is None:
         await _SETTLE_ONLY.execute(sessions, **values)
         return
-    await _SETTLE_AND_CHARGE.execute(
-        sessions,
-        **values,
-        user_id=charge.user_id,
-        day=charge.day,
-        model=charge.model,
-        charged_input_tokens=charge.input_tokens,
-        charged_output_tokens=charge.output_tokens,
-    )
+    await _SETTLE_AND_CHARGE.execute(sessions, **values, **_usage_values(charge, 1))
 
 
 async def count_generated_image(

@@ -9,14 +9,13 @@ from contextlib import aclosing
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.agents import store as agent_store
 from server.agents.runs.events import ApprovalMode, ToolCalled
 from server.agents.runs.tools import ToolRegistry
 from server.agents.store import UsageCharge
 from server.core.errors import DeadlineExceeded, ForgeError
-from server.db.agent_models import DailyUsage
 from server.llm import (
     ChatRequest,
     Finish,
@@ -88,22 +87,5 @@ async def ask_model(
 async def charge_turn(sessions: async_sessionmaker[AsyncSession], charge: UsageCharge) -> None:
     """Adds one model turn's tokens to the user's usage (the ledger's daily rows, which
     the quota is checked against), as a chat answer does."""
-    statement = insert(DailyUsage).values(
-        user_id=charge.user_id,
-        day=charge.day,
-        model=charge.model,
-        input_tokens=charge.input_tokens,
-        output_tokens=charge.output_tokens,
-        request_count=1,
-        image_count=0,
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[DailyUsage.user_id, DailyUsage.day, DailyUsage.model],
-        set_={
-            "input_tokens": DailyUsage.input_tokens + statement.excluded.input_tokens,
-            "output_tokens": DailyUsage.output_tokens + statement.excluded.output_tokens,
-            "request_count": DailyUsage.request_count + 1,
-        },
-    )
     async with sessions() as db, db.begin():
-        await db.execute(statement)
+        await agent_store.add_usage(db, charge)
