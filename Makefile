@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.stamp
 PROTOS := $(shell find protos tests/protos -name '*.proto')
 
-.PHONY: run test gen lint typecheck check bench clean install
+.PHONY: run test gen lint typecheck check bench fuzz soak clean install
 
 run: $(GEN_STAMP)
 	scripts/run
@@ -50,6 +50,14 @@ node_modules/.installed: package.json package-lock.json
 
 bench: $(GEN_STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Long property-based fuzzing of every RPC (make test runs a bounded number of examples).
+fuzz: $(GEN_STAMP)
+	FORGE_FUZZ_PROFILE=long $(PY) -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
+
+# 500 concurrent streams plus 200 unary QPS for 5 minutes against make run's stack.
+soak: $(GEN_STAMP)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf gen clients/python/src .build .pytest_cache .mypy_cache .ruff_cache

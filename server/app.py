@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
 from server.core.hooks import Hooks
+from server.core.idempotency import IdempotencyStore
+from server.core.idempotent_calls import IdempotentCalls
 from server.core.interceptor import CallInterceptor, CallPolicy
 from server.core.keys import server_secret
 from server.core.module import Background, BuildContext, ModuleBuilder, ServiceModule
@@ -117,19 +119,39 @@ class ForgeServer:
         if settings.migrate_on_start:
             await upgrade(self._engine)
         secret = server_secret(settings)
+        sessions = make_session_factory(self._engine)
         ctx = BuildContext(
             settings=settings,
-            sessions=make_session_factory(self._engine),
+            sessions=sessions,
             secret=secret,
             page_tokens=PageTokens(secret),
             hooks=Hooks(),
+            idempotency=IdempotencyStore(
+                sessions,
+                secret,
+                ttl_seconds=settings.idempotency_ttl_seconds,
+                lease_seconds=settings.idempotency_lease_seconds,
+                wait_seconds=settings.idempotency_wait_seconds,
+            ),
         )
         self.modules = build_modules(ctx, self.builders)
         # Health follows the database too: it starts first and stops last.
         self._database = DatabaseHealth(self._engine, settings.database_probe_seconds)
-        server = self._build_server(self.modules)
+        idempotent_calls = IdempotentCalls.of(
+            ctx.idempotency,
+            [b.descriptor for m in self.modules for b in m.bindings],
+            [
+                path
+                for m in self.modules
+                for b in m.bindings
+                for path in b.replayed_by_servicer_paths()
+            ],
+        )
+        server = self._build_server(self.modules, idempotent_calls)
         await self._database.start()
         self._background.append(self._database)
+        await idempotent_calls.start()
+        self._background.append(idempotent_calls)
         for module in self.modules:
             for component in module.background:
                 await component.start()
@@ -158,7 +180,9 @@ class ForgeServer:
             "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
         )
 
-    def _build_server(self, modules: Sequence[ServiceModule]) -> grpc.aio.Server:
+    def _build_server(
+        self, modules: Sequence[ServiceModule], idempotent_calls: IdempotentCalls
+    ) -> grpc.aio.Server:
         bindings = [binding for module in modules for binding in module.bindings]
         authenticators = [m.authenticator for m in modules if m.authenticator is not None]
         if len(authenticators) > 1:
@@ -173,6 +197,7 @@ class ForgeServer:
                     policy,
                     next(iter(authenticators), None),
                     on_database_unavailable=self._database.poke if self._database else None,
+                    idempotency=idempotent_calls,
                 )
             ],
             options=grpc_options(self.settings),

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         description="how often health checks the database (SELECT 1); a call that finds it "
         "unreachable checks at once",
     )
+    blob_store_probe_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="how often health checks the blob store (S3: HEAD of the bucket); a call "
+        "that finds it unreachable checks at once",
+    )
     migrate_on_start: bool = Field(True, description="run Alembic migrations to head on start")
 
     # --- auth ----------------------------------------------------------------------
@@ -288,6 +294,26 @@ class Settings(BaseSettings):
     )
     chat_sweep_interval_seconds: float = Field(
         5.0, gt=0, description="how often a server looks for interrupted answers"
+    )
+
+    # --- retries (AIP-155 request ids) ---
+    idempotency_ttl_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        description="how long a request id is remembered: a retry within this time gets the "
+        "first call's result",
+    )
+    idempotency_lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="a first call still unfinished after this long is taken to be lost with "
+        "its server: a retry runs the request again",
+    )
+    idempotency_wait_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="how long a retry waits for its first call to finish before answering "
+        "ABORTED REQUEST_IN_PROGRESS (at most the retry's own deadline)",
     )
 
     # --- agent runs ---

@@ -118,6 +118,7 @@ class Chats:
         saver: AnswerSaver,
     ) -> None:
         self._sessions = sessions
+        self.sessions = sessions
         self._registry = registry
         self._profiles = profiles
         self._ledger = ledger
@@ -309,6 +310,12 @@ class ChatTurn:
         stream = self._stream
         if stream is not None and not self._settled and not stream.ag_running:
             self._chats.tasks.spawn(self._close(stream), name="close", log_failure=False)
+
+    def abandon(self) -> None:
+        """The caller went before streaming began: the answer is settled as cancelled."""
+        if self._stream is None and not self._settled:
+            self._settled = True
+            self._chats.spawn_settle(self._turn, "", "cancelled", Usage(), None)
 
     async def _close(self, stream: AsyncGenerator[ChatEvent, None]) -> None:
         await stream.aclose()

@@ -10,6 +10,7 @@ from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 
 from server.agents import store
 from server.agents.chat import Chats
+from server.agents.chat_retries import ChatRetries
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
 from server.agents.runs.build import build_runs
@@ -74,6 +75,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         profiles=profiles,
         conversations=Conversations(sessions, registry, profiles),
         chats=chats,
+        chat_retries=ChatRetries(chats, ctx.idempotency, settings.chat_save_interval_seconds),
         ledger=ledger,
         page_tokens=ctx.page_tokens,
         max_output_tokens=settings.provider_max_output_tokens,
@@ -81,7 +83,15 @@ def build(ctx: BuildContext) -> ServiceModule:
     )
     return ServiceModule(
         name="agents",
-        bindings=[ServiceBinding.of(agents_pb2, agents_pb2_grpc, "AgentService", servicer)],
+        bindings=[
+            ServiceBinding.of(
+                agents_pb2,
+                agents_pb2_grpc,
+                "AgentService",
+                servicer,
+                replayed_by_servicer=["Chat"],
+            )
+        ],
         # Stopped in reverse order: runs hand over (their loops use the providers) before
         # the providers' connections close; answers still settling then are saved until
         # they are settled.

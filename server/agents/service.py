@@ -13,7 +13,8 @@ from google.protobuf import empty_pb2
 from server.agents import catalog, convert
 from server.agents import conversations as conversation_fields
 from server.agents import profiles as profile_fields
-from server.agents.chat import Chats
+from server.agents.chat import Chats, ChatTurn
+from server.agents.chat_retries import AnswerReplay, ChatRetries, ChatRetry
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
 from server.agents.runs.build import RunsParts
@@ -24,6 +25,8 @@ from server.agents.usage import UsageLedger
 from server.core.context import current_call
 from server.core.errors import FieldViolation, ForgeError, InvalidArgument
 from server.core.fieldmask import update_paths
+from server.core.idempotency import fingerprint_of
+from server.core.idempotent_calls import call_deadline, request_key
 from server.core.pagination import PageTokens
 from server.core.streaming import server_stream
 from server.llm import ProviderRegistry
@@ -45,6 +48,7 @@ class AgentService(ControlRpcs, ReadRpcs, ToolRpcs, agents_pb2_grpc.AgentService
         profiles: AgentProfiles,
         conversations: Conversations,
         chats: Chats,
+        chat_retries: ChatRetries,
         ledger: UsageLedger,
         page_tokens: PageTokens,
         max_output_tokens: int,
@@ -54,6 +58,7 @@ class AgentService(ControlRpcs, ReadRpcs, ToolRpcs, agents_pb2_grpc.AgentService
         self._profiles = profiles
         self._conversations = conversations
         self._chats = chats
+        self._chat_retries = chat_retries
         self._ledger = ledger
         self._pages = page_tokens
         self._max_output_tokens = max_output_tokens
@@ -212,10 +217,19 @@ class AgentService(ControlRpcs, ReadRpcs, ToolRpcs, agents_pb2_grpc.AgentService
     async def Chat(
         self, request: agents_pb2.ChatRequest, context: Context
     ) -> AsyncIterator[agents_pb2.ChatEvent]:
-        caller = current_call().require_caller()
-        turn = await self._chats.open(
-            caller, request.conversation_id, request.content, request.model
-        )
+        call = current_call()
+        caller = call.require_caller()
+        key = request_key(call.method, request)
+        turn: ChatTurn | AnswerReplay
+        if key is None:
+            turn = await self._chats.open(
+                caller, request.conversation_id, request.content, request.model
+            )
+        else:
+            retry = ChatRetry(key, fingerprint_of(request), call_deadline(context))
+            turn = await self._chat_retries.open(
+                caller, request.conversation_id, request.content, request.model, retry
+            )
         # (grpc-stubs types the callback as a class, not a protocol, hence the ignore)
         context.add_done_callback(lambda _: turn.call_ended())  # type: ignore[arg-type]
         async with server_stream(

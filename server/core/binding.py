@@ -18,6 +18,7 @@ class ServiceBinding:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     base: type
     public_methods: frozenset[str] = frozenset()
+    replayed_by_servicer: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -27,10 +28,13 @@ class ServiceBinding:
         name: str,
         servicer: Any,
         public_methods: Iterable[str] = (),
+        replayed_by_servicer: Iterable[str] = (),
     ) -> ServiceBinding:
         """Binds `servicer` (an instance of the generated `<name>Servicer` or a subclass).
 
-        `public_methods` are the RPC names callers may use without credentials."""
+        `public_methods` are the RPC names callers may use without credentials;
+        `replayed_by_servicer` those whose request ids the servicer handles itself
+        (server/core/idempotent_calls.py handles the others')."""
         base = getattr(pb2_grpc, f"{name}Servicer")
         if not isinstance(servicer, base):
             raise TypeError(f"{type(servicer).__name__} does not implement {name}")
@@ -40,6 +44,7 @@ class ServiceBinding:
             add_to_server=getattr(pb2_grpc, f"add_{name}Servicer_to_server"),
             base=base,
             public_methods=frozenset(public_methods),
+            replayed_by_servicer=frozenset(replayed_by_servicer),
         )
 
     @property
@@ -48,6 +53,9 @@ class ServiceBinding:
 
     def public_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.public_methods)]
+
+    def replayed_by_servicer_paths(self) -> list[str]:
+        return [f"/{self.full_name}/{name}" for name in sorted(self.replayed_by_servicer)]
 
     def unimplemented_paths(self) -> list[str]:
         """RPCs the servicer inherits unchanged from the generated base class."""

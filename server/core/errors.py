@@ -106,6 +106,9 @@ class FailedPrecondition(ForgeError):
 
 @dataclass(eq=False)
 class Aborted(ForgeError):
+    """A conflict to retry; `retry_after` (RetryInfo) says when, if that is known."""
+
+    retry_after: timedelta | None = None
     code = Code.ABORTED
 
 
@@ -153,3 +156,26 @@ class Violations:
     def raise_if_any(self, reason: str = "INVALID_ARGUMENT") -> None:
         if self._items:
             raise InvalidArgument.of(list(self._items), reason=reason)
+
+
+_KINDS: tuple[type[ForgeError], ...] = (
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    Unauthenticated,
+    FailedPrecondition,
+    Aborted,
+    ResourceExhausted,
+    Unavailable,
+    Unimplemented,
+    DeadlineExceeded,
+)
+
+
+def error_for(code: Code, message: str, reason: str) -> ForgeError:
+    """An error of `code`, e.g. one stored earlier and now told again."""
+    for kind in _KINDS:
+        if kind.code is code:
+            return kind(message, reason)
+    return ForgeError(message, reason)

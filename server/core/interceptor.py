@@ -19,7 +19,8 @@ import grpc
 
 from server.core.context import CallContext, bind_call
 from server.core.credentials import Authenticator, extract_credential
-from server.core.errors import Code, ForgeError, Unauthenticated, Unimplemented
+from server.core.errors import Code, ForgeError, InvalidArgument, Unauthenticated, Unimplemented
+from server.core.idempotent_calls import IdempotentCalls
 from server.core.status import internal_status, to_grpc_status
 from server.db.unavailable import (
     DATABASE_UNAVAILABLE,
@@ -82,10 +83,12 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         authenticator: Authenticator | None = None,
         trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
         on_database_unavailable: Callable[[], None] | None = None,
+        idempotency: IdempotentCalls | None = None,
     ) -> None:
         """`on_database_unavailable` runs when a call ends because the database could not
-        be reached (health probes it at once)."""
+        be reached (health probes it at once); `idempotency` runs the calls it covers."""
         self._policy = policy
+        self._idempotency = idempotency
         self._on_database_unavailable = on_database_unavailable
         self._authenticator = authenticator
         self._trusted_proxies = frozenset(trusted_proxies)
@@ -205,6 +208,46 @@ class _CallScope:
         )
 
 
+class _Undecodable:
+    """A request whose bytes are not its message (grpc would answer INTERNAL for it)."""
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _malformed() -> InvalidArgument:
+    return InvalidArgument(
+        "the request is not a valid message of its type (corrupt wire format or invalid UTF-8)",
+        "MALFORMED_REQUEST",
+    )
+
+
+def _checked(request: Any) -> Any:
+    if request is _UNDECODABLE:
+        raise _malformed()
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _checked(request)
+
+
 def _is_passthrough(error: BaseException) -> bool:
     # abort() already set the status; let grpc finish the call with it.
     return isinstance(error, grpc.aio.AbortError)
@@ -213,14 +256,19 @@ def _is_passthrough(error: BaseException) -> bool:
 def _wrap(handler: Handler, interceptor: CallInterceptor, method: str) -> Handler:
     # grpc's stubs type behaviors as synchronous; under grpc.aio they are coroutines or
     # async generators.
+    idempotency = interceptor._idempotency
+    if idempotency is not None and not idempotency.covers(method):
+        idempotency = None
     if handler.unary_unary:
         behavior = cast(Behavior, handler.unary_unary)
+        if idempotency is not None:
+            behavior = _with_request_ids(behavior, idempotency, method)
 
         async def unary_unary(request: Any, context: Context) -> Any:
             scope = _CallScope(interceptor, method, _metadata(context))
             try:
                 await scope.enter(context)
-                response = await behavior(request, context)
+                response = await behavior(_checked(request), context)
             except asyncio.CancelledError:
                 scope.finish("CANCELLED")
                 raise
@@ -233,13 +281,15 @@ def _wrap(handler: Handler, interceptor: CallInterceptor, method: str) -> Handle
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(cast(Behavior, handler.unary_stream), interceptor, method),
-            request_deserializer=handler.request_deserializer,
+            _streaming(
+                cast(Behavior, handler.unary_stream), interceptor, method, False, idempotency
+            ),
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.stream_unary:
@@ -249,7 +299,7 @@ def _wrap(handler: Handler, interceptor: CallInterceptor, method: str) -> Handle
             scope = _CallScope(interceptor, method, _metadata(context))
             try:
                 await scope.enter(context)
-                response = await behavior_su(requests, context)
+                response = await behavior_su(_checked_stream(requests), context)
             except asyncio.CancelledError:
                 scope.finish("CANCELLED")
                 raise
@@ -262,24 +312,39 @@ def _wrap(handler: Handler, interceptor: CallInterceptor, method: str) -> Handle
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return grpc.stream_stream_rpc_method_handler(
-        _streaming(cast(Behavior, handler.stream_stream), interceptor, method),
-        request_deserializer=handler.request_deserializer,
+        _streaming(cast(Behavior, handler.stream_stream), interceptor, method, True, None),
+        request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
 
 
+def _with_request_ids(behavior: Behavior, idempotency: IdempotentCalls, method: str) -> Behavior:
+    async def unary(request: Any, context: Context) -> Any:
+        return await idempotency.unary(method, request, context, lambda: behavior(request, context))
+
+    return unary
+
+
 def _streaming(
-    behavior: Behavior, interceptor: CallInterceptor, method: str
+    behavior: Behavior,
+    interceptor: CallInterceptor,
+    method: str,
+    client_streaming: bool,
+    idempotency: IdempotentCalls | None,
 ) -> Callable[..., AsyncIterator[Any]]:
     async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
         scope = _CallScope(interceptor, method, _metadata(context))
         try:
             await scope.enter(context)
-            result = behavior(request, context)
+            result = behavior(
+                _checked_stream(request) if client_streaming else _checked(request), context
+            )
+            if idempotency is not None and inspect.isasyncgen(result):
+                result = idempotency.stream(method, request, context, result)
             if inspect.isasyncgen(result):
                 async for response in result:
                     yield response

@@ -17,6 +17,7 @@ from server.config import Settings
 from server.core.binding import ServiceBinding
 from server.core.credentials import Authenticator
 from server.core.hooks import Hooks, Offers
+from server.core.idempotency import IdempotencyStore
 from server.core.pagination import PageTokens
 
 
@@ -45,6 +46,8 @@ class BuildContext:
     page_tokens: PageTokens
     hooks: Hooks
     """Hooks and ports offered by the modules, filled once all are built."""
+    idempotency: IdempotencyStore
+    """Request ids (AIP-155), for servicers that replay their calls themselves."""
 
 
 @dataclass(frozen=True)

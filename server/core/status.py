@@ -10,7 +10,13 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from server.core.errors import ForgeError, InvalidArgument, ResourceExhausted, Unavailable
+from server.core.errors import (
+    Aborted,
+    ForgeError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 
 ERROR_DOMAIN = "forge.dev"
 
@@ -44,7 +50,7 @@ def to_status_proto(error: ForgeError) -> status_pb2.Status:
             )
         )
     retry_after = getattr(error, "retry_after", None)
-    if isinstance(error, ResourceExhausted | Unavailable) and retry_after is not None:
+    if isinstance(error, ResourceExhausted | Unavailable | Aborted) and retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromTimedelta(retry_after)
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))

@@ -226,3 +226,31 @@ async def test_an_answer_streaming_on_a_live_server_is_never_swept(spawn: Spawn)
         # Charged once, by its own server, with the model's own count.
         [(model, _, output_tokens, requests)] = await usage_records(live, live_team.owner)
         assert (model, output_tokens, requests) == ("echo", 6, 1)
+
+
+async def test_a_chat_retried_on_another_server_follows_the_answer_being_written(
+    spawn: Spawn,
+) -> None:
+    writer_server, retry_server = await spawn(FAST_TOKEN_MS), await spawn(FAST_TOKEN_MS)
+    async with channel_to(writer_server) as writer, channel_to(retry_server) as other:
+        await register(writer, display_name="Admin")
+        team = await new_team(writer)
+        conversation = await new_conversation(writer, team.owner, team.project_id, model="echo")
+        request = agents_pb2.ChatRequest(
+            conversation_id=conversation.id,
+            content=" ".join(f"word{number}" for number in range(80)),
+            request_id="retried-elsewhere",
+        )
+        original = stub(writer).Chat(request, metadata=team.owner.metadata, timeout=120)
+        first = await read_events(original, 5)
+        retried = [
+            event
+            async for event in stub(other).Chat(request, metadata=team.owner.metadata, timeout=120)
+        ]
+        first.extend(await read_rest(original))
+
+    assert retried[0].started == first[0].started
+    assert retried[-1].WhichOneof("event") == "completed"
+    assert "".join(e.delta.text for e in retried) == "".join(e.delta.text for e in first)
+    assert len("".join(e.delta.text for e in retried)) > 0
+    assert retried[-2].usage == first[-2].usage

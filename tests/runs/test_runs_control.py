@@ -198,3 +198,27 @@ async def test_cancel_from_another_process_kills_the_running_tool(
     assert results[-1].tool_result.is_error
     assert "cancelled" in results[-1].tool_result.content
     assert b"sleeper.py" not in await processes()
+
+
+async def test_a_retried_start_run_returns_the_first_run(
+    runs_channel: grpc.aio.Channel, crew: Team
+) -> None:
+    first = await start_run(
+        runs_channel, crew.owner, crew.project_id, GOAL, request_id="start-once"
+    )
+    again = await start_run(
+        runs_channel, crew.owner, crew.project_id, GOAL, request_id="start-once"
+    )
+    assert again.id == first.id
+    listed = await agents(runs_channel).ListRuns(
+        agents_pb2.ListRunsRequest(project_id=crew.project_id),
+        metadata=crew.owner.metadata,
+        timeout=10,
+    )
+    assert [run.id for run in listed.runs] == [first.id]
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await start_run(
+            runs_channel, crew.owner, crew.project_id, "Another goal", request_id="start-once"
+        )
+    assert reused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await wait_for_status(runs_channel, crew.owner, first.id, agents_pb2.RUN_STATUS_SUCCEEDED)
