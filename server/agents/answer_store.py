@@ -13,8 +13,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from server.agents import store
-from server.agents.store import UsageCharge
+from server.agents.charges import UsageCharge, add_usage
 from server.db.agent_models import MessageRow
 from server.db.reads import engine_of
 
@@ -126,4 +125,4 @@ async def charge(db: AsyncSession, charges: Sequence[UsageCharge], requests: Seq
     """Adds tokens and requests to users' daily usage; rows are locked in the order given
     (callers sort, so two sweepers never wait on each other in a circle)."""
     for owed, count in zip(charges, requests, strict=True):
-        await store.add_usage(db, owed, count)
+        await add_usage(db, owed, count)

@@ -31,7 +31,7 @@ from typing import Any
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.agents import store
+from server.agents import charges, store
 from server.agents.access import chat_target
 from server.agents.profiles import AgentProfiles
 from server.agents.saver import AnswerSaver
@@ -243,7 +243,7 @@ class Chats:
         with its saved text.)"""
         self.saver.forget(turn.assistant_message_id)
         try:
-            await store.settle_answer(
+            await charges.settle_answer(
                 self._sessions,
                 turn.assistant_message_id,
                 content=text.replace("\x00", ""),

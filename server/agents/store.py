@@ -3,7 +3,6 @@ project role (access.py) before touching a project's rows."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,14 +20,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.elements import ColumnClause
 
 from server.db.agent_models import AgentProfile, Conversation, DailyUsage, MessageRow
 from server.db.models import ProjectMember
-from server.db.reads import DirectRead, engine_of
+from server.db.reads import DirectRead, DirectWrite
 from server.db.run_models import RunRow
 
 # --- agent profiles ----------------------------------------------------------------------
@@ -174,32 +171,6 @@ async def usage_between(
 # before, 1.4 ms after).
 
 
-class _DirectWrite:
-    """A statement compiled once, run on a pooled connection's driver. Parameters go by
-    their bindparam names; JSONB parameters are passed as JSON text (no SQLAlchemy bind
-    processing here)."""
-
-    def __init__(self, statement: ClauseElement) -> None:
-        self._statement = statement
-        self._compiled: tuple[Dialect, str, tuple[str, ...]] | None = None
-
-    def _sql(self, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
-        compiled = self._compiled
-        if compiled is None or compiled[0] is not dialect:
-            done = self._statement.compile(dialect=dialect)
-            names = tuple(getattr(done, "positiontup", None) or ())
-            compiled = self._compiled = (dialect, str(done), names)
-        return compiled[1], compiled[2]
-
-    async def execute(self, sessions: async_sessionmaker[AsyncSession], **params: Any) -> None:
-        engine = engine_of(sessions)
-        sql, names = self._sql(engine.dialect)
-        async with engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None
-            await driver.execute(sql, *(params[name] for name in names))
-
-
 _MESSAGES = cast(Table, MessageRow.__table__)
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _USAGE = cast(Table, DailyUsage.__table__)
@@ -262,7 +233,7 @@ def _turn_message(prefix: str, role: str, status: str) -> dict[str, Any]:
     }
 
 
-_ADD_TURN = _DirectWrite(
+_ADD_TURN = DirectWrite(
     update(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(
@@ -314,97 +285,6 @@ async def add_turn(
         assistant_message_author_id=None,
         title=title,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class UsageCharge:
-    """Tokens to add to a user's usage of one model on one day."""
-
-    user_id: uuid.UUID
-    day: date
-    model: str
-    input_tokens: int
-    output_tokens: int
-
-
-_SETTLE = (
-    update(_MESSAGES)
-    .where(_MESSAGES.c.id == bindparam("message_id"))
-    .values(
-        content=bindparam("content"),
-        status=bindparam("status"),
-        finish_reason=bindparam("finish_reason"),
-        input_tokens=bindparam("input_tokens"),
-        output_tokens=bindparam("output_tokens"),
-        error=bindparam("error"),
-        update_time=func.now(),
-    )
-)
-_SETTLE_ONLY = _DirectWrite(_SETTLE)
-_charge = insert(_USAGE).values(
-    user_id=bindparam("user_id"),
-    day=bindparam("day"),
-    model=bindparam("model"),
-    input_tokens=bindparam("charged_input_tokens"),
-    output_tokens=bindparam("charged_output_tokens"),
-    request_count=bindparam("request_count"),
-    image_count=literal_column("0"),
-)
-_ADD_USAGE = _charge.on_conflict_do_update(
-    index_elements=[_USAGE.c.user_id, _USAGE.c.day, _USAGE.c.model],
-    set_={
-        "input_tokens": _USAGE.c.input_tokens + _charge.excluded.input_tokens,
-        "output_tokens": _USAGE.c.output_tokens + _charge.excluded.output_tokens,
-        "request_count": _USAGE.c.request_count + _charge.excluded.request_count,
-    },
-)
-"""Adds tokens and requests to one user's daily usage row of a model (the one upsert every
-charge goes through: chat answers, run turns, swept answers)."""
-_SETTLE_AND_CHARGE = _DirectWrite(_ADD_USAGE.add_cte(_SETTLE.cte("settled")))
-
-
-def _usage_values(charge: UsageCharge, requests: int) -> dict[str, Any]:
-    return {
-        "user_id": charge.user_id,
-        "day": charge.day,
-        "model": charge.model,
-        "charged_input_tokens": charge.input_tokens,
-        "charged_output_tokens": charge.output_tokens,
-        "request_count": requests,
-    }
-
-
-async def add_usage(db: AsyncSession, charge: UsageCharge, requests: int = 1) -> None:
-    """Adds `charge` (and `requests` requests) to the user's usage, in `db`'s transaction."""
-    await db.execute(_ADD_USAGE, _usage_values(charge, requests))
-
-
-async def settle_answer(
-    sessions: async_sessionmaker[AsyncSession],
-    message_id: uuid.UUID,
-    *,
-    content: str,
-    status: str,
-    finish_reason: str | None,
-    input_tokens: int,
-    output_tokens: int,
-    error: dict[str, Any] | None,
-    charge: UsageCharge | None,
-) -> None:
-    """Stores how an answer ended and, in the same statement, charges its tokens."""
-    values: dict[str, Any] = {
-        "message_id": message_id,
-        "content": content,
-        "status": status,
-        "finish_reason": finish_reason,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "error": json.dumps(error) if error is not None else None,
-    }
-    if charge is None:
-        await _SETTLE_ONLY.execute(sessions, **values)
-        return
-    await _SETTLE_AND_CHARGE.execute(sessions, **values, **_usage_values(charge, 1))
 
 
 async def count_generated_image(

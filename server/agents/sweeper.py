@@ -17,7 +17,7 @@ from collections import defaultdict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import answer_store
-from server.agents.store import UsageCharge
+from server.agents.charges import UsageCharge
 from server.agents.usage import UsageLedger
 from server.core.tasks import TaskSupervisor
 from server.llm import Usage, estimate_tokens

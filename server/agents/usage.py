@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
+from server.agents.charges import UsageCharge
 from server.agents.views import UsageRecord, UsageReport
 from server.core.errors import QuotaViolation, ResourceExhausted, Violations
 from server.core.timestamps import utcnow
@@ -62,14 +63,12 @@ class UsageLedger:
             ],
         )
 
-    def charge(self, user_id: uuid.UUID, model: str, usage: Usage) -> store.UsageCharge | None:
+    def charge(self, user_id: uuid.UUID, model: str, usage: Usage) -> UsageCharge | None:
         """What recording `usage` adds to today's row (None when it has no tokens), for a
         statement that records it together with other writes."""
         if not usage.input_tokens and not usage.output_tokens:
             return None
-        return store.UsageCharge(
-            user_id, self.today(), model, usage.input_tokens, usage.output_tokens
-        )
+        return UsageCharge(user_id, self.today(), model, usage.input_tokens, usage.output_tokens)
 
     async def charge_image(self, db: AsyncSession, user_id: uuid.UUID, model: str) -> None:
         """The `UsageCharges` port: one generated image, in the caller's transaction."""
@@ -123,7 +122,8 @@ def _day_range(start_day: str, end_day: str, today: date) -> tuple[date, date]:
     end = _parse_day(end_day, "end_day", violations)
     violations.raise_if_any()
     end = end or today
-    start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    # (from the ordinal: near 0001-01-01, `end - timedelta(...)` would overflow)
+    start = start or date.fromordinal(max(1, end.toordinal() - (DEFAULT_RANGE_DAYS - 1)))
     violations.check(start <= end, "start_day", "must not be after end_day")
     violations.check(
         (end - start).days < MAX_RANGE_DAYS,

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.util import greenlet_spawn
 
 # A lane connection idle this long is pinged before its next read (as the pool does, see
@@ -220,3 +220,29 @@ async def close_read_lane(engine: AsyncEngine) -> None:
     lane = _LANES.pop(engine.sync_engine, None)
     if lane is not None:
         await lane.close()
+
+
+class DirectWrite:
+    """A statement compiled once, run on a pooled connection's driver. Parameters go by
+    their bindparam names; JSONB parameters are passed as JSON text (no SQLAlchemy bind
+    processing here)."""
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self._statement = statement
+        self._compiled: tuple[Dialect, str, tuple[str, ...]] | None = None
+
+    def _sql(self, dialect: Dialect) -> tuple[str, tuple[str, ...]]:
+        compiled = self._compiled
+        if compiled is None or compiled[0] is not dialect:
+            done = self._statement.compile(dialect=dialect)
+            names = tuple(getattr(done, "positiontup", None) or ())
+            compiled = self._compiled = (dialect, str(done), names)
+        return compiled[1], compiled[2]
+
+    async def execute(self, sessions: async_sessionmaker[AsyncSession], **params: Any) -> None:
+        engine = engine_of(sessions)
+        sql, names = self._sql(engine.dialect)
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute(sql, *(params[name] for name in names))

@@ -11,10 +11,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.agents import store as agent_store
+from server.agents.charges import UsageCharge, add_usage
 from server.agents.runs.events import ApprovalMode, ToolCalled
 from server.agents.runs.tools import ToolRegistry
-from server.agents.store import UsageCharge
 from server.core.errors import DeadlineExceeded, ForgeError
 from server.llm import (
     ChatRequest,
@@ -88,4 +87,4 @@ async def charge_turn(sessions: async_sessionmaker[AsyncSession], charge: UsageC
     """Adds one model turn's tokens to the user's usage (the ledger's daily rows, which
     the quota is checked against), as a chat answer does."""
     async with sessions() as db, db.begin():
-        await agent_store.add_usage(db, charge)
+        await add_usage(db, charge)
