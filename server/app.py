@@ -208,7 +208,7 @@ class ForgeServer:
             binding.add_to_server(binding.servicer, handlers)
         self._service_names = [b.full_name for b in bindings]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
-        if self.settings.enable_reflection:
+        if self.settings.reflection_enabled:
             # (what reflection.enable_server_reflection does for a grpc.aio server)
             reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
                 reflection.aio.ReflectionServicer(

@@ -28,7 +28,11 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         "development", description="production refuses unsafe defaults (e.g. a missing JWT secret)"
     )
-    listen_address: str = Field("0.0.0.0:50051", description="host:port the gRPC server binds")
+    listen_address: str = Field(
+        "127.0.0.1:50051",
+        description="host:port the gRPC server binds (loopback by default: callers come "
+        "through Envoy; bind 0.0.0.0 only where the port is not reachable from outside)",
+    )
     data_dir: Path = Field(
         Path(".forge"), description="local state: embedded database, generated secrets, blobs"
     )
@@ -62,7 +66,9 @@ class Settings(BaseSettings):
     keepalive_min_client_ping_ms: int = Field(
         10_000, description="shortest ping interval a client may use without being told off"
     )
-    enable_reflection: bool = Field(True, description="serve the gRPC reflection API")
+    enable_reflection: bool | None = Field(
+        None, description="serve the gRPC reflection API (unset: in development only)"
+    )
     uvloop: bool = Field(
         True, description="run on uvloop, a faster event loop (python -m server; off: asyncio's)"
     )
@@ -360,6 +366,12 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.lstrip().startswith("["):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def reflection_enabled(self) -> bool:
+        if self.enable_reflection is not None:
+            return self.enable_reflection
+        return self.environment != "production"
 
     @property
     def listen_host_port(self) -> tuple[str, int]:

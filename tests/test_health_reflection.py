@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from server.app import ForgeServer
+from server.config import Settings
+from tests.conftest import make_settings
+from tests.support.testing_service import TEST_MODULES
 
 FORGE_SERVICES = [
     "forge.auth.v1.AuthService",
@@ -57,3 +63,29 @@ async def test_reflection_describes_a_service(channel: grpc.aio.Channel) -> None
         protos = response.file_descriptor_response.file_descriptor_proto
         assert protos, response
         break
+
+
+async def test_production_defaults_keep_reflection_off_and_grpc_on_loopback(
+    database_url: str, tmp_path: Path
+) -> None:
+    assert Settings().listen_address.startswith("127.0.0.1:")
+    settings = make_settings(database_url, tmp_path, environment="production", jwt_secret="p" * 32)
+    assert not settings.reflection_enabled
+    app = ForgeServer(settings, TEST_MODULES)
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as production:
+            stub = reflection_pb2_grpc.ServerReflectionStub(production)
+
+            async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+                yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in stub.ServerReflectionInfo(requests(), timeout=5):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            health = health_pb2_grpc.HealthStub(production)
+            served = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert served.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await app.stop(grace=0)
