@@ -1,11 +1,19 @@
 """Outgoing mail: queued in the email_outbox table with the change that causes it, then
-delivered by a background sender over SMTP (or written to the log when no SMTP is set)."""
+delivered by a background sender over SMTP (or, in development without SMTP, written to a
+file under the data directory).
+
+A secret in a mail (a one-time token) is marked in the queued body; once the mail is
+handed to SMTP (or given up on), the outbox keeps the body with the secret redacted, so a
+read of the table never yields a usable token. Nothing logs a body."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from datetime import timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -23,6 +31,25 @@ BATCH = 20
 POLL_SECONDS = 30.0
 
 
+REDACTED = "[redacted]"
+_SECRET = re.compile(r"\[\[secret:([A-Za-z0-9_\-]+)\]\]")
+
+
+def secret(value: str) -> str:
+    """`value` marked as a secret in a body given to `enqueue` (url-safe characters only)."""
+    return f"[[secret:{value}]]"
+
+
+def revealed(body: str) -> str:
+    """The body as sent: secrets unmarked."""
+    return _SECRET.sub(lambda found: found.group(1), body)
+
+
+def redacted(body: str) -> str:
+    """The body as kept once sent: secrets replaced."""
+    return _SECRET.sub(REDACTED, body)
+
+
 def enqueue(session: AsyncSession, to: str, subject: str, body: str) -> None:
     session.add(EmailOutbox(to_address=to, subject=subject, body=body))
 
@@ -35,9 +62,12 @@ class MailSender:
         sessions: async_sessionmaker[AsyncSession],
         smtp_url: str | None,
         mail_from: str,
+        unsent_dir: Path,
     ) -> None:
+        """Without `smtp_url`, mail is written to files in `unsent_dir` (development)."""
         self._sessions = sessions
         self._smtp_url = smtp_url
+        self._unsent_dir = unsent_dir
         self._from = mail_from
         self._tasks = TaskSupervisor("mail")
         self._ticker: Ticker | None = None
@@ -74,24 +104,27 @@ class MailSender:
                 except (aiosmtplib.SMTPException, OSError) as error:
                     mail.last_error = type(error).__name__
                     log.warning("mail delivery failed", extra={"mail_id": str(mail.id)})
+                    if mail.attempts >= MAX_ATTEMPTS:  # given up: its secret is of no use
+                        mail.body = redacted(mail.body)
                     continue
                 mail.send_time = utcnow()
+                mail.body = redacted(mail.body)
                 sent += 1
         return sent
 
     async def _deliver(self, mail: EmailOutbox) -> None:
-        if self._smtp_url is None:
-            # Development: no SMTP server configured, so the mail goes to the log.
-            log.info(
-                "mail (not sent: FORGE_SMTP_URL is unset)",
-                extra={"to": mail.to_address, "subject": mail.subject, "body": mail.body},
-            )
-            return
         message = EmailMessage()
         message["From"] = self._from
         message["To"] = mail.to_address
         message["Subject"] = mail.subject
-        message.set_content(mail.body)
+        message.set_content(revealed(mail.body))
+        if self._smtp_url is None:
+            path = self._write_unsent(str(mail.id), message)
+            log.info(
+                "mail written to a file (FORGE_SMTP_URL is unset)",
+                extra={"to": mail.to_address, "subject": mail.subject, "path": str(path)},
+            )
+            return
         url = urlsplit(self._smtp_url)
         await aiosmtplib.send(
             message,
@@ -103,3 +136,11 @@ class MailSender:
             start_tls=None,
             timeout=timedelta(seconds=30).total_seconds(),
         )
+
+    def _write_unsent(self, mail_id: str, message: EmailMessage) -> Path:
+        self._unsent_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self._unsent_dir / f"{mail_id}.eml"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(message.as_bytes())
+        return path

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import store
 from server.auth.audit import Action, record
-from server.auth.mail import enqueue
+from server.auth.mail import enqueue, secret
 from server.auth.tokens import digest, new_one_time_token
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.timestamps import utcnow
@@ -62,7 +62,7 @@ def issue(db: AsyncSession, kind: MailedToken, user_id: uuid.UUID, address: str)
             expire_time=utcnow() + kind.ttl,
         )
     )
-    enqueue(db, address, kind.subject, kind.body.format(token=token))
+    enqueue(db, address, kind.subject, kind.body.format(token=secret(token)))
 
 
 async def redeem(db: AsyncSession, kind: MailedToken, token: str) -> uuid.UUID:

@@ -4,6 +4,7 @@ call goes through."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -46,7 +47,9 @@ def build(ctx: BuildContext) -> ServiceModule:
     )
     hasher = PasswordHasher(settings.bcrypt_rounds)
     smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
-    mail = MailSender(ctx.sessions, smtp_url, settings.mail_from)
+    mail = MailSender(
+        ctx.sessions, smtp_url, settings.mail_from, Path(settings.data_dir) / "unsent-mail"
+    )
     domain = AuthDomain(
         sessions=Sessions(
             settings, ctx.sessions, hasher, access_tokens, RefreshRotation(ctx.secret), mail
