@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.artifacts import store
 from server.artifacts.storage import BlobInfo, BlobStore
 from server.artifacts.storage.upload import finish_cleanup
-from server.core.errors import Aborted
+from server.core.errors import Aborted, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class BlobKeeper:
                     await store.lock_blob_exclusive(db, sha256)
                     if not await store.is_referenced(db, sha256):
                         await self.blobs.delete(sha256)
+            except Unavailable as error:  # an outage, logged where it was found
+                log.warning("could not remove an unreferenced blob: %s", error.reason)
             except Exception:
                 log.exception("could not remove an unreferenced blob")
 

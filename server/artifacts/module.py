@@ -2,7 +2,8 @@
 
 Offers a project-deletion hook, the chat answer listener (code blocks become artifacts),
 its system counters and the artifact port agent runs save through; consumes the usage
-ledger (GenerateImage is charged to the caller)."""
+ledger (GenerateImage is charged to the caller). Its health follows the blob store (and,
+like every service's, the database)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from server.artifacts.manager import ArtifactManager
 from server.artifacts.port import ArtifactsForRuns
 from server.artifacts.service import ArtifactAnswerListener, ArtifactService
 from server.artifacts.storage import make_blob_store
+from server.artifacts.storage.health import BlobStoreHealth
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
@@ -29,6 +31,7 @@ from server.llm import ImageGenerator
 def build(ctx: BuildContext) -> ServiceModule:
     settings = ctx.settings
     blobs = make_blob_store(settings)
+    blob_health = BlobStoreHealth(blobs, settings.blob_store_probe_seconds)
     core = ArtifactsCore(ctx.sessions, blobs, Limits.from_settings(settings))
     manager = ArtifactManager(core)
     generator = ImageGenerator(settings)
@@ -43,12 +46,14 @@ def build(ctx: BuildContext) -> ServiceModule:
         bindings=[
             ServiceBinding.of(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService", servicer)
         ],
-        # Opens the blob store (S3 client) and closes the image client.
-        background=[ArtifactsLifecycle(blobs, generator)],
+        # Opens the blob store (S3 client) and closes the image client; health probes the
+        # store while it is open.
+        background=[ArtifactsLifecycle(blobs, generator), blob_health],
         offers=Offers(
             project_deletion=[ProjectArtifactsCleanup(core.keeper)],
             answer_listeners=[ArtifactAnswerListener(ChatArtifactListener(ChatExtraction(core)))],
             system_counters=store.system_counters(),
             artifacts=ArtifactsForRuns(core),
         ),
+        health=blob_health.follow,
     )

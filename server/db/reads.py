@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
@@ -73,8 +74,15 @@ class DirectRead:
         try:
             row = await held.driver.fetchrow(compiled.sql, *args)
             done = True
+        except asyncpg.exceptions.InternalClientError:
+            # The server ended this idle connection (e.g. it is shutting down: its FATAL
+            # arrived, the close has not yet), so asyncpg refuses a new query on it. Not a
+            # bug of ours: the read goes to a fresh connection, which tells the truth.
+            pass
         finally:
             await lane.release(held, healthy=done)
+        if not done:
+            return await _fetch_pooled(engine, compiled.sql, args)
         return row
 
 
@@ -136,9 +144,12 @@ class ReadLane:
                 try:
                     handed = await waiter
                 except asyncio.CancelledError:
-                    handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                    woken = waiter.done() and not waiter.cancelled()
+                    handed = waiter.result() if woken else None
                     if handed is not None:
                         await self.release(handed, healthy=True)  # pass it on
+                    elif woken:
+                        self._wake(None)  # pass on the free slot
                     raise
                 if handed is not None:
                     return handed
@@ -191,6 +202,7 @@ class ReadLane:
             pooled = await engine.raw_connection()
         except BaseException:
             self._held -= 1
+            self._wake(None)  # the slot is free again: a queued read may try it
             raise
         now = time.monotonic()
         return _Held(pooled, pooled.driver_connection, now, now)

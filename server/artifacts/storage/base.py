@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -136,6 +136,13 @@ class BlobStore(Protocol):
 
     async def close(self) -> None:
         """Releases the store's resources; waits for clean-ups still running."""
+
+    async def probe(self) -> None:
+        """Raises if the store cannot be used now (health asks, storage/health.py)."""
+
+    def on_unreachable(self, listener: Callable[[], None]) -> None:
+        """`listener()` runs (it must not block) whenever a call finds the store out of
+        reach, so health probes at once instead of at its next tick."""
 
     async def put_stream(
         self,

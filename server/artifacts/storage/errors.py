@@ -11,12 +11,19 @@
 | PRESIGN_UNSUPPORTED    | FailedPrecondition | presigned URLs asked of the local store        |
 | BLOB_STORE_UNAVAILABLE | Unavailable        | the disk or S3 failed (details are logged only)|
 
+BLOB_STORE_UNAVAILABLE carries a RetryInfo when S3 could not be reached (refused, reset,
+timed out, a 5xx or SlowDown answer): that passes, and health says when (storage/health.py).
+A store that answers but refuses us (credentials, a missing bucket) or a failing disk gets
+no RetryInfo: retrying soon would not help.
+
 UPLOAD_TOO_LARGE is INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: the limit is a fixed property of
 the request, true whatever the state of the system (google.rpc.Code's own test), and REST
 callers should get 400, not the 429 "retry later" that Envoy makes of RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from server.core.errors import (
     FailedPrecondition,
@@ -34,6 +41,7 @@ INVALID_EXPIRY = "INVALID_EXPIRY"
 BLOB_NOT_FOUND = "BLOB_NOT_FOUND"
 PRESIGN_UNSUPPORTED = "PRESIGN_UNSUPPORTED"
 BLOB_STORE_UNAVAILABLE = "BLOB_STORE_UNAVAILABLE"
+RETRY_AFTER = timedelta(seconds=1)
 
 
 def upload_too_large(max_bytes: int) -> InvalidArgument:
@@ -93,5 +101,10 @@ def presign_unsupported() -> FailedPrecondition:
     )
 
 
-def store_unavailable() -> Unavailable:
-    return Unavailable("the content store is unavailable, try again later", BLOB_STORE_UNAVAILABLE)
+def store_unavailable(*, transient: bool = False) -> Unavailable:
+    """`transient`: the store could not be reached, which passes (the answer has RetryInfo)."""
+    return Unavailable(
+        "the content store is unavailable, try again later",
+        BLOB_STORE_UNAVAILABLE,
+        retry_after=RETRY_AFTER if transient else None,
+    )

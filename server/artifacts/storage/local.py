@@ -189,6 +189,18 @@ class LocalBlobStore:
     async def close(self) -> None:
         return None
 
+    def on_unreachable(self, listener: Callable[[], None]) -> None:
+        """A local disk is never out of reach; its failures are not outages."""
+
+    async def probe(self) -> None:
+        """Raises unless the directory is there (or can be made again) and writable."""
+        await asyncio.to_thread(self._writable)
+
+    def _writable(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.tmp_dir, os.W_OK):
+            raise PermissionError(f"{self.tmp_dir} is not writable")
+
     async def put_stream(
         self,
         chunks: AsyncIterable[bytes],

@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,12 +45,8 @@ from server.artifacts.storage.base import (
     normalize_sha256,
 )
 from server.artifacts.storage.bufferio import BufferReader
-from server.artifacts.storage.errors import (
-    blob_not_found,
-    invalid_expiry,
-    offset_out_of_range,
-    store_unavailable,
-)
+from server.artifacts.storage.errors import blob_not_found, invalid_expiry, offset_out_of_range
+from server.artifacts.storage.s3errors import NOT_FOUND_CODES, S3Failures, error_code
 from server.artifacts.storage.upload import UploadGuard, finish_cleanup
 
 log = logging.getLogger(__name__)
@@ -60,7 +56,13 @@ MIN_PART_SIZE = 5 * MiB
 MAX_COPY_SIZE = 5 * 1024 * MiB
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's limit
 
-_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# A call against an S3 that is gone answers within seconds (it gets BLOB_STORE_UNAVAILABLE
+# with a RetryInfo, and may retry itself): each request is tried twice, a refused connection
+# costs nothing, a host that does not answer CONNECT_TIMEOUT, and the standard mode waits
+# under a second between the tries.
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 20.0
+MAX_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -89,19 +91,6 @@ class S3Options:
         return f"{prefix}/" if prefix else ""
 
 
-@contextlib.contextmanager
-def _s3_errors() -> Iterator[None]:
-    try:
-        yield
-    except (BotoCoreError, ClientError, aiohttp.ClientError) as error:
-        log.error("S3 blob store: %s", error)
-        raise store_unavailable() from error
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def _hash_part(blob_hash: hashlib._Hash, data: memoryview) -> str:
     """Feeds a part to the whole blob's SHA-256; returns the part's own Content-MD5."""
     blob_hash.update(data)
@@ -117,12 +106,13 @@ def content_disposition(filename: str) -> str:
 
 
 class _S3BlobStream(BlobStream):
-    def __init__(self, body: Any, size: int, offset: int) -> None:
+    def __init__(self, body: Any, size: int, offset: int, failures: S3Failures) -> None:
         super().__init__(size, offset)
         self._body = body
+        self._failures = failures
 
     async def _read(self, count: int) -> bytes:
-        with _s3_errors():
+        with self._failures.mapped():
             data: bytes = await self._body.read(count)
             return data
 
@@ -212,6 +202,15 @@ class S3BlobStore:
         self._prefix = options.key_prefix
         self._stack: AsyncExitStack | None = None
         self._client_or_none: Any = None
+        self._failures = S3Failures()
+
+    def on_unreachable(self, listener: Callable[[], None]) -> None:
+        """`listener()` runs whenever a call finds S3 unreachable (health probes at once)."""
+        self._failures.on_unreachable(listener)
+
+    async def probe(self) -> None:
+        """Raises unless the bucket answers (S3's own error: a probe tells no listener)."""
+        await self._client.head_bucket(Bucket=self.bucket)
 
     def key_for(self, sha256: str) -> str:
         return f"{self._prefix}blobs/{normalize_sha256(sha256)}"
@@ -236,9 +235,9 @@ class S3BlobStore:
         )
         config = AioConfig(
             s3={"addressing_style": opts.addressing_style, "payload_signing_enabled": False},
-            retries={"mode": "standard", "max_attempts": 3},
-            connect_timeout=10,
-            read_timeout=60,
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
             max_pool_connections=opts.max_pool_connections,
             # Botocore would checksum (CRC32) or sign (SHA-256) each body on the event loop;
             # instead each part carries a Content-MD5 computed on a worker thread, which
@@ -289,7 +288,7 @@ class S3BlobStore:
                     await temp.upload_part(body, md5)
 
         try:
-            with _s3_errors():
+            with self._failures.mapped():
                 async for chunk in chunks:
                     guard.add(len(chunk))
                     view = memoryview(chunk)
@@ -308,7 +307,7 @@ class S3BlobStore:
                     await temp.complete()
             sha256 = hasher.hexdigest()
             guard.verify(sha256)
-            with _s3_errors():
+            with self._failures.mapped():
                 created = await self._commit(temp.key, sha256)
             return BlobInfo(sha256=sha256, size=guard.size, created=created)
         except BaseException:
@@ -333,7 +332,7 @@ class S3BlobStore:
         try:
             head: dict[str, Any] = await self._client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
-            if _error_code(error) in _NOT_FOUND_CODES:
+            if error_code(error) in NOT_FOUND_CODES:
                 return None
             raise
         return head
@@ -353,12 +352,12 @@ class S3BlobStore:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if offset:
             params["Range"] = f"bytes={offset}-"
-        with _s3_errors():
+        with self._failures.mapped():
             try:
                 response = await self._client.get_object(**params)
             except ClientError as error:
-                code = _error_code(error)
-                if code in _NOT_FOUND_CODES:
+                code = error_code(error)
+                if code in NOT_FOUND_CODES:
                     raise blob_not_found() from None
                 if code != "InvalidRange":
                     raise
@@ -371,10 +370,10 @@ class S3BlobStore:
             size = int(str(content_range).rsplit("/", 1)[1])
         else:
             size = int(response["ContentLength"])
-        return _S3BlobStream(response["Body"], size, offset)
+        return _S3BlobStream(response["Body"], size, offset, self._failures)
 
     async def _size(self, key: str) -> int:
-        with _s3_errors():
+        with self._failures.mapped():
             head = await self._head(key)
         if head is None:
             raise blob_not_found()
@@ -386,12 +385,12 @@ class S3BlobStore:
 
     async def exists(self, sha256: str) -> bool:
         key = self.key_for(sha256)
-        with _s3_errors():
+        with self._failures.mapped():
             return await self._head(key) is not None
 
     async def delete(self, sha256: str) -> bool:
         key = self.key_for(sha256)
-        with _s3_errors():
+        with self._failures.mapped():
             if await self._head(key) is None:
                 return False
             await self._client.delete_object(Bucket=self.bucket, Key=key)
@@ -415,7 +414,7 @@ class S3BlobStore:
             params["ResponseContentDisposition"] = content_disposition(filename)
         if content_type:
             params["ResponseContentType"] = content_type
-        with _s3_errors():
+        with self._failures.mapped():
             url: str = await self._client.generate_presigned_url(
                 "get_object", Params=params, ExpiresIn=seconds
             )
