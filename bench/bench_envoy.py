@@ -8,12 +8,19 @@ the gateway shares the box with the server and takes its CPU from the same core.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import psutil
 
-from bench.harness import REPO_ROOT, SERVER_CORE, Report, Row, percentile, run_load
+from bench.harness import (
+    REPO_ROOT,
+    SERVER_CORE,
+    Report,
+    Row,
+    percentile,
+    pin_process,
+    run_load,
+)
 from bench.infra import Infra, forge_server
 from bench.loadgen.chat_clients import forge_world
 from gateway.launcher import EnvoyConfig, EnvoyProcess
@@ -39,14 +46,6 @@ ROUTE_NAMES = {
 }
 
 
-async def _pin(pid: int, core: str) -> None:
-    """All of Envoy's threads onto one core."""
-    proc = await asyncio.create_subprocess_exec(
-        "taskset", "-a", "-p", "-c", core, str(pid), stdout=asyncio.subprocess.DEVNULL
-    )
-    await proc.wait()
-
-
 def _ms(values: list[float], q: float) -> float:
     return percentile(values, q) * 1000
 
@@ -66,7 +65,7 @@ async def run(infra: Infra, report: Report) -> None:
         async with EnvoyProcess(config, concurrency=1) as envoy:
             assert envoy.proc is not None
             envoy_pid = envoy.proc.pid
-            await _pin(envoy_pid, SERVER_CORE)
+            await pin_process(envoy_pid, SERVER_CORE)
             await envoy.wait_upstream_healthy()
             envoy_rss = psutil.Process(envoy_pid).memory_info().rss
             pids = {"server": server.measured.proc.pid, "envoy": envoy_pid}

@@ -38,6 +38,16 @@ def pinned(core: str, argv: Sequence[str]) -> list[str]:
     return ["taskset", "-c", core, *argv] if _has_taskset() else list(argv)
 
 
+async def pin_process(pid: int, core: str) -> None:
+    """Every thread of a running process (e.g. Envoy's workers) onto `core`."""
+    if not _has_taskset():
+        return
+    proc = await asyncio.create_subprocess_exec(
+        "taskset", "-a", "-p", "-c", core, str(pid), stdout=asyncio.subprocess.DEVNULL
+    )
+    await proc.wait()
+
+
 def _has_taskset() -> bool:
     return any((Path(p) / "taskset").exists() for p in os.environ.get("PATH", "").split(":"))
 

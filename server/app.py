@@ -196,6 +196,7 @@ class ForgeServer:
                 CallInterceptor(
                     policy,
                     next(iter(authenticators), None),
+                    trusted_proxies=self.settings.trusted_proxies,
                     on_database_unavailable=self._database.poke if self._database else None,
                     idempotency=idempotent_calls,
                 )

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+
+
+def _comma_list(value: object) -> object:
+    """A list setting from the environment: "a, b" or a JSON list."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        return json.loads(value)
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class Settings(BaseSettings):
@@ -117,13 +127,28 @@ class Settings(BaseSettings):
         "gets the pair already issued for it; later, its reuse ends the session",
     )
     bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor")
-    admin_emails: list[str] = Field(
+    admin_emails: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="emails that become admin on registration"
     )
     smtp_url: SecretStr | None = Field(
         None, description="smtp://user:pass@host:port for outgoing mail; unset: mail is logged"
     )
     mail_from: str = Field("Forge <no-reply@forge.local>", description="From header of mail")
+    login_window_seconds: float = Field(
+        900.0, gt=0, description="failed sign-ins are counted over this window"
+    )
+    login_max_failures: int = Field(
+        10, ge=1, description="failed sign-ins per account from one client address per window"
+    )
+    login_max_failures_per_account: int = Field(
+        50, ge=1, description="failed sign-ins per account from all addresses per window"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="peers (IP addresses) whose x-forwarded-for names the client, i.e. the "
+        "gateway; comma-separated; empty: the direct peer is the client (make run trusts its "
+        "local Envoy)",
+    )
 
     # --- blobs ---------------------------------------------------------------------
     blob_store: Literal["local", "s3"] = Field("local", description="where artifact bytes live")
@@ -360,12 +385,52 @@ class Settings(BaseSettings):
         50.0, ge=0, description="how long model text is buffered before it is stored"
     )
 
+    # --- fair shares (per-user defaults; an admin overrides them per user with
+    # UpdateUserLimits; runs_per_user above is the default of max_active_runs) ---
+    user_max_concurrent_execs: int = Field(
+        8, ge=1, description="Exec and RunCode calls one user may have running at once per server"
+    )
+    project_max_concurrent_execs: int = Field(
+        16, ge=1, description="Exec and RunCode calls running at once in one project per server"
+    )
+    user_max_sandboxes: int = Field(
+        20,
+        ge=1,
+        description="live sandboxes one user may have across all projects (RunCode's "
+        "throwaway ones not counted)",
+    )
+    user_max_concurrent_streams: int = Field(
+        32,
+        ge=1,
+        description="server streams (Chat, Exec, RunCode, WatchRun, DownloadArtifact) one user "
+        "may have open at once per server",
+    )
+    user_max_artifact_bytes: int = Field(
+        1024 * MiB,
+        ge=1,
+        description="bytes of artifact versions one user may have stored (every version they "
+        "wrote counts with its size until its artifact is deleted)",
+    )
+    registrations_per_address_per_hour: int = Field(
+        20, ge=1, description="accounts that may be registered from one client address per hour"
+    )
+    user_limits_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="how long a server keeps a user's limits before reading them again (an "
+        "admin's override reaches other servers within this)",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        return _comma_list(value)
+
     @field_validator("admin_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [part.strip().lower() for part in value.split(",") if part.strip()]
-        return value
+        listed = _comma_list(value)
+        return [str(email).lower() for email in listed] if isinstance(listed, list) else listed
 
     @property
     def reflection_enabled(self) -> bool:
