@@ -68,6 +68,14 @@ async def forge_server(
             # the benchmark asks for one.
             "FORGE_SANDBOX_NAMESPACE": f"bench-{data_dir.name}",
             "FORGE_SANDBOX_POOL_SIZE": "0",
+            # Benchmarks load one server from a few users on loopback: the fair shares meant
+            # for many users would measure the limits, not the server.
+            "FORGE_USER_MAX_CONCURRENT_STREAMS": "1000000",
+            "FORGE_USER_MAX_CONCURRENT_EXECS": "100000",
+            "FORGE_PROJECT_MAX_CONCURRENT_EXECS": "100000",
+            "FORGE_REGISTRATIONS_PER_ADDRESS_PER_HOUR": "1000000",
+            "FORGE_RUNS_PER_USER": "100000",
+            "FORGE_USER_MAX_SANDBOXES": "100000",
             **(env or {}),
         },
         ready=_SERVING,

@@ -22,9 +22,11 @@ from server.core.idempotency import IdempotencyStore
 from server.core.idempotent_calls import IdempotentCalls
 from server.core.interceptor import CallInterceptor, CallPolicy
 from server.core.keys import server_secret
+from server.core.limits import UserShares
 from server.core.module import Background, BuildContext, ModuleBuilder, ServiceModule
 from server.core.pagination import PageTokens
 from server.core.shutdown import ShutdownSignal, serving_under
+from server.core.stream_shares import StreamShares
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import dispose, make_engine, make_session_factory
 from server.db.health import DatabaseHealth
@@ -147,7 +149,8 @@ class ForgeServer:
                 for path in b.replayed_by_servicer_paths()
             ],
         )
-        server = self._build_server(self.modules, idempotent_calls)
+        streams = StreamShares(UserShares(ctx.hooks.limits, settings))
+        server = self._build_server(self.modules, idempotent_calls, streams)
         await self._database.start()
         self._background.append(self._database)
         await idempotent_calls.start()
@@ -181,7 +184,10 @@ class ForgeServer:
         )
 
     def _build_server(
-        self, modules: Sequence[ServiceModule], idempotent_calls: IdempotentCalls
+        self,
+        modules: Sequence[ServiceModule],
+        idempotent_calls: IdempotentCalls,
+        streams: StreamShares,
     ) -> grpc.aio.Server:
         bindings = [binding for module in modules for binding in module.bindings]
         authenticators = [m.authenticator for m in modules if m.authenticator is not None]
@@ -199,6 +205,7 @@ class ForgeServer:
                     trusted_proxies=self.settings.trusted_proxies,
                     on_database_unavailable=self._database.poke if self._database else None,
                     idempotency=idempotent_calls,
+                    stream_shares=streams,
                 )
             ],
             options=grpc_options(self.settings),

@@ -3,6 +3,7 @@ ephemeral port, channels to it, and a real Envoy in front of it."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,11 @@ from tests.sandbox.support import namespace
 from tests.support.accounts import Account, login, register
 from tests.support.mailbox import Mailbox, SmtpServer
 from tests.support.testing_service import TEST_MODULES, TESTING_SERVICE
+
+# Every test server (in-process and child processes, which inherit the environment)
+# registers its accounts from loopback into the one test database: the hourly limit per
+# address is lifted, except where a test sets its own (tests/test_limits.py).
+os.environ.setdefault("FORGE_REGISTRATIONS_PER_ADDRESS_PER_HOUR", "1000000")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTOR = REPO_ROOT / "gen" / "forge.binpb"

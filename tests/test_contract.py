@@ -73,6 +73,9 @@ ADDED_AFTER_THE_PLAN = {
     ("forge.agents.v1.AgentService", "ApproveToolCall"): "POST /v1/runs/{run_id}:approve",
     ("forge.agents.v1.AgentService", "SendRunMessage"): "POST /v1/runs/{run_id}:sendMessage",
     ("forge.agents.v1.AgentService", "ListRunTools"): "GET /v1/runTools",
+    # Fair shares (issue 14): a user's limits, overridden by an admin.
+    ("forge.auth.v1.AuthService", "GetUserLimits"): "GET /v1/users/{user_id}/limits",
+    ("forge.auth.v1.AuthService", "UpdateUserLimits"): "PATCH /v1/users/{limits.user_id}/limits",
 }
 """RPCs the contract gained after API.md was written (API.md is the starting plan and is not
 edited here); each keeps the AIP style and has its REST route."""

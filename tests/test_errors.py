@@ -6,7 +6,14 @@ import aiohttp
 import grpc
 import pytest
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
+from google.rpc import error_details_pb2
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from server.core.errors import FieldViolation, InvalidArgument
+from server.core.status import MAX_TEXT, to_status_proto
+from server.db.engine import make_engine
+from server.db.unavailable import is_unstorable_text
 from tests.support.rpc import error_info, field_violations
 
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -142,3 +149,26 @@ async def test_unknown_route_is_404_json(http: aiohttp.ClientSession) -> None:
         assert response.content_type == "application/json"
         body = await response.json()
     assert body["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+def test_a_status_never_outgrows_the_headers_it_travels_in() -> None:
+    echoed = "x" * 100_000  # e.g. a name the caller sent, repeated in the message
+    status = to_status_proto(
+        InvalidArgument.of([FieldViolation("name", f"{echoed!r} is not known")])
+    )
+    assert len(status.message) <= MAX_TEXT
+    violations = error_details_pb2.BadRequest()
+    status.details[1].Unpack(violations)
+    assert len(violations.field_violations[0].description) <= MAX_TEXT
+
+
+async def test_a_nul_the_checks_missed_is_told_apart_from_a_bug(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError) as refused:
+                await connection.execute(text("SELECT CAST(:value AS text)"), {"value": "a\x00b"})
+    finally:
+        await engine.dispose()
+    assert is_unstorable_text(refused.value)
+    assert not is_unstorable_text(ValueError("a\x00b"))

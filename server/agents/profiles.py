@@ -219,7 +219,13 @@ class AgentProfiles:
                 f"must be at most {MAX_SYSTEM_PROMPT} characters",
             )
         if "tools" in paths:
-            unknown = [tool for tool in draft.tools if tool not in TOOL_NAMES]
+            # Names are echoed cut short: the status travels in headers of bounded size (a
+            # 64 KiB name would turn INVALID_ARGUMENT into a transport error at the client).
+            unknown = [
+                tool if len(tool) <= 40 else f"{tool[:40]}…"
+                for tool in draft.tools
+                if tool not in TOOL_NAMES
+            ]
             violations.check(
                 not unknown,
                 "agent.tools",

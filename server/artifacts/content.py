@@ -153,6 +153,7 @@ class ArtifactContent:
                 assert project_id is not None
                 await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
                 content_type = declared_type
+            await self._core.shares.precheck(db, caller.user_id, spec.size_bytes)
 
         blob = await self._core.blobs.put_stream(
             chunks,
@@ -167,6 +168,7 @@ class ArtifactContent:
             self._core.sessions() as db,
             db.begin(),
         ):
+            await self._core.shares.check(db, creator, blob.size)
             if existing_id is not None:
                 row = await artifact_for(db, caller, existing_id, ProjectRole.EDITOR, lock=True)
                 if spec.base_version != row.latest_version:

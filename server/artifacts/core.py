@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.artifacts import store
 from server.artifacts.access import version_not_found
 from server.artifacts.blobrefs import BlobKeeper
+from server.artifacts.byte_shares import ByteShares
 from server.artifacts.storage import BlobStore
 from server.config import Settings
 from server.core.errors import Aborted
@@ -43,6 +44,8 @@ class ArtifactsCore:
     sessions: async_sessionmaker[AsyncSession]
     blobs: BlobStore
     limits: Limits
+    shares: ByteShares = field(default_factory=ByteShares)
+    """Each user's share of artifact storage (byte_shares.py)."""
     keeper: BlobKeeper = field(init=False)
 
     def __post_init__(self) -> None:

@@ -129,3 +129,29 @@ def guess_kind(content_type: str, language: str, filename: str) -> Kind:
     if language or suffix in _BY_EXTENSION or bare in _CODE_TYPES or bare.startswith("text/x-"):
         return Kind.CODE
     return Kind.FILE
+
+
+# Content a browser would run in the gateway's origin if it were shown in place.
+_ACTIVE_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/javascript",
+        "application/javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+        "application/xml",
+        "text/xml",
+    }
+)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+)
+"""Sent with raw content: even shown in place, it runs nothing and loads nothing."""
+
+
+def content_disposition(content_type: str) -> str:
+    """`attachment` for content that could run script (HTML, SVG, JavaScript, XML), so a
+    browser saves it instead of rendering it; `inline` for the rest."""
+    return "attachment" if essence(content_type) in _ACTIVE_TYPES else "inline"

@@ -159,6 +159,8 @@ class ArtifactManager:
         """Stores `content` and records it as the new artifact's first version (the caller's
         role is checked again in the recording transaction, in which `also` runs too)."""
         blobs = self._core.blobs
+        async with self._core.sessions() as db:
+            await self._core.shares.precheck(db, caller.user_id, len(content))
         blob = await blobs.put_bytes(content, new.content_type)
         async with (
             self._core.keeper.releasing_on_failure([blob]),
@@ -166,6 +168,7 @@ class ArtifactManager:
             db.begin(),
         ):
             await require_project_role(db, caller, new.project_id, ProjectRole.EDITOR)
+            await self._core.shares.check(db, caller.user_id, blob.size)
             await self._core.keeper.hold(
                 db, [blob.sha256], lambda _: blobs.put_bytes(content, new.content_type)
             )
@@ -202,6 +205,7 @@ class ArtifactManager:
                 raise upload_too_large(limits.max_upload_bytes)
             async with self._core.sessions() as db:
                 current = await artifact_for(db, caller, aid, ProjectRole.EDITOR)
+                await self._core.shares.precheck(db, caller.user_id, len(content))
             if base_version != current.latest_version:  # fail before storing anything
                 raise version_conflict(base_version, current.latest_version)
             content_type = content_type or current.content_type
@@ -218,6 +222,7 @@ class ArtifactManager:
             if blob is not None and content is not None and content_type is not None:
                 if base_version != row.latest_version:
                     raise version_conflict(base_version, row.latest_version)
+                await self._core.shares.check(db, caller.user_id, blob.size)
                 data, kind = content, content_type
                 await self._core.keeper.hold(
                     db, [blob.sha256], lambda _: self._core.blobs.put_bytes(data, kind)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 
 from server.artifacts import store
+from server.artifacts.byte_shares import ByteShares
 from server.artifacts.chat import ChatExtraction
 from server.artifacts.cleanup import ProjectArtifactsCleanup
 from server.artifacts.content import ArtifactContent
@@ -24,6 +25,7 @@ from server.artifacts.storage import make_blob_store
 from server.artifacts.storage.health import BlobStoreHealth
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
+from server.core.limits import UserShares
 from server.core.module import BuildContext, ServiceModule
 from server.llm import ImageGenerator
 
@@ -32,7 +34,12 @@ def build(ctx: BuildContext) -> ServiceModule:
     settings = ctx.settings
     blobs = make_blob_store(settings)
     blob_health = BlobStoreHealth(blobs, settings.blob_store_probe_seconds)
-    core = ArtifactsCore(ctx.sessions, blobs, Limits.from_settings(settings))
+    core = ArtifactsCore(
+        ctx.sessions,
+        blobs,
+        Limits.from_settings(settings),
+        ByteShares(UserShares(ctx.hooks.limits, settings)),
+    )
     manager = ArtifactManager(core)
     generator = ImageGenerator(settings)
     servicer = ArtifactService(

@@ -69,6 +69,8 @@ class ArtifactsForRuns:
                 db, [blob.sha256], lambda _: core.blobs.put_bytes(content, checked.content_type)
             )
             row = await store.find_in_project(db, project_id, checked.filename)
+            if row is None or row.sha256 != blob.sha256:  # a new version
+                await core.shares.check(db, caller.user_id, blob.size)
             created = row is None
             if row is None:
                 new = store.NewArtifact(

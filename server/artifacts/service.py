@@ -11,7 +11,7 @@ from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
-from server.artifacts import convert
+from server.artifacts import convert, kinds
 from server.artifacts.content import ArtifactContent, UploadSpec
 from server.artifacts.generation import ImageArtifacts, ImageSpec
 from server.artifacts.listener import ChatArtifactListener
@@ -30,7 +30,7 @@ from server.core.errors import FieldViolation, InvalidArgument
 from server.core.fieldmask import update_paths
 from server.core.hooks import CompletedAnswer
 from server.core.pagination import PageTokens
-from server.core.timestamps import to_timestamp
+from server.core.timestamps import to_timedelta, to_timestamp
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -159,6 +159,13 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
         version, data = await self._content.read(
             current_call().require_caller(), request.artifact_id, request.version
         )
+        # Through the gateway these are the HTTP response's headers.
+        await context.send_initial_metadata(
+            (
+                ("content-disposition", kinds.content_disposition(version.content_type)),
+                ("content-security-policy", kinds.CONTENT_SECURITY_POLICY),
+            )
+        )
         return httpbody_pb2.HttpBody(content_type=version.content_type, data=data)
 
     async def DownloadArtifact(
@@ -201,7 +208,7 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
     async def GetDownloadUrl(
         self, request: artifacts_pb2.GetDownloadUrlRequest, context: Context
     ) -> artifacts_pb2.GetDownloadUrlResponse:
-        ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else None
+        ttl = to_timedelta(request.ttl) if request.HasField("ttl") else None
         url, expire_time = await self._content.download_url(
             current_call().require_caller(), request.artifact_id, request.version, ttl
         )

@@ -9,7 +9,13 @@ from server.auth.audit import Action, record
 from server.auth.profile import MAX_DISPLAY_NAME
 from server.auth.views import UserView
 from server.core.context import Caller
-from server.core.errors import FailedPrecondition, NotFound, PermissionDenied
+from server.core.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from server.core.ids import parse_id
 
 
@@ -31,6 +37,10 @@ class Admin:
         display_name: str | None,
     ) -> UserView:
         require_admin(admin)
+        if display_name is not None and "\x00" in display_name:
+            raise InvalidArgument.of(
+                [FieldViolation("user.display_name", "must not contain NUL characters")]
+            )
         uid = parse_id(user_id)
         if uid is None:
             raise NotFound("user not found", "USER_NOT_FOUND")
@@ -55,6 +65,11 @@ class Admin:
                 user.role = role
             if disabled is not None and disabled != user.disabled:
                 user.disabled = disabled
+                if disabled:
+                    # Enabling the account again must not revive what it had: its users
+                    # sign in anew and make new keys.
+                    await store.revoke_user_sessions(db, user.id, "user_disabled")
+                    await store.revoke_user_api_keys(db, user.id)
                 record(
                     db,
                     Action.USER_DISABLED if disabled else Action.USER_ENABLED,

@@ -14,6 +14,7 @@ from server.core.context import Caller
 from server.core.errors import NotFound, PermissionDenied, Violations
 from server.core.ids import parse_id
 from server.core.pagination import Listed, Page, listed
+from server.core.scopes import ADMIN, requested_scopes
 from server.core.timestamps import utcnow
 from server.db.models import ApiKey
 
@@ -25,12 +26,16 @@ class ApiKeys:
         self._sessions = sessions
 
     async def create(
-        self, caller: Caller, name: str, expire_time: datetime | None
+        self, caller: Caller, name: str, expire_time: datetime | None, scopes: list[str]
     ) -> CreatedApiKey:
+        granted = requested_scopes(scopes)
+        if ADMIN in granted and not caller.is_admin:
+            raise PermissionDenied("only an admin's key may have the admin scope", "ADMIN_REQUIRED")
         violations = Violations()
         violations.check(
             len(name) <= MAX_API_KEY_NAME, "name", f"must be at most {MAX_API_KEY_NAME} characters"
         )
+        violations.check("\x00" not in name, "name", "must not contain NUL characters")
         violations.check(
             expire_time is None or expire_time > utcnow(), "expire_time", "must be in the future"
         )
@@ -47,6 +52,7 @@ class ApiKeys:
                 prefix=created.prefix,
                 secret_hash=created.secret_hash,
                 expire_time=expire_time,
+                scopes=list(granted),
             )
             db.add(key)
             await db.flush()
@@ -57,7 +63,7 @@ class ApiKeys:
                 actor_id=key.user_id,
                 subject_id=key.user_id,
                 target=str(key.id),
-                details={"prefix": key.prefix},
+                details={"prefix": key.prefix, "scopes": list(granted)},
             )
         return CreatedApiKey(ApiKeyView.of(key), created.secret)
 

@@ -30,6 +30,7 @@ class Action(Enum):
     USER_DISABLED = "user_disabled"
     USER_ENABLED = "user_enabled"
     PROFILE_UPDATED = "profile_updated"
+    LIMITS_CHANGED = "limits_changed"
 
 
 def record(

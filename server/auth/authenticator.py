@@ -82,12 +82,12 @@ class DatabaseAuthenticator:
             if found is None:
                 raise Unauthenticated("the API key is not valid", "KEY_INVALID")
             key, user = found
+            if user.disabled:
+                raise Unauthenticated("the account is disabled", "USER_DISABLED")
             if key.revoke_time is not None:
                 raise Unauthenticated("the API key has been revoked", "KEY_REVOKED")
             if key.expire_time is not None and key.expire_time <= utcnow():
                 raise Unauthenticated("the API key has expired", "KEY_EXPIRED")
-            if user.disabled:
-                raise Unauthenticated("the account is disabled", "USER_DISABLED")
             if key.last_used_time is None or utcnow() - key.last_used_time > API_KEY_TOUCH_EVERY:
                 await store.touch_api_key(db, key.id, API_KEY_TOUCH_EVERY)
                 await db.commit()
@@ -96,4 +96,5 @@ class DatabaseAuthenticator:
                 roles=frozenset({user.role}),
                 auth_method=AuthMethod.API_KEY,
                 api_key_id=str(key.id),
+                scopes=frozenset(key.scopes),
             )

@@ -7,6 +7,7 @@ from typing import TypeVar
 from forge.auth.v1 import auth_pb2
 
 from server.auth.audit import Action
+from server.auth.limits import LimitsView
 from server.auth.stats import SystemCounts
 from server.auth.views import (
     ApiKeyView,
@@ -16,6 +17,7 @@ from server.auth.views import (
     SignedIn,
     UserView,
 )
+from server.core.errors import FieldViolation, InvalidArgument
 from server.core.timestamps import to_timestamp, utcnow
 
 ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
@@ -39,6 +41,8 @@ def action_to_proto(action: str) -> auth_pb2.AuditAction.ValueType:
 def action_from_proto(value: int) -> str | None:
     if value == auth_pb2.AUDIT_ACTION_UNSPECIFIED:
         return None
+    if value not in auth_pb2.AuditAction.values():
+        raise InvalidArgument.of([FieldViolation("action", "is not a known audit action")])
     name = (
         auth_pb2.AuditAction.Name(auth_pb2.AuditAction.ValueType(value))
         .removeprefix("AUDIT_ACTION_")
@@ -97,6 +101,7 @@ def api_key_to_proto(key: ApiKeyView) -> auth_pb2.ApiKey:
         expire_time=to_timestamp(key.expire_time),
         last_used_time=to_timestamp(key.last_used_time),
         revoke_time=to_timestamp(key.revoke_time),
+        scopes=list(key.scopes),
     )
 
 
@@ -129,3 +134,21 @@ def system_stats_to_proto(counts: SystemCounts) -> auth_pb2.SystemStats:
         output_tokens=counts.get("output_tokens", 0),
         compute_time=to_timestamp(utcnow()),
     )
+
+
+def limits_to_proto(view: LimitsView) -> auth_pb2.UserLimits:
+    limits = view.limits
+    return auth_pb2.UserLimits(
+        user_id=str(view.user_id),
+        max_concurrent_execs=limits.max_concurrent_execs,
+        max_sandboxes=limits.max_sandboxes,
+        max_concurrent_streams=limits.max_concurrent_streams,
+        max_active_runs=limits.max_active_runs,
+        max_artifact_bytes=limits.max_artifact_bytes,
+        overridden_fields=sorted(limits.overridden),
+    )
+
+
+def limit_changes(limits: auth_pb2.UserLimits, paths: set[str]) -> dict[str, int]:
+    """The limits an UpdateUserLimits sets (by field name; 0: back to the default)."""
+    return {name: int(getattr(limits, name)) for name in sorted(paths)}

@@ -63,6 +63,8 @@ class Directory:
         self, caller: Caller, page: Page, query: str, role: str | None, disabled: bool | None
     ) -> Listed[UserView]:
         require_admin(caller)
+        if "\x00" in query:
+            raise InvalidArgument.of([FieldViolation("query", "must not contain NUL characters")])
         async with self._sessions() as db:
             rows = await store.list_users(db, page, query.strip(), role, disabled)
         return listed([UserView.of(row) for row in rows], page, lambda u: [u.id])

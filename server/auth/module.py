@@ -13,6 +13,7 @@ from server.auth.api_keys import ApiKeys
 from server.auth.authenticator import DatabaseAuthenticator
 from server.auth.directory import Directory
 from server.auth.hashing import PasswordHasher
+from server.auth.limits import UserLimitsBook
 from server.auth.mail import MailSender
 from server.auth.mailed import EmailVerification
 from server.auth.passwords import Passwords
@@ -21,6 +22,7 @@ from server.auth.service import PUBLIC_METHODS, AuthDomain, AuthService
 from server.auth.sessions import Sessions
 from server.auth.tokens import AccessTokens, RefreshRotation
 from server.core.binding import ServiceBinding
+from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
 
 
@@ -50,6 +52,7 @@ def build(ctx: BuildContext) -> ServiceModule:
     mail = MailSender(
         ctx.sessions, smtp_url, settings.mail_from, Path(settings.data_dir) / "unsent-mail"
     )
+    limits = UserLimitsBook(ctx.sessions, settings)
     domain = AuthDomain(
         sessions=Sessions(
             settings, ctx.sessions, hasher, access_tokens, RefreshRotation(ctx.secret), mail
@@ -60,6 +63,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         api_keys=ApiKeys(ctx.sessions),
         admin=Admin(ctx.sessions),
         directory=Directory(ctx.sessions, ctx.hooks.system_counters),
+        limits=limits,
     )
     servicer = AuthService(domain, ctx.page_tokens)
     return ServiceModule(
@@ -72,4 +76,6 @@ def build(ctx: BuildContext) -> ServiceModule:
         # Stopped in reverse: the sender first, then the bcrypt threads.
         background=[_HasherPool(hasher), mail],
         authenticator=DatabaseAuthenticator(ctx.sessions, access_tokens),
+        # Every user's fair shares, read by the services that enforce them.
+        offers=Offers(limits=limits),
     )

@@ -8,9 +8,17 @@ from server.auth import store
 from server.auth.audit import Action, record
 from server.auth.views import UserView
 from server.core.context import Caller
-from server.core.errors import FieldViolation, InvalidArgument, Unauthenticated
+from server.core.errors import Unauthenticated, Violations
 
 MAX_DISPLAY_NAME = 100
+
+
+def check_display_name(violations: Violations, field: str, name: str) -> None:
+    violations.check(
+        len(name) <= MAX_DISPLAY_NAME, field, f"must be at most {MAX_DISPLAY_NAME} characters"
+    )
+    # PostgreSQL text cannot hold NUL: storing one would fail the call.
+    violations.check("\x00" not in name, field, "must not contain NUL characters")
 
 
 def account_gone() -> Unauthenticated:
@@ -29,14 +37,10 @@ class Profile:
         return UserView.of(user)
 
     async def update(self, caller: Caller, display_name: str | None) -> UserView:
-        if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
-            raise InvalidArgument.of(
-                [
-                    FieldViolation(
-                        "user.display_name", f"must be at most {MAX_DISPLAY_NAME} characters"
-                    )
-                ]
-            )
+        if display_name is not None:
+            violations = Violations()
+            check_display_name(violations, "user.display_name", display_name)
+            violations.raise_if_any()
         async with self._sessions() as db, db.begin():
             user = await store.user_by_id(db, caller.user_id, lock=True)
             if user is None:

@@ -13,6 +13,7 @@ from server.auth import convert
 from server.auth.admin import Admin, require_admin
 from server.auth.api_keys import ApiKeys
 from server.auth.directory import Directory, audit_scope
+from server.auth.limits import UserLimitsBook
 from server.auth.mailed import EmailVerification
 from server.auth.passwords import Passwords
 from server.auth.profile import Profile
@@ -20,8 +21,9 @@ from server.auth.sessions import Sessions
 from server.core.context import current_call
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.fieldmask import update_paths
+from server.core.limits import LIMIT_NAMES
 from server.core.pagination import PageTokens
-from server.core.timestamps import from_timestamp
+from server.core.timestamps import timestamp_argument
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -47,6 +49,7 @@ class AuthDomain:
     api_keys: ApiKeys
     admin: Admin
     directory: Directory
+    limits: UserLimitsBook
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
@@ -58,6 +61,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self._api_keys = domain.api_keys
         self._admin = domain.admin
         self._directory = domain.directory
+        self._limits = domain.limits
         self._pages = page_tokens
 
     # --- sign-up, sign-in, sessions ---------------------------------------------------
@@ -154,8 +158,14 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def CreateApiKey(
         self, request: auth_pb2.CreateApiKeyRequest, context: Context
     ) -> auth_pb2.CreateApiKeyResponse:
-        expire = from_timestamp(request.expire_time) if request.HasField("expire_time") else None
-        created = await self._api_keys.create(current_call().require_caller(), request.name, expire)
+        expire = (
+            timestamp_argument(request.expire_time, "expire_time")
+            if request.HasField("expire_time")
+            else None
+        )
+        created = await self._api_keys.create(
+            current_call().require_caller(), request.name, expire, list(request.scopes)
+        )
         return auth_pb2.CreateApiKeyResponse(
             api_key=convert.api_key_to_proto(created.key), secret=created.secret
         )
@@ -241,3 +251,22 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.SystemStats:
         counts = await self._directory.counts(current_call().require_caller())
         return convert.system_stats_to_proto(counts)
+
+    # --- fair shares ------------------------------------------------------------------
+
+    async def GetUserLimits(
+        self, request: auth_pb2.GetUserLimitsRequest, context: Context
+    ) -> auth_pb2.UserLimits:
+        view = await self._limits.get(current_call().require_caller(), request.user_id)
+        return convert.limits_to_proto(view)
+
+    async def UpdateUserLimits(
+        self, request: auth_pb2.UpdateUserLimitsRequest, context: Context
+    ) -> auth_pb2.UserLimits:
+        caller = current_call().require_caller()
+        require_admin(caller)
+        paths = update_paths(request.update_mask.paths, LIMIT_NAMES, request.limits)
+        view = await self._limits.update(
+            caller, request.limits.user_id, convert.limit_changes(request.limits, paths)
+        )
+        return convert.limits_to_proto(view)

@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.auth import mailed, store
 from server.auth.audit import Action, record
 from server.auth.hashing import PasswordHasher, check_password
+from server.auth.login_gate import LoginGate, LoginLimits
 from server.auth.mail import MailSender
-from server.auth.profile import MAX_DISPLAY_NAME
+from server.auth.profile import check_display_name
+from server.auth.registrations import RegistrationThrottle
 from server.auth.tokens import AccessTokens, RefreshRotation, digest, new_refresh_token
 from server.auth.views import IssuedTokens, SessionView, SignedIn, UserView
 from server.config import Settings
@@ -27,7 +29,6 @@ from server.core.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
-    ResourceExhausted,
     Unauthenticated,
     Violations,
 )
@@ -35,9 +36,6 @@ from server.core.ids import parse_id
 from server.core.pagination import Listed, Page, listed
 from server.core.timestamps import utcnow
 from server.db.models import RefreshToken, Session, User
-
-LOGIN_WINDOW = timedelta(minutes=15)
-LOGIN_MAX_FAILURES = 10
 
 _BAD_CREDENTIALS = "email or password is incorrect"
 
@@ -57,6 +55,17 @@ class Sessions:
         mail: MailSender,
     ) -> None:
         self._sessions = sessions
+        self._registrations = RegistrationThrottle(
+            sessions, settings.registrations_per_address_per_hour
+        )
+        self._gate = LoginGate(
+            sessions,
+            LoginLimits(
+                timedelta(seconds=settings.login_window_seconds),
+                settings.login_max_failures,
+                settings.login_max_failures_per_account,
+            ),
+        )
         self._hasher = hasher
         self._access = access_tokens
         self._rotation = rotation
@@ -72,18 +81,17 @@ class Sessions:
         normalised = normalise_email(email)
         violations.check(normalised is not None, "email", "is not a valid email address")
         check_password(violations, "password", password)
-        violations.check(
-            len(display_name) <= MAX_DISPLAY_NAME,
-            "display_name",
-            f"must be at most {MAX_DISPLAY_NAME} characters",
-        )
+        check_display_name(violations, "display_name", display_name)
         violations.raise_if_any()
         assert normalised is not None
+        address = current_call().client_address
+        await self._registrations.precheck(address)
         password_hash = await self._hasher.hash(password)
         try:
             async with self._sessions() as db, db.begin():
                 # Serialise first-user detection: the first account becomes admin.
                 await store.lock_registrations(db)
+                await self._registrations.check(db, address)
                 first = not await store.any_user_exists(db)
                 role = "admin" if first or normalised in self._admin_emails else "user"
                 user = User(
@@ -110,38 +118,22 @@ class Sessions:
         violations.check(bool(email.strip()), "email", "is required")
         violations.check(bool(password), "password", "is required")
         violations.raise_if_any()
-        normalised = normalise_email(email) or email.strip().lower()
-        peer = current_call().client_address
-        limited: ResourceExhausted | None = None
-        async with self._sessions() as db, db.begin():
-            failures, oldest = await store.recent_login_failures(db, normalised, peer, LOGIN_WINDOW)
-            if failures >= LOGIN_MAX_FAILURES:
-                record(db, Action.LOGIN_RATE_LIMITED, target=normalised)
-                retry_after = (oldest + LOGIN_WINDOW - utcnow()) if oldest else LOGIN_WINDOW
-                limited = ResourceExhausted(
-                    "too many failed sign-in attempts; try again later",
-                    "LOGIN_RATE_LIMITED",
-                    retry_after=max(retry_after, timedelta(seconds=1)),
-                )
+        # Not an address: still the key of its failures. PostgreSQL text cannot hold NUL.
+        normalised = normalise_email(email) or email.strip().lower().replace("\x00", "\ufffd")
+        attempt = await self._gate.admit(normalised, current_call().client_address)
+        async with self._sessions() as db:
             user = await store.user_by_email(db, normalised)
-        if limited is not None:
-            raise limited
         # Unknown email and wrong password take the same path and the same time.
         ok = await self._hasher.verify(password, user.password_hash if user else None)
         if not ok or user is None or user.disabled:
-            async with self._sessions() as db, db.begin():
-                record(
-                    db, Action.LOGIN_FAILED, subject_id=user.id if user else None, target=normalised
-                )
+            await self._gate.settle(attempt, user.id if user else None, succeeded=False)
             raise Unauthenticated(_BAD_CREDENTIALS, "INVALID_CREDENTIALS")
         async with self._sessions() as db, db.begin():
             user = await store.user_by_id(db, user.id)
             assert user is not None
             user.last_login_time = utcnow()
             tokens = await self._open_session(db, user)
-            record(
-                db, Action.LOGIN_SUCCEEDED, actor_id=user.id, subject_id=user.id, target=normalised
-            )
+        await self._gate.settle(attempt, user.id, succeeded=True)
         return SignedIn(UserView.of(user), tokens)
 
     async def _open_session(self, db: AsyncSession, user: User) -> IssuedTokens:

@@ -135,31 +135,62 @@ async def revoke_user_sessions(
     )
 
 
+async def revoke_user_api_keys(db: AsyncSession, user_id: uuid.UUID) -> None:
+    await db.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoke_time.is_(None))
+        .values(revoke_time=func.now())
+    )
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    """Failed sign-ins of one account within the window, since its last success; and the
+    attempts still being checked (in flight)."""
+
+    total: int
+    oldest: datetime | None
+    from_address: int
+    oldest_from_address: datetime | None
+    in_flight: int
+    in_flight_from_address: int
+
+
 async def recent_login_failures(
-    db: AsyncSession, email: str, peer: str, window: timedelta
-) -> tuple[int, datetime | None]:
-    """Failed logins for email+peer within `window` since the last success: count, oldest."""
+    db: AsyncSession, email: str, peer: str, window: timedelta, in_flight_for: timedelta
+) -> LoginFailures:
+    """Failed logins for `email` within `window` since its last success, from every address
+    and from `peer`. An attempt is recorded as a failure with `{"pending": true}` before its
+    password is checked: younger than `in_flight_for`, it is in flight; older, its server
+    died checking it, and it counts as failed."""
     last_success = (
         select(func.max(AuditEvent.create_time))
-        .where(
-            AuditEvent.action == "login_succeeded",
-            AuditEvent.target == email,
-            AuditEvent.peer_address == peer,
-        )
+        .where(AuditEvent.action == "login_succeeded", AuditEvent.target == email)
         .scalar_subquery()
     )
     since = func.greatest(func.now() - window, func.coalesce(last_success, func.now() - window))
+    from_peer = AuditEvent.peer_address == peer
+    in_flight = AuditEvent.details["pending"].as_boolean().is_(True) & (
+        AuditEvent.create_time > func.now() - in_flight_for
+    )
+    failed = ~in_flight
     row = (
         await db.execute(
-            select(func.count(), func.min(AuditEvent.create_time)).where(
+            select(
+                func.count().filter(failed),
+                func.min(AuditEvent.create_time).filter(failed),
+                func.count().filter(failed & from_peer),
+                func.min(AuditEvent.create_time).filter(failed & from_peer),
+                func.count().filter(in_flight),
+                func.count().filter(in_flight & from_peer),
+            ).where(
                 AuditEvent.action == "login_failed",
                 AuditEvent.target == email,
-                AuditEvent.peer_address == peer,
                 AuditEvent.create_time > since,
             )
         )
     ).one()
-    return int(row[0]), row[1]
+    return LoginFailures(int(row[0]), row[1], int(row[2]), row[3], int(row[4]), int(row[5]))
 
 
 async def one_time_token(db: AsyncSession, token_hash: bytes, purpose: str) -> OneTimeToken | None:

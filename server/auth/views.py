@@ -67,6 +67,7 @@ class ApiKeyView:
     expire_time: datetime | None
     last_used_time: datetime | None
     revoke_time: datetime | None
+    scopes: tuple[str, ...]
 
     @classmethod
     def of(cls, row: ApiKey) -> ApiKeyView:
@@ -78,6 +79,7 @@ class ApiKeyView:
             expire_time=row.expire_time,
             last_used_time=row.last_used_time,
             revoke_time=row.revoke_time,
+            scopes=tuple(row.scopes),
         )
 
 

@@ -24,6 +24,8 @@ class Caller:
     auth_method: AuthMethod = AuthMethod.JWT
     session_id: str | None = None
     api_key_id: str | None = None
+    scopes: frozenset[str] | None = None
+    """What an API key may do (server/core/scopes.py); None: everything (a signed-in user)."""
 
     @property
     def is_admin(self) -> bool:

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from sqlalchemy import ScalarSelect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core.limits import LimitsPort
 from server.core.ports import ArtifactPort, SandboxPort, TaskBoardPort
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class Offers:
     sandbox: SandboxPort | None = None
     artifacts: ArtifactPort | None = None
     task_board: TaskBoardPort | None = None
+    limits: LimitsPort | None = None
 
 
 class Hooks:
@@ -158,6 +160,8 @@ class Hooks:
         self.sandbox: Port[SandboxPort] = Port("the sandbox port")
         self.artifacts: Port[ArtifactPort] = Port("the artifact port")
         self.task_board: Port[TaskBoardPort] = Port("the task board port")
+        # Each user's fair shares (core/limits.py), offered by auth.
+        self.limits: Port[LimitsPort] = Port("the user limits port")
 
     def install(self, offers: Offers) -> None:
         for hook in offers.project_deletion:
@@ -171,6 +175,8 @@ class Hooks:
             self.artifacts.provide(offers.artifacts)
         if offers.task_board is not None:
             self.task_board.provide(offers.task_board)
+        if offers.limits is not None:
+            self.limits.provide(offers.limits)
         for name, counter in offers.system_counters.items():
             if name in self.system_counters:
                 raise RuntimeError(f"system counter {name!r} is offered twice")

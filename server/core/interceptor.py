@@ -21,11 +21,14 @@ from server.core.context import CallContext, bind_call
 from server.core.credentials import Authenticator, extract_credential
 from server.core.errors import Code, ForgeError, InvalidArgument, Unauthenticated, Unimplemented
 from server.core.idempotent_calls import IdempotentCalls
+from server.core.scopes import check_api_key_call
 from server.core.status import internal_status, to_grpc_status
+from server.core.stream_shares import Share, StreamShares
 from server.db.unavailable import (
     DATABASE_UNAVAILABLE,
     database_unavailable,
     is_database_unavailable,
+    is_unstorable_text,
 )
 
 log = logging.getLogger("forge.access")
@@ -81,14 +84,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self,
         policy: CallPolicy,
         authenticator: Authenticator | None = None,
-        trusted_proxies: Iterable[str] = ("127.0.0.1", "::1"),
+        trusted_proxies: Iterable[str] = (),
         on_database_unavailable: Callable[[], None] | None = None,
         idempotency: IdempotentCalls | None = None,
+        stream_shares: StreamShares | None = None,
     ) -> None:
         """`on_database_unavailable` runs when a call ends because the database could not
         be reached (health probes it at once); `idempotency` runs the calls it covers."""
         self._policy = policy
         self._idempotency = idempotency
+        self._stream_shares = stream_shares
         self._on_database_unavailable = on_database_unavailable
         self._authenticator = authenticator
         self._trusted_proxies = frozenset(trusted_proxies)
@@ -155,13 +160,20 @@ class _CallScope:
             raise Unauthenticated("authentication required", "CREDENTIALS_MISSING")
         if interceptor._authenticator is None:
             raise Unauthenticated("credentials cannot be verified", "TOKEN_INVALID")
-        ctx.caller = await interceptor._authenticator.authenticate(credential)
+        caller = ctx.caller = await interceptor._authenticator.authenticate(credential)
+        if caller.scopes is not None:
+            check_api_key_call(self._method, caller.scopes)
 
     async def fail(self, context: Context, error: BaseException) -> None:
         """Ends the call with the status for `error` (always raises)."""
         request_id = self.ctx.request_id if self.ctx else "-"
         if not isinstance(error, ForgeError) and is_database_unavailable(error):
             error = database_unavailable(cause=error)
+        elif not isinstance(error, ForgeError) and is_unstorable_text(error):
+            # A text field no check caught holds a NUL, which PostgreSQL cannot store.
+            error = InvalidArgument(
+                "a text field holds a character that cannot be stored (NUL)", "INVALID_TEXT"
+            )
         if isinstance(error, ForgeError):
             if error.reason == DATABASE_UNAVAILABLE:
                 self._database_unavailable(request_id, error)
@@ -338,8 +350,13 @@ def _streaming(
 ) -> Callable[..., AsyncIterator[Any]]:
     async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
         scope = _CallScope(interceptor, method, _metadata(context))
+        share: Share | None = None
         try:
             await scope.enter(context)
+            # Each user's share of this server's open streams (core/stream_shares.py).
+            caller = scope.ctx.caller if scope.ctx else None
+            if interceptor._stream_shares is not None and caller is not None:
+                share = await interceptor._stream_shares.take(caller.user_id)
             result = behavior(
                 _checked_stream(request) if client_streaming else _checked(request), context
             )
@@ -357,6 +374,9 @@ def _streaming(
             if _is_passthrough(error):
                 raise
             await scope.fail(context, error)
+        finally:
+            if share is not None:
+                share.release()
         scope.finish("OK")
 
     return stream

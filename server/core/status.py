@@ -19,6 +19,13 @@ from server.core.errors import (
 )
 
 ERROR_DOMAIN = "forge.dev"
+MAX_TEXT = 1024
+"""Longest message or description sent: a status travels in HTTP/2 headers (16 KiB at most
+by default), and a message may repeat what the caller sent."""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def _pack(message: Message) -> any_pb2.Any:
@@ -42,7 +49,7 @@ def to_status_proto(error: ForgeError) -> status_pb2.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
+                            field=_short(v.field), description=_short(v.description)
                         )
                         for v in error.violations
                     ]
@@ -60,14 +67,14 @@ def to_status_proto(error: ForgeError) -> status_pb2.Status:
                 error_details_pb2.QuotaFailure(
                     violations=[
                         error_details_pb2.QuotaFailure.Violation(
-                            subject=v.subject, description=v.description
+                            subject=_short(v.subject), description=_short(v.description)
                         )
                         for v in error.quota_violations
                     ]
                 )
             )
         )
-    return status_pb2.Status(code=error.code.value, message=error.message, details=details)
+    return status_pb2.Status(code=error.code.value, message=_short(error.message), details=details)
 
 
 def to_grpc_status(error: ForgeError) -> grpc.Status:

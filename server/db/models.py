@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -123,6 +124,9 @@ class ApiKey(Base):
     expire_time: Mapped[datetime | None]
     last_used_time: Mapped[datetime | None]
     revoke_time: Mapped[datetime | None]
+    scopes: Mapped[list[str]] = mapped_column(
+        JSONB, server_default=text('\'["read", "write", "sandbox:exec"]\'::jsonb')
+    )
 
 
 class OneTimeToken(Base):

@@ -8,6 +8,7 @@ exception path looks here; a call that succeeds never does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from types import TracebackType
 
@@ -41,8 +42,8 @@ def database_unavailable(cause: BaseException | None = None) -> Unavailable:
     return error
 
 
-def is_database_unavailable(error: BaseException) -> bool:
-    """Whether `error` (or what caused it) says the database cannot be reached."""
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and what caused it (the driver's error under SQLAlchemy's, and so on)."""
     seen: set[int] = set()
     pending: list[BaseException] = [error]
     while pending:
@@ -50,8 +51,7 @@ def is_database_unavailable(error: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if _is_connection_error(current):
-            return True
+        yield current
         pending.extend(
             cause
             for cause in (
@@ -61,7 +61,19 @@ def is_database_unavailable(error: BaseException) -> bool:
             )
             if isinstance(cause, BaseException)
         )
-    return False
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether `error` (or what caused it) says the database cannot be reached."""
+    return any(_is_connection_error(cause) for cause in causes(error))
+
+
+def is_unstorable_text(error: BaseException) -> bool:
+    """Whether `error` is PostgreSQL refusing a text value (a NUL character) no check caught."""
+    return any(
+        isinstance(cause, asyncpg.exceptions.CharacterNotInRepertoireError)
+        for cause in causes(error)
+    )
 
 
 def _is_connection_error(error: BaseException) -> bool:

@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 
 from server.core.errors import ForgeError
 from server.core.status import to_status_proto
-from server.core.timestamps import to_duration, to_timestamp
+from server.core.timestamps import to_duration, to_timedelta, to_timestamp
 from server.sandbox.backend import Stream
 from server.sandbox.limits import LimitRequest, Limits
 from server.sandbox.views import (
@@ -49,7 +49,7 @@ REASON_TO_PROTO = {
 def optional_duration(message: duration_pb2.Duration, present: bool) -> timedelta | None:
     if not present:
         return None
-    return message.ToTimedelta()
+    return to_timedelta(message)
 
 
 def limit_request(limits: sandbox_pb2.SandboxLimits) -> LimitRequest:
@@ -61,7 +61,7 @@ def limit_request(limits: sandbox_pb2.SandboxLimits) -> LimitRequest:
     def duration(field: str) -> timedelta | None:
         if not limits.HasField(field):  # type: ignore[arg-type]
             return None
-        value: timedelta = getattr(limits, field).ToTimedelta()
+        value = to_timedelta(getattr(limits, field))
         return value or None
 
     return LimitRequest(

@@ -10,6 +10,7 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
+from server.core.limits import UserShares
 from server.core.module import BuildContext, ServiceModule
 from server.sandbox import store
 from server.sandbox.parts import assemble
@@ -18,7 +19,7 @@ from server.sandbox.service import SandboxService
 
 
 def build(ctx: BuildContext) -> ServiceModule:
-    parts = assemble(ctx.settings, ctx.sessions)
+    parts = assemble(ctx.settings, ctx.sessions, UserShares(ctx.hooks.limits, ctx.settings))
     servicer = SandboxService(parts.lifecycle, parts.executions, parts.files, ctx.page_tokens)
     return ServiceModule(
         name="sandbox",

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
+from server.core.limits import LimitsPort
 from server.core.tasks import TaskSupervisor
 from server.sandbox.connection import BackendConnection
 from server.sandbox.engine import EngineProvider
@@ -36,8 +37,13 @@ class SandboxParts:
     files: FileCalls
 
 
-def assemble(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> SandboxParts:
-    """The parts on `settings` and `sessions`; nothing runs until `connection.start()`."""
+def assemble(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    shares: LimitsPort | None = None,
+) -> SandboxParts:
+    """The parts on `settings` and `sessions`, enforcing each user's `shares` (the server
+    defaults when None); nothing runs until `connection.start()`."""
     runtimes = Runtimes.from_settings(settings)
     defaults = default_limits(settings)
     lifetimes = Lifetimes(
@@ -47,7 +53,7 @@ def assemble(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> 
     engine = EngineProvider()
     work = TaskSupervisor("sandbox")
     retirer = Retirer(sessions, engine)
-    provisioner = Provisioner(settings, sessions, engine, retirer, work)
+    provisioner = Provisioner(settings, sessions, engine, retirer, work, shares)
     slots = ExecutionSlots(settings.sandbox_max_concurrent_execs)
     return SandboxParts(
         settings=settings,

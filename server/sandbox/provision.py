@@ -16,6 +16,7 @@ from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
 from server.core.errors import QuotaViolation, ResourceExhausted
 from server.core.ids import new_id, parse_id
+from server.core.limits import DefaultLimits, LimitsPort, quota_exceeded
 from server.core.tasks import TaskSupervisor
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import SandboxRow
@@ -57,6 +58,24 @@ def container_spec(
     )
 
 
+async def _check_user_share(db: AsyncSession, user_id: uuid.UUID, allowed: int) -> None:
+    """The user's live sandboxes across projects stay within their share (held until the
+    new sandbox's row commits)."""
+    await store.lock_user_sandboxes(db, user_id)
+    live = await store.count_live_of_user(db, user_id)
+    if live >= allowed:
+        raise quota_exceeded(
+            limit="max_sandboxes",
+            user_id=user_id,
+            allowed=allowed,
+            used=live,
+            reason="USER_SANDBOX_LIMIT_REACHED",
+            message=f"you already have {live} live sandboxes across your projects (at most "
+            f"{allowed}); delete one first",
+            what="live sandboxes",
+        )
+
+
 class Provisioner:
     def __init__(
         self,
@@ -65,8 +84,10 @@ class Provisioner:
         engine: EngineProvider,
         retirer: Retirer,
         tasks: TaskSupervisor,
+        shares: LimitsPort | None = None,
     ) -> None:
         self._settings = settings
+        self._shares = shares or DefaultLimits(settings)
         self._sessions = sessions
         self._engine = engine
         self._retirer = retirer
@@ -86,10 +107,12 @@ class Provisioner:
         (RunCode's) does not count against the project's quota. `started` is when the
         request began (perf_counter), for the sandbox's start duration."""
         engine = self._engine.require()
+        allowed = 0 if ephemeral else (await self._shares.limits_of(caller.user_id)).max_sandboxes
         async with self._sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
             pid = uuid.UUID(str(parse_id(project_id)))
             if not ephemeral:
+                await _check_user_share(db, caller.user_id, allowed)
                 live = await store.count_live(db, pid)
                 quota = self._settings.sandbox_max_per_project
                 if live >= quota:

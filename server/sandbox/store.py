@@ -64,6 +64,26 @@ async def count_live(db: AsyncSession, project_id: uuid.UUID) -> int:
     return int(count or 0)
 
 
+async def count_live_of_user(db: AsyncSession, user_id: uuid.UUID) -> int:
+    """The user's live sandboxes in every project, RunCode's throwaway ones not counted."""
+    count = await db.scalar(
+        select(func.count())
+        .select_from(SandboxRow)
+        .where(
+            SandboxRow.creator_id == user_id,
+            SandboxRow.state.in_(LIVE_SANDBOX_STATES),
+            ~SandboxRow.ephemeral,
+        )
+    )
+    return int(count or 0)
+
+
+async def lock_user_sandboxes(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """Serialises the user's sandbox creations until the transaction ends, so two
+    concurrent ones cannot both take the last place of the user's share."""
+    await db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"sandboxes:{user_id}"))))
+
+
 async def list_page(
     db: AsyncSession,
     project_id: uuid.UUID,

@@ -434,6 +434,10 @@ async def test_raw_content_through_envoy(
     ) as response:
         assert response.status == 200
         assert response.headers["content-type"] == "text/html"
+        # A browser saves it rather than running it in the gateway's origin.
+        assert response.headers["content-disposition"] == "attachment"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in response.headers["content-security-policy"]
         assert await response.read() == page
     async with http.get(f"/v1/artifacts/{created.id}:content", headers=headers) as latest:
         assert await latest.read() == b"<p>v2</p>\n"
@@ -574,3 +578,18 @@ async def test_concurrent_updates_from_one_base_make_one_version(
     # The losers' content, if it was stored before they lost, is gone again.
     stored = await BlobView.of(forge).blobs()
     assert [sha256(f"edit {n}\n".encode()) in stored for n in range(6)].count(True) == 1
+
+
+async def test_plain_content_is_shown_in_place_and_never_sniffed(
+    channel: grpc.aio.Channel, team: Team, http: aiohttp.ClientSession
+) -> None:
+    created = await create(channel, team, b"print('hi')\n", filename="hi.py")
+    headers = {"authorization": f"Bearer {team.viewer.access_token}"}
+    async with http.get(f"/v1/artifacts/{created.id}:content", headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["content-disposition"] == "inline"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    # Every gateway response says so, errors included.
+    async with http.get("/v1/projects", headers={}) as refused:
+        assert refused.status == 401
+        assert refused.headers["x-content-type-options"] == "nosniff"

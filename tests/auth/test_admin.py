@@ -163,3 +163,31 @@ async def test_system_stats_count_what_exists(channel: grpc.aio.Channel, admin: 
     assert after.artifact_count >= before.artifact_count + 1
     assert after.output_tokens > before.output_tokens
     assert after.HasField("compute_time")
+
+
+async def test_enabling_a_user_again_does_not_revive_their_old_credentials(
+    channel: grpc.aio.Channel, admin: Account
+) -> None:
+    victim = await register(channel)
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    key = await stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(), metadata=victim.metadata)
+    for disabled in (True, False):
+        await stub.UpdateUser(
+            auth_pb2.UpdateUserRequest(
+                user=auth_pb2.User(id=victim.user_id, disabled=disabled),
+                update_mask=field_mask_pb2.FieldMask(paths=["disabled"]),
+            ),
+            metadata=admin.metadata,
+        )
+
+    for metadata in (victim.metadata, (("x-api-key", key.secret),)):
+        with pytest.raises(grpc.aio.AioRpcError) as stale:
+            await stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=metadata)
+        assert stale.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as refresh:
+        await stub.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=victim.refresh_token))
+    assert refresh.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Signing in anew works.
+    again = await login(channel, victim.email)
+    me = await stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=again.metadata)
+    assert me.id == victim.user_id

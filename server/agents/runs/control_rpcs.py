@@ -13,6 +13,7 @@ from server.agents.runs.control import RunControl
 from server.agents.runs.starts import RunDraft, RunStarts
 from server.core.context import current_call
 from server.core.errors import FieldViolation, InvalidArgument
+from server.core.timestamps import to_timedelta
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -31,7 +32,7 @@ def run_draft(request: agents_pb2.StartRunRequest) -> RunDraft:
         sandbox_id=request.sandbox_id,
         approval_mode=mode,
         token_budget=request.token_budget,
-        time_limit=request.time_limit.ToTimedelta() if request.HasField("time_limit") else None,
+        time_limit=to_timedelta(request.time_limit) if request.HasField("time_limit") else None,
         conversation_id=request.conversation_id,
     )
 

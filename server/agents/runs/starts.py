@@ -27,12 +27,11 @@ from server.core.errors import (
     FieldViolation,
     ForgeError,
     InvalidArgument,
-    QuotaViolation,
-    ResourceExhausted,
     Violations,
 )
 from server.core.hooks import Hooks
 from server.core.ids import new_id, parse_id
+from server.core.limits import UserShares, quota_exceeded
 from server.db.agent_models import Conversation
 from server.llm import ProviderRegistry
 
@@ -122,6 +121,11 @@ class RunStarts:
         self._profiles = profiles
         self._hooks = hooks
         self._worker = worker
+        self._shares = UserShares(hooks.limits, settings)
+
+    async def _run_share(self, caller: Caller) -> int:
+        """The caller's limit of active runs: runs_per_user unless an admin changed it."""
+        return (await self._shares.limits_of(caller.user_id)).max_active_runs
 
     async def start(self, caller: Caller, draft: RunDraft) -> RunView:
         settings = self._settings
@@ -151,8 +155,9 @@ class RunStarts:
             # Checks that it is a live sandbox of this project the caller may use.
             await self._hooks.sandbox.get().ensure_sandbox(caller, project_id, sandbox_id)
         run_id = new_id()
+        run_share = await self._run_share(caller)
         async with self._sessions() as db, db.begin():
-            await _check_run_limit(db, caller.user_id, settings.runs_per_user)
+            await _check_run_limit(db, caller.user_id, run_share)
             if conversation_id is None:
                 conversation_id = await _new_conversation(
                     db, project_id, caller, agent.id, draft.goal, model.id
@@ -226,15 +231,13 @@ async def _check_run_limit(db: AsyncSession, user_id: uuid.UUID, limit: int) -> 
     active = await store.count_active_runs(db, user_id)
     if active < limit:
         return
-    raise ResourceExhausted(
+    raise quota_exceeded(
+        limit="max_active_runs",
+        user_id=user_id,
+        allowed=limit,
+        used=active,
+        reason=RUN_LIMIT_REACHED,
         message=f"you already have {active} active runs, the most allowed; "
         "wait for one to end or cancel one",
-        reason=RUN_LIMIT_REACHED,
-        metadata={"limit": str(limit), "active": str(active)},
-        quota_violations=[
-            QuotaViolation(
-                subject=f"user:{user_id}",
-                description=f"{active} of {limit} runs queued, running or waiting",
-            )
-        ],
+        what="runs queued, running or waiting",
     )

@@ -1,0 +1,54 @@
+"""Fair shares: an admin's overrides of one user's limits (server/core/limits.py), and the
+indexes the shares are counted with."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db.artifact_models import ArtifactVersionRow
+from server.db.models import AuditEvent, Base
+from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxRow
+
+
+class UserLimitsRow(Base):
+    """Only the limits an admin set: {"max_sandboxes": 50}; absent keys are the defaults."""
+
+    __tablename__ = "user_limits"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    update_time: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+# The counters' indexes are declared here, beside the migration that creates them, so each
+# table's model stays its service's alone.
+
+# Registrations per client address in the last hour (auth/registrations.py).
+Index(
+    "ix_audit_events_register_peer_time",
+    AuditEvent.peer_address,
+    AuditEvent.create_time,
+    postgresql_where=AuditEvent.action == "register",
+)
+
+# A user's live sandboxes across projects (sandbox/provision.py).
+Index(
+    "ix_sandboxes_creator_live",
+    SandboxRow.creator_id,
+    postgresql_where=SandboxRow.state.in_(LIVE_SANDBOX_STATES) & ~SandboxRow.ephemeral,
+)
+
+# The bytes of the artifact versions a user wrote (artifacts/storage_shares.py); an
+# index-only sum.
+Index(
+    "ix_artifact_versions_creator_size",
+    ArtifactVersionRow.creator_id,
+    ArtifactVersionRow.size_bytes,
+)
