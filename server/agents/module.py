@@ -13,6 +13,7 @@ from server.agents.chat import Chats
 from server.agents.chat_retries import ChatRetries
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
+from server.agents.records import AgentRecords
 from server.agents.runs.build import build_runs
 from server.agents.saver import AnswerSaver
 from server.agents.service import AgentService
@@ -96,5 +97,9 @@ def build(ctx: BuildContext) -> ServiceModule:
         # the providers' connections close; answers still settling then are saved until
         # they are settled.
         background=[saver, sweeper, _ChatLifecycle(tasks, registry), *runs.background],
-        offers=Offers(usage=ledger, system_counters=store.system_counters()),
+        offers=Offers(
+            usage=ledger,
+            system_counters=store.system_counters(),
+            agent_records=AgentRecords(sessions),
+        ),
     )

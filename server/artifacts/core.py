@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -13,7 +14,9 @@ from server.artifacts.blobrefs import BlobKeeper
 from server.artifacts.byte_shares import ByteShares
 from server.artifacts.storage import BlobStore
 from server.config import Settings
-from server.core.errors import Aborted
+from server.core.errors import Aborted, FieldViolation, InvalidArgument
+from server.core.hooks import Port
+from server.core.ports import AgentRecordsPort
 from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
 
 VERSION_CONFLICT = "VERSION_CONFLICT"
@@ -46,10 +49,31 @@ class ArtifactsCore:
     limits: Limits
     shares: ByteShares = field(default_factory=ByteShares)
     """Each user's share of artifact storage (byte_shares.py)."""
+    agent_records: Port[AgentRecordsPort] | None = None
+    """Whether an artifact's sources (conversation, message, run) are its project's."""
     keeper: BlobKeeper = field(init=False)
 
     def __post_init__(self) -> None:
         self.keeper = BlobKeeper(self.blobs, self.sessions)
+
+
+async def check_sources(
+    core: ArtifactsCore,
+    project_id: uuid.UUID,
+    conversation_id: uuid.UUID | None,
+    message_id: uuid.UUID | None,
+    run_id: uuid.UUID | None,
+    field_prefix: str = "",
+) -> None:
+    """INVALID_ARGUMENT naming each source given that is not the project's."""
+    port = core.agent_records
+    if port is None or not port.provided or not (conversation_id or message_id or run_id):
+        return
+    foreign = await port.get().foreign_sources(project_id, conversation_id, message_id, run_id)
+    if foreign:
+        raise InvalidArgument.of(
+            [FieldViolation(field_prefix + name, "is not in the project") for name in foreign]
+        )
 
 
 def version_conflict(base_version: int, latest: int) -> Aborted:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts import store, validation
-from server.artifacts.core import ArtifactsCore
+from server.artifacts.core import ArtifactsCore, check_sources
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.manager import ArtifactManager
 from server.artifacts.views import ArtifactView
@@ -96,6 +96,7 @@ class ImageArtifacts:
         model = self._generator.resolve(spec.model.strip())
         async with self._core.sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
+        await check_sources(self._core, project_id, conversation, None, None)
         image = await self._generator.generate(model, prompt, style, width, height)
         user = caller.user_id
         new = store.NewArtifact(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts import store, validation
 from server.artifacts.access import artifact_for
-from server.artifacts.core import ArtifactsCore, version_conflict
+from server.artifacts.core import ArtifactsCore, check_sources, version_conflict
 from server.artifacts.kinds import Kind, Origin
 from server.artifacts.storage import BlobInfo
 from server.artifacts.storage.errors import upload_too_large
@@ -134,6 +134,7 @@ class ArtifactManager:
             raise upload_too_large(limits.max_upload_bytes)
         async with self._core.sessions() as db:
             await require_project_role(db, caller, pid, ProjectRole.EDITOR)
+        await check_sources(self._core, pid, conversation, message, run, "artifact.")
         new = store.NewArtifact(
             project_id=pid,
             title=checked.title,

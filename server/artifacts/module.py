@@ -39,6 +39,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         blobs,
         Limits.from_settings(settings),
         ByteShares(UserShares(ctx.hooks.limits, settings)),
+        ctx.hooks.agent_records,
     )
     manager = ArtifactManager(core)
     generator = ImageGenerator(settings)

@@ -18,7 +18,7 @@ from sqlalchemy import ScalarSelect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.limits import LimitsPort
-from server.core.ports import ArtifactPort, SandboxPort, TaskBoardPort
+from server.core.ports import AgentRecordsPort, ArtifactPort, SandboxPort, TaskBoardPort
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class Offers:
     sandbox: SandboxPort | None = None
     artifacts: ArtifactPort | None = None
     task_board: TaskBoardPort | None = None
+    agent_records: AgentRecordsPort | None = None
     limits: LimitsPort | None = None
 
 
@@ -160,6 +161,8 @@ class Hooks:
         self.sandbox: Port[SandboxPort] = Port("the sandbox port")
         self.artifacts: Port[ArtifactPort] = Port("the artifact port")
         self.task_board: Port[TaskBoardPort] = Port("the task board port")
+        # Used by artifacts (an artifact's sources).
+        self.agent_records: Port[AgentRecordsPort] = Port("the agent records port")
         # Each user's fair shares (core/limits.py), offered by auth.
         self.limits: Port[LimitsPort] = Port("the user limits port")
 
@@ -175,6 +178,8 @@ class Hooks:
             self.artifacts.provide(offers.artifacts)
         if offers.task_board is not None:
             self.task_board.provide(offers.task_board)
+        if offers.agent_records is not None:
+            self.agent_records.provide(offers.agent_records)
         if offers.limits is not None:
             self.limits.provide(offers.limits)
         for name, counter in offers.system_counters.items():

@@ -160,3 +160,22 @@ class TaskBoardPort(Protocol):
         """Moves the task to the end of `status` (None: stays) and appends `note`, if any,
         as a new paragraph of its description."""
         ...
+
+
+# --- agents' records ------------------------------------------------------------------------
+
+
+class AgentRecordsPort(Protocol):
+    """Offered by AgentService: whether conversations, messages and runs named by another
+    service's request (e.g. an artifact's sources) are the project's."""
+
+    async def foreign_sources(
+        self,
+        project_id: uuid.UUID,
+        conversation_id: uuid.UUID | None,
+        message_id: uuid.UUID | None,
+        run_id: uuid.UUID | None,
+    ) -> list[str]:
+        """The names ("conversation_id", "message_id", "run_id") of those given that are not
+        in the project (a message also not in the conversation, when one is given)."""
+        ...

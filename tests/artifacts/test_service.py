@@ -334,7 +334,13 @@ async def test_strangers_see_nothing_and_viewers_cannot_write(
 
 async def test_list_filters_newest_first_in_pages(channel: grpc.aio.Channel, team: Team) -> None:
     artifacts = stub(channel)
-    conversation = "0190a000-0000-7000-8000-0000000000c1"
+    conversation = (
+        await agents_pb2_grpc.AgentServiceStub(channel).CreateConversation(
+            agents_pb2.CreateConversationRequest(project_id=team.project_id),
+            metadata=team.editor.metadata,
+            timeout=DEADLINE,
+        )
+    ).id
     made = [
         await create(channel, team, b"a = 1\n", filename="a.py"),
         await create(channel, team, b"<p>b</p>\n", filename="b.html"),
@@ -593,3 +599,31 @@ async def test_plain_content_is_shown_in_place_and_never_sniffed(
     async with http.get("/v1/projects", headers={}) as refused:
         assert refused.status == 401
         assert refused.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_an_artifacts_sources_must_be_its_projects(
+    channel: grpc.aio.Channel, team: Team
+) -> None:
+    agents = agents_pb2_grpc.AgentServiceStub(channel)
+
+    async def conversation_in(project_id: str, account_metadata: object) -> str:
+        created = await agents.CreateConversation(
+            agents_pb2.CreateConversationRequest(project_id=project_id),
+            metadata=account_metadata,  # type: ignore[arg-type]
+            timeout=DEADLINE,
+        )
+        return created.id
+
+    ours = await conversation_in(team.project_id, team.editor.metadata)
+    other_team = await new_team(channel)
+    theirs = await conversation_in(other_team.project_id, other_team.editor.metadata)
+
+    linked = await create(channel, team, b"x = 1\n", conversation_id=ours)
+    assert linked.conversation_id == ours
+    with pytest.raises(grpc.aio.AioRpcError) as foreign:
+        await create(channel, team, b"x = 2\n", conversation_id=theirs)
+    assert foreign.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(foreign.value) == {"artifact.conversation_id": "is not in the project"}
+    with pytest.raises(grpc.aio.AioRpcError) as made_up:
+        await create(channel, team, b"x = 3\n", run_id="01a248c6-23f3-7556-9f97-17ea93a47e0b")
+    assert field_violations(made_up.value) == {"artifact.run_id": "is not in the project"}
