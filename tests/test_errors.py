@@ -172,3 +172,15 @@ async def test_a_nul_the_checks_missed_is_told_apart_from_a_bug(database_url: st
         await engine.dispose()
     assert is_unstorable_text(refused.value)
     assert not is_unstorable_text(ValueError("a\x00b"))
+
+
+async def test_a_body_larger_than_the_server_takes_is_413(http: aiohttp.ClientSession) -> None:
+    huge = {"email": "x@example.com", "password": "P4ssword-x", "displayName": "a" * (17 << 20)}
+    async with http.post("/v1/auth:register", json=huge) as response:
+        assert response.status == 413
+        body = await response.json()
+    assert body["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "larger than max" in body["message"]
+    # A refusal of another kind keeps its status.
+    async with http.post("/v1/auth:register", json={"email": "nope"}) as invalid:
+        assert invalid.status == 400
