@@ -176,9 +176,8 @@ class ForgeServer:
             if module.health is not None:
                 self._backends_up.update(dict.fromkeys(names, False))
                 module.health(partial(self._set_services_serving, names))
+        # (told at once if a probe already found the database gone)
         self._database.follow(self._follow_database)
-        if not self._database.available:  # a probe lost before anyone followed
-            await self._follow_database(False)
         log.info(
             "serving", extra={"address": f"{host}:{self.port}", "services": self._service_names}
         )
@@ -232,7 +231,7 @@ class ForgeServer:
 
     async def _set_services_serving(self, services: Iterable[str], serving: bool) -> None:
         """A module's backend came or went; its services serve when the database does too."""
-        database_up = self._database is None or self._database.available
+        database_up = self._database is None or self._database.available is not False
         for service in services:
             self._backends_up[service] = serving
             await self._set_serving(service, serving and database_up)
