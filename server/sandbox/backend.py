@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -159,6 +160,16 @@ class PathStat:
 
 
 @dataclass(frozen=True)
+class HelperResult:
+    """A helper command's end: exit code (None if unknown or its output was cut off)."""
+
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+
+
+@dataclass(frozen=True)
 class NewFile:
     content: bytes
     mode: int
@@ -198,6 +209,24 @@ class SandboxBackend(Protocol):
 
     async def run(self, container_id: str, argv: Sequence[str]) -> tuple[int, bytes]:
         """Runs a short helper command to completion: (exit code, combined output)."""
+        ...
+
+    async def run_helper(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        env: Mapping[str, str] | None = None,
+        max_output: int,
+        timeout: float,
+    ) -> HelperResult:
+        """Runs a helper command as the sandbox user to its end, with separate streams."""
+        ...
+
+    def holding_pause(self, container_id: str) -> AbstractAsyncContextManager[bool]:
+        """Whether the container is paused; if so it stays paused (resume waits) until the
+        context ends, so the archive API can work on it with nothing running inside."""
         ...
 
     async def kill_process_group(self, container_id: str, process_group: int) -> None:

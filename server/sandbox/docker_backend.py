@@ -7,17 +7,15 @@ of its own from a second pool, so long executions never starve short API calls.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
-import json
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import docker.errors
 import requests.exceptions
@@ -25,7 +23,7 @@ from docker.types import DriverConfig, LogConfig, Mount
 
 import docker
 from server.config import Settings
-from server.sandbox import archive, docker_events
+from server.sandbox import archive, docker_archive, docker_events
 from server.sandbox.backend import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
@@ -42,12 +40,15 @@ from server.sandbox.backend import (
     ContainerSpec,
     ContainerStatus,
     ExecSpec,
+    HelperResult,
     NewFile,
     NoSpace,
     PathStat,
     ResourceLimit,
 )
 from server.sandbox.docker_exec import DockerExecProcess, wrap
+from server.sandbox.docker_run import PauseHolds, StartGate, run_helper
+from server.sandbox.seccomp import seccomp_option
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,8 @@ _API_TIMEOUT_SECONDS = 60
 _CONNECT_TIMEOUT_SECONDS = 5
 # The container's own /tmp tmpfs (also its HOME: the image's home is on the read-only root).
 _CONTAINER_TMP = "/tmp"  # noqa: S108
-_GO_MODE_DIR = 1 << 31
-_GO_MODE_SYMLINK = 1 << 27
 _EXIT_POLL_SECONDS = 3.0
+_STARTED_SECONDS = 10.0
 # cgroup v2 first, then v1: both have an `oom_kill N` line.
 _OOM_COUNTER = (
     "cat /sys/fs/cgroup/memory.events 2>/dev/null || cat /sys/fs/cgroup/memory/memory.oom_control"
@@ -90,36 +90,6 @@ def _translate(error: Exception) -> BackendError:
     return BackendError(f"{type(error).__name__}: {error}")
 
 
-def _parse_go_time(value: str) -> datetime | None:
-    if not value:
-        return None
-    # RFC 3339 with nanoseconds: Python takes at most microseconds.
-    head, _, rest = value.partition(".")
-    if rest:
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits) :]
-        value = f"{head}.{digits[:6]}{zone}"
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _stat_from_header(path: str, header: str) -> PathStat:
-    data = json.loads(base64.b64decode(header))
-    mode = int(data.get("mode", 0))
-    return PathStat(
-        path=path,
-        size=int(data.get("size", 0)),
-        mode=mode & 0o7777,
-        modify_time=_parse_go_time(str(data.get("mtime", ""))),
-        is_dir=bool(mode & _GO_MODE_DIR),
-        is_symlink=bool(mode & _GO_MODE_SYMLINK),
-        link_target=str(data.get("linkTarget", "")),
-    )
-
-
 class DockerBackend:
     """Implements backend.SandboxBackend."""
 
@@ -131,6 +101,8 @@ class DockerBackend:
         self._readers = concurrent.futures.ThreadPoolExecutor(
             max_workers=exec_threads, thread_name_prefix="docker-exec"
         )
+        self._pause_holds = PauseHolds()
+        self._starts = StartGate()
 
     @classmethod
     async def connect(cls, settings: Settings) -> DockerBackend:
@@ -214,7 +186,7 @@ class DockerBackend:
             tmpfs={_CONTAINER_TMP: f"rw,nosuid,nodev,noexec,size={limits.tmp_bytes},mode=1777"},
             mounts=[workspace],
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            security_opt=["no-new-privileges", seccomp_option()],
             log_config=LogConfig(type="none"),
         )
         container = api.create_container(
@@ -256,7 +228,8 @@ class DockerBackend:
             raise
 
     async def pause(self, container_id: str) -> None:
-        await self._call(self._pause, container_id)
+        async with self._starts.pausing(container_id):
+            await self._call(self._pause, container_id)
 
     def _pause(self, container_id: str) -> None:
         try:
@@ -266,7 +239,15 @@ class DockerBackend:
                 raise
 
     async def resume(self, container_id: str) -> None:
-        await self._call(self._resume, container_id)
+        async with self._pause_holds.resuming(container_id):
+            await self._call(self._resume, container_id)
+
+    def holding_pause(self, container_id: str) -> AbstractAsyncContextManager[bool]:
+        return self._pause_holds.hold(container_id, lambda: self._call(self._paused, container_id))
+
+    def _paused(self, container_id: str) -> bool:
+        state = self._api.inspect_container(container_id).get("State") or {}
+        return bool(state.get("Paused"))
 
     def _resume(self, container_id: str) -> None:
         try:
@@ -307,15 +288,19 @@ class DockerBackend:
     async def exec(self, container_id: str, spec: ExecSpec) -> DockerExecProcess:
         loop = asyncio.get_running_loop()
         with_stdin = bool(spec.stdin)
-        exec_id, sock = await self._call(self._start_exec, container_id, spec, with_stdin)
-        process = DockerExecProcess(
-            loop,
-            sock,
-            spec.output_limit_bytes,
-            lambda: self._wait_exit(exec_id),
-            self._calls,
-        )
-        process.start(self._readers, spec.stdin if with_stdin else None)
+        async with self._starts.starting(container_id):
+            exec_id, sock = await self._call(self._start_exec, container_id, spec, with_stdin)
+            process = DockerExecProcess(
+                loop,
+                sock,
+                spec.output_limit_bytes,
+                lambda: self._wait_exit(exec_id),
+                self._calls,
+            )
+            process.start(self._readers, spec.stdin if with_stdin else None)
+            # Set up once it runs its command (the wrapper has told its pid by then).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(process.process_group), _STARTED_SECONDS)
         return process
 
     def _start_exec(self, container_id: str, spec: ExecSpec, with_stdin: bool) -> tuple[str, Any]:
@@ -351,7 +336,8 @@ class DockerBackend:
             delay = min(delay * 2, 0.05)
 
     async def run(self, container_id: str, argv: Sequence[str]) -> tuple[int, bytes]:
-        return await self._call(self._run, container_id, list(argv))
+        async with self._starts.starting(container_id):
+            return await self._call(self._run, container_id, list(argv))
 
     def _run(self, container_id: str, argv: list[str]) -> tuple[int, bytes]:
         created = self._api.exec_create(container_id, argv, user=SANDBOX_USER)
@@ -359,6 +345,31 @@ class DockerBackend:
         output = self._api.exec_start(exec_id)
         code = self._wait_exit(exec_id)
         return (code if code is not None else -1), bytes(output or b"")
+
+    async def run_helper(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        env: Mapping[str, str] | None = None,
+        max_output: int,
+        timeout: float,
+    ) -> HelperResult:
+        call = partial(
+            run_helper,
+            self._api,
+            container_id,
+            list(argv),
+            user=SANDBOX_USER,
+            stdin=stdin,
+            env=dict(env or {}),
+            max_output=max_output,
+            wait_exit=self._wait_exit,
+            timeout=timeout,
+        )
+        async with self._starts.starting(container_id):
+            return await self._call(call)
 
     async def kill_process_group(self, container_id: str, process_group: int) -> None:
         # `kill` is a shell builtin: killing needs one free process slot, not two.
@@ -381,26 +392,7 @@ class DockerBackend:
     # --- files ---------------------------------------------------------------------------
 
     async def stat(self, container_id: str, path: str) -> PathStat | None:
-        return await self._call(self._stat, container_id, path)
-
-    def _stat(self, container_id: str, path: str) -> PathStat | None:
-        api = self._api
-        url = f"{api.base_url}/v{api.api_version}/containers/{quote(container_id)}/archive"
-        response = api.head(url, params={"path": path}, timeout=_API_TIMEOUT_SECONDS)
-        if response.status_code == 404:
-            # A missing container also answers 404 (a HEAD has no body): tell the two apart.
-            try:
-                api.inspect_container(container_id)
-            except docker.errors.NotFound as error:
-                raise ContainerGone("no such container") from error
-            return None
-        if response.status_code >= 400:
-            raise BackendError(f"archive stat failed with HTTP {response.status_code}")
-        header = response.headers.get("X-Docker-Container-Path-Stat", "")
-        try:
-            return _stat_from_header(path, header)
-        except (binascii.Error, ValueError) as error:
-            raise BackendError("unreadable path stat from the engine") from error
+        return await self._call(docker_archive.stat_path, self._api, container_id, path)
 
     async def write_file(
         self, container_id: str, directory: str, relative_path: str, file: NewFile
@@ -413,20 +405,11 @@ class DockerBackend:
 
     def _read_file(self, container_id: str, path: str, max_bytes: int) -> bytes:
         chunks, _ = self._api.get_archive(container_id, path, chunk_size=None)
-        return archive.single_file(_closing(chunks), max_bytes)
+        return archive.single_file(docker_archive.closing(chunks), max_bytes)
 
     async def list_tree(self, container_id: str, directory: str) -> list[PathStat]:
         return await self._call(self._list_tree, container_id, directory)
 
     def _list_tree(self, container_id: str, directory: str) -> list[PathStat]:
         chunks, _ = self._api.get_archive(container_id, directory, chunk_size=None)
-        return archive.list_entries(_closing(chunks), directory)
-
-
-def _closing(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    try:
-        yield from chunks
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        return archive.list_entries(docker_archive.closing(chunks), directory)

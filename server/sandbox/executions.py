@@ -4,6 +4,8 @@ how it ended.
 The wall-clock timeout, the idle (no output) timeout and the caller's deadline each kill the
 command's whole process group inside the container; so does the caller going away (the
 consumer of `events()` being cancelled or closing it early). The `exit` event says which.
+However it ends, every process it started is then killed (leftovers.py), unless it was
+started as a background execution.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from server.sandbox.backend import (
     SandboxBackend,
     Stream,
 )
+from server.sandbox.leftovers import kill_leftovers
 from server.sandbox.views import ExecEvent, ExecExited, ExecOutput, ExecStarted, ExitReason
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,7 @@ class Execution:
         times: ExecTimes,
         on_end: Callable[[], Awaitable[None]],
         tasks: TaskSupervisor,
+        background: bool = False,
     ) -> None:
         self._backend = backend
         self._sessions = sessions
@@ -145,6 +149,7 @@ class Execution:
         self._times = times
         self._on_end = on_end
         self._tasks = tasks
+        self._background = background
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
         self._stdout_bytes = 0
@@ -392,6 +397,9 @@ class Execution:
             return
         self._ended = True
         self._group_timer.cancel()
+        if not self._background:
+            leftovers = kill_leftovers(self._backend, self._container_id, str(self.execution_id))
+            self._tasks.spawn(leftovers, name="kill-leftovers")
         if self._group_recorder is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._group_recorder), 2.0)

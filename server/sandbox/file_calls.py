@@ -83,11 +83,16 @@ class FileCalls:
         confined = confine(path, "path", allow_root=True)
         row, container_id, files = await self._target(caller, sandbox_id, ProjectRole.VIEWER)
         try:
-            entries = await files.list(container_id, confined, recursive, "path")
+            entries = await files.list(
+                container_id,
+                confined,
+                recursive,
+                "path",
+                after=page.after[0] if page.after else None,
+                limit=page.size + 1,
+            )
         except BackendError as error:
             raise await failure(self._sessions, error, row) from error
-        if page.after:
-            entries = [entry for entry in entries if entry.path > page.after[0]]
         return listed(entries, page, lambda entry: [entry.path])
 
     async def delete(self, caller: Caller, sandbox_id: str, path: str, recursive: bool) -> None:

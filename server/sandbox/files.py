@@ -1,216 +1,241 @@
-"""Files under /workspace, through the engine's archive API (put/get archive), confined.
+"""Files under /workspace: confined, and immune to paths swapped while a request runs.
 
-Every path is first confined lexically (paths.py); then each existing component on the way
-is looked at, and a symlink whose full resolution leaves /workspace makes the request
-INVALID_ARGUMENT. Writes cannot land outside /workspace anyway (the root filesystem is
-read-only and /workspace is the only writable volume), so the check is what tells the caller.
+A running sandbox's files are read, written, listed and deleted inside it, as the sandbox
+user, by file_helper.py (see there why that cannot be raced). A paused sandbox cannot run
+anything; its files are read and written through the engine's archive API while it is held
+paused (archive_files.py). Paths are first confined lexically (paths.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import posixpath
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
 
-from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from server.core.timestamps import utcnow
-from server.sandbox.archive import ArchiveTooLarge
-from server.sandbox.backend import WORKSPACE, NewFile, PathStat, SandboxBackend
-from server.sandbox.paths import ancestors, is_inside_workspace
+from server.core.errors import FailedPrecondition
+from server.sandbox.archive_files import (
+    DEFAULT_FILE_MODE,
+    ArchiveFiles,
+    Resolved,
+    _invalid,
+    file_not_found,
+)
+from server.sandbox.backend import WORKSPACE, ContainerPaused, NoSpace, SandboxBackend
+from server.sandbox.file_helper import Answer, FileHelper
+from server.sandbox.paths import ancestors
 from server.sandbox.views import FileInfo
 
-DEFAULT_FILE_MODE = 0o644
+T = TypeVar("T")
+
+# Paused-or-not can change between the attempts (a resume, a pause): try a few times.
+_ATTEMPTS = 3
+
+__all__ = ["Resolved", "SandboxFiles", "file_not_found"]
 
 
-def _invalid(field: str, description: str) -> InvalidArgument:
-    return InvalidArgument.of([FieldViolation(field, description)])
+def _parts(path: str) -> list[str]:
+    relative = path[len(WORKSPACE) :].strip("/")
+    return relative.split("/") if relative else []
 
 
-def file_not_found(path: str) -> NotFound:
-    return NotFound(f"{path} does not exist", "FILE_NOT_FOUND", metadata={"path": path})
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A confined path after looking at what exists on the way to it."""
-
-    path: str
-    # Where the final component really is: `path`, or its symlink's target in /workspace.
-    target: str
-    # The target as it is now, None when it does not exist.
-    stat: PathStat | None
-    # The deepest existing directory on the way (symlinks followed), and what is missing
-    # below it, for a write that creates parents.
-    base_dir: str
-    missing: tuple[str, ...]
+def _time(text: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        return None
 
 
 class SandboxFiles:
     def __init__(self, backend: SandboxBackend, max_file_bytes: int) -> None:
         self._backend = backend
+        self._helper = FileHelper(backend)
+        self._archive = ArchiveFiles(backend, max_file_bytes)
         self._max_file_bytes = max_file_bytes
 
-    async def resolve(self, container_id: str, path: str, field: str) -> Resolved:
-        backend = self._backend
-        chain = ancestors(path)
-        if not chain:
-            root = await backend.stat(container_id, WORKSPACE)
-            return Resolved(path, WORKSPACE, root, WORKSPACE, ())
-        # All at once; a failure below a component that is not a directory does not count.
-        results = await asyncio.gather(
-            *(backend.stat(container_id, step) for step in chain), return_exceptions=True
-        )
-        base_dir = WORKSPACE
-        for depth, (step, result) in enumerate(zip(chain, results, strict=True)):
-            last = depth == len(chain) - 1
-            if isinstance(result, BaseException):
-                raise result
-            stat = result
-            if stat is None:
-                names = tuple(part.rsplit("/", 1)[-1] for part in chain[depth:])
-                return Resolved(path, path, None, base_dir, names)
-            target = step
-            if stat.is_symlink:
-                if not is_inside_workspace(stat.link_target):
-                    raise _invalid(
-                        field, f"{step} is a symbolic link that leads out of {WORKSPACE}"
-                    )
-                target = stat.link_target
-                stat_of_target = await backend.stat(container_id, target)
-                if stat_of_target is None:
-                    # A dangling link: nothing to read, and a write would follow it.
-                    names = (posixpath.basename(target),)
-                    if last:
-                        return Resolved(path, target, None, posixpath.dirname(target), names)
-                    raise _invalid(field, f"{step} is a dangling symbolic link")
-                stat = stat_of_target
-            if last:
-                return Resolved(path, target, stat, base_dir, ())
-            if not stat.is_dir:
-                raise _invalid(field, f"{step} is not a directory")
-            base_dir = target
-        raise AssertionError("unreachable")
+    async def _inside_or_paused(
+        self,
+        container_id: str,
+        inside: Callable[[], Awaitable[T]],
+        paused: Callable[[], Awaitable[T]],
+    ) -> T:
+        for _ in range(_ATTEMPTS):
+            try:
+                return await inside()
+            except ContainerPaused:
+                async with self._backend.holding_pause(container_id) as held:
+                    if held:
+                        return await paused()
+        raise ContainerPaused("the sandbox was paused and resumed during the request")
+
+    def _refuse(self, answer: Answer, path: str, field: str) -> Exception:
+        """The error for a status other than OK."""
+        status = answer.status
+        if status in ("OUT", "DANGLING", "NOTDIR", "LOOP"):
+            step = ancestors(path)[answer.index() - 1]
+            why = {
+                "OUT": f"is a symbolic link that leads out of {WORKSPACE}",
+                "DANGLING": "is a dangling symbolic link",
+                "NOTDIR": "is not a directory",
+                "LOOP": "has too many levels of symbolic links",
+            }[status]
+            return _invalid(field, f"{step} {why}")
+        if status == "MISSING":
+            return file_not_found(path)
+        if status == "ISDIR":
+            return _invalid(field, f"{path} is a directory")
+        if status == "NOSPACE":
+            return NoSpace(f"no space left in {WORKSPACE}")
+        return FailedPrecondition(f"could not access {path}", "FILE_ACCESS_FAILED")
+
+    async def is_directory(self, container_id: str, path: str, field: str) -> bool:
+        """Whether `path` is an existing directory (reached without leaving /workspace)."""
+        answer = await self._helper.run(container_id, "dir", _parts(path))
+        if answer.status in ("MISSING", "NOTDIR", "DANGLING"):
+            return False
+        if answer.status != "OK":
+            raise self._refuse(answer, path, field)
+        return True
 
     async def write(
         self, container_id: str, path: str, content: bytes, mode: int, field: str
     ) -> FileInfo:
         if len(content) > self._max_file_bytes:
             raise _invalid("content", f"must be at most {self._max_file_bytes} bytes")
-        resolved = await self.resolve(container_id, path, field)
-        if resolved.stat is not None and resolved.stat.is_dir:
-            raise _invalid(field, f"{path} is a directory")
-        if resolved.stat is not None:
-            directory = posixpath.dirname(resolved.target)
-            relative = posixpath.basename(resolved.target)
-        else:
-            directory = resolved.base_dir
-            relative = "/".join(resolved.missing)
         file_mode = mode or DEFAULT_FILE_MODE
-        await self._backend.write_file(
-            container_id, directory, relative, NewFile(content, file_mode)
-        )
-        return FileInfo(
-            path=path,
-            size=len(content),
-            is_dir=False,
-            mode=file_mode,
-            modify_time=utcnow(),
-            is_symlink=False,
-        )
+
+        async def inside() -> FileInfo:
+            answer = await self._helper.run(
+                container_id, "write", [f"{file_mode:o}", *_parts(path)], stdin=content
+            )
+            if answer.status != "OK":
+                raise self._refuse(answer, path, field)
+            return FileInfo(
+                path=path,
+                size=len(content),
+                is_dir=False,
+                mode=file_mode,
+                modify_time=datetime.now(UTC),
+                is_symlink=False,
+            )
+
+        async def paused() -> FileInfo:
+            return await self._archive.write(container_id, path, content, mode, field)
+
+        return await self._inside_or_paused(container_id, inside, paused)
 
     async def read(self, container_id: str, path: str, field: str) -> tuple[FileInfo, bytes]:
-        resolved = await self.resolve(container_id, path, field)
-        stat = resolved.stat
-        if stat is None:
-            raise file_not_found(path)
-        if stat.is_dir:
-            raise _invalid(field, f"{path} is a directory")
-        if stat.size > self._max_file_bytes:
-            raise FailedPrecondition(
-                f"{path} is {stat.size} bytes; ReadFile returns at most {self._max_file_bytes}",
-                "FILE_TOO_LARGE",
-                metadata={"path": path, "size_bytes": str(stat.size)},
+        limit = self._max_file_bytes
+
+        async def inside() -> tuple[FileInfo, bytes]:
+            answer = await self._helper.run(
+                container_id, "read", [str(limit), *_parts(path)], max_output=limit + 1
             )
-        try:
-            content = await self._backend.read_file(
-                container_id, resolved.target, self._max_file_bytes
+            if answer.status == "TOOBIG" or len(answer.payload) > limit:
+                size = answer.words[0] if answer.status == "TOOBIG" else str(len(answer.payload))
+                raise FailedPrecondition(
+                    f"{path} is {size} bytes; ReadFile returns at most {limit}",
+                    "FILE_TOO_LARGE",
+                    metadata={"path": path, "size_bytes": size},
+                )
+            if answer.status != "OK":
+                raise self._refuse(answer, path, field)
+            if answer.exit_code != 0:  # it changed into something unreadable meanwhile
+                raise file_not_found(path)
+            mode, mtime, symlinked = answer.words
+            info = FileInfo(
+                path=path,
+                size=len(answer.payload),
+                is_dir=False,
+                mode=int(mode, 8),
+                modify_time=_time(mtime),
+                is_symlink=symlinked == "1",
             )
-        except ArchiveTooLarge as error:  # it grew since the stat
-            raise FailedPrecondition(
-                f"{path} is larger than {self._max_file_bytes} bytes", "FILE_TOO_LARGE"
-            ) from error
-        except FileNotFoundError as error:
-            raise file_not_found(path) from error
-        info = FileInfo(
-            path=path,
-            size=len(content),
-            is_dir=False,
-            mode=stat.mode,
-            modify_time=stat.modify_time,
-            is_symlink=resolved.target != path,
-        )
-        return info, content
+            return info, answer.payload
+
+        async def paused() -> tuple[FileInfo, bytes]:
+            return await self._archive.read(container_id, path, field)
+
+        return await self._inside_or_paused(container_id, inside, paused)
 
     async def list(
-        self, container_id: str, path: str, recursive: bool, field: str
+        self,
+        container_id: str,
+        path: str,
+        recursive: bool,
+        field: str,
+        *,
+        after: str | None,
+        limit: int,
     ) -> list[FileInfo]:
-        resolved = await self.resolve(container_id, path, field)
-        stat = resolved.stat
-        if stat is None:
-            raise file_not_found(path)
-        if not stat.is_dir:
-            raise _invalid(field, f"{path} is not a directory")
-        entries = await self._backend.list_tree(container_id, resolved.target)
-        prefix = resolved.target.rstrip("/") + "/"
-        files = []
-        for entry in entries:
-            relative = entry.path[len(prefix) :]
-            if not recursive and "/" in relative:
-                continue
-            files.append(
-                FileInfo(
-                    path=posixpath.join(path, relative),
-                    size=entry.size,
-                    is_dir=entry.is_dir,
-                    mode=entry.mode,
-                    modify_time=entry.modify_time,
-                    is_symlink=entry.is_symlink,
-                )
+        """Up to `limit` entries below `path` whose paths sort after `after`, in order."""
+        prefix = path.rstrip("/") + "/"
+        relative_after = ""
+        if after is not None:
+            if after.startswith(prefix):
+                relative_after = after[len(prefix) :]
+            elif after >= prefix:
+                limit = 0  # every entry sorts before it
+
+        async def inside() -> list[FileInfo]:
+            answer = await self._helper.run(
+                container_id,
+                "list",
+                ["1" if recursive else "0", str(limit), *_parts(path)],
+                max_output=64 * 1024 * 1024,
+                env={"FORGE_AFTER": relative_after},
             )
-        files.sort(key=lambda info: info.path)
-        return files
+            if answer.status != "OK":
+                raise self._refuse(answer, path, field)
+            return _entries(answer, prefix)
+
+        async def paused() -> list[FileInfo]:
+            entries = await self._archive.list(container_id, path, recursive, field)
+            chosen = [entry for entry in entries if after is None or entry.path > after]
+            return chosen[:limit]
+
+        return await self._inside_or_paused(container_id, inside, paused)
 
     async def delete(self, container_id: str, path: str, recursive: bool, field: str) -> None:
         if path == WORKSPACE:
             raise _invalid(field, f"{WORKSPACE} itself cannot be deleted")
-        parent = posixpath.dirname(path)
-        if parent != WORKSPACE:
-            await self._require_directory(container_id, parent, field)
-        stat = await self._backend.stat(container_id, path)
-        if stat is None:
-            raise file_not_found(path)
-        # A symlink is removed itself, never followed; a directory needs `recursive` unless
-        # empty (rmdir refuses a non-empty one).
-        if stat.is_dir and not stat.is_symlink:
-            argv = ["rm", "-rf", "--", path] if recursive else ["rmdir", "--", path]
-        else:
-            argv = ["rm", "-f", "--", path]
-        code, output = await self._backend.run(container_id, argv)
-        if code != 0:
-            message = output.decode(errors="replace")
-            if "not empty" in message.lower():
-                raise FailedPrecondition(
-                    f"{path} is a non-empty directory: set recursive to delete it",
-                    "DIRECTORY_NOT_EMPTY",
-                    metadata={"path": path},
-                )
+        answer = await self._helper.run(
+            container_id, "delete", ["1" if recursive else "0", *_parts(path)]
+        )
+        if answer.status == "OK":
+            return
+        if answer.status == "NOTEMPTY":
+            raise FailedPrecondition(
+                f"{path} is a non-empty directory: set recursive to delete it",
+                "DIRECTORY_NOT_EMPTY",
+                metadata={"path": path},
+            )
+        if answer.status == "FAILED":
             raise FailedPrecondition(
                 f"could not delete {path}", "FILE_DELETE_FAILED", metadata={"path": path}
             )
+        raise self._refuse(answer, path, field)
 
-    async def _require_directory(self, container_id: str, directory: str, field: str) -> None:
-        resolved = await self.resolve(container_id, directory, field)
-        if resolved.stat is None:
-            raise file_not_found(directory)
-        if not resolved.stat.is_dir:
-            raise _invalid(field, f"{directory} is not a directory")
+
+def _entries(answer: Answer, prefix: str) -> list[FileInfo]:
+    """The listing records that are on the workspace's filesystem (anything else was reached
+    through a directory swapped for a symlink while listing)."""
+    device = answer.words[0]
+    files = []
+    for record in answer.payload.split(b"\0"):
+        if not record:
+            continue
+        fields = record.split(b" ", 5)
+        if len(fields) < 6 or fields[0].decode() != device:
+            continue
+        kind = int(fields[1], 16) & 0o170000
+        files.append(
+            FileInfo(
+                path=prefix + fields[5].decode(errors="replace"),
+                size=int(fields[2]) if kind == 0o100000 else 0,
+                is_dir=kind == 0o040000,
+                mode=int(fields[3], 8),
+                modify_time=_time(fields[4].decode()),
+                is_symlink=kind == 0o120000,
+            )
+        )
+    return files

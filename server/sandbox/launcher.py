@@ -19,7 +19,7 @@ from server.config import Settings
 from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
-from server.core.ids import new_id
+from server.core.ids import new_id, parse_id
 from server.core.tasks import TaskSupervisor
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import SandboxRow
@@ -27,8 +27,10 @@ from server.sandbox import store
 from server.sandbox.access import sandbox_for
 from server.sandbox.backend import WORKSPACE, BackendError, ExecProcess, ExecSpec, NewFile
 from server.sandbox.engine import Engine, EngineProvider
+from server.sandbox.exec_shares import ExecShare, ExecShares
 from server.sandbox.executions import ExecTimes, Execution, ExecutionSlots
 from server.sandbox.failures import failure, require_state
+from server.sandbox.leftovers import MARKER, kill_leftovers
 from server.sandbox.limits import Limits
 from server.sandbox.paths import confine
 from server.sandbox.provision import Provisioner
@@ -53,6 +55,8 @@ class ExecParams:
     timeout: timedelta | None
     idle_timeout: timedelta | None
     working_dir: str
+    # Whether what the command leaves behind may outlive the execution.
+    background: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class ExecLauncher:
         provisioner: Provisioner,
         retirer: Retirer,
         slots: ExecutionSlots,
+        exec_shares: ExecShares,
         tasks: TaskSupervisor,
     ) -> None:
         self._settings = settings
@@ -86,6 +91,7 @@ class ExecLauncher:
         self._provisioner = provisioner
         self._retirer = retirer
         self._slots = slots
+        self._exec_shares = exec_shares
         self._tasks = tasks
 
     async def start_exec(
@@ -144,10 +150,12 @@ class ExecLauncher:
     async def _require_directory(self, engine: Engine, row: SandboxRow, directory: str) -> None:
         assert row.container_id is not None
         try:
-            resolved = await engine.files.resolve(row.container_id, directory, "working_dir")
+            is_directory = await engine.files.is_directory(
+                row.container_id, directory, "working_dir"
+            )
         except BackendError as error:
             raise await failure(self._sessions, error, row) from error
-        if resolved.stat is None or not resolved.stat.is_dir:
+        if not is_directory:
             raise InvalidArgument.of(
                 [FieldViolation("working_dir", f"{directory} is not an existing directory")]
             )
@@ -165,7 +173,10 @@ class ExecLauncher:
         working_dir: str,
         deadline: float | None,
         on_end: Callable[[], Awaitable[None]] | None = None,
+        share: ExecShare | None = None,
     ) -> Execution:
+        """Starts the command; `share` is the caller's place in the fair shares, if taken
+        already (RunCode takes it before it starts a sandbox)."""
         backend = engine.backend
         limits = Limits.from_json(row.limits, self._default_limits)
         assert row.container_id is not None
@@ -173,12 +184,24 @@ class ExecLauncher:
         start_time = utcnow()
         spec = ExecSpec(
             argv=argv,
-            env=dict(params.env),
+            env={**params.env, MARKER: str(execution_id)},
             working_dir=working_dir,
             stdin=params.stdin or None,
             output_limit_bytes=limits.output_limit_bytes,
         )
-        self._slots.take(row.id)
+        if share is None:
+            share = await self._exec_shares.take(caller.user_id, row.project_id)
+        try:
+            self._slots.take(row.id)
+        except BaseException:
+            share.release()
+            raise
+        taken = share
+
+        def release() -> None:
+            self._slots.release(row.id)
+            taken.release()
+
         # Start the command and record it at the same time.
         starting = asyncio.ensure_future(backend.exec(row.container_id, spec))
         try:
@@ -193,19 +216,19 @@ class ExecLauncher:
             )
             await db.commit()
         except BaseException:
-            self._slots.release(row.id)
+            release()
             discard = self._discard(row.container_id, starting, execution_id, row.id)
             self._tasks.spawn(discard, name="discard-execution")
             raise
         try:
             process = await starting
         except asyncio.CancelledError:
-            self._slots.release(row.id)
+            release()
             discard = self._discard(row.container_id, starting, execution_id, row.id)
             self._tasks.spawn(discard, name="discard-execution")
             raise
         except BackendError as error:
-            self._slots.release(row.id)
+            release()
             await store.finish_execution(
                 db, execution_id, row.id, end_time=utcnow(), reason="killed", exit_code=None
             )
@@ -213,7 +236,7 @@ class ExecLauncher:
             raise await failure(self._sessions, error, row) from error
 
         async def ended() -> None:
-            self._slots.release(row.id)
+            release()
             if on_end is not None:
                 await on_end()
 
@@ -233,6 +256,7 @@ class ExecLauncher:
             ),
             on_end=ended,
             tasks=self._tasks,
+            background=params.background,
         )
 
     async def _discard(
@@ -253,6 +277,8 @@ class ExecLauncher:
                 engine = self._engine.current
                 if group is not None and engine is not None:
                     await engine.backend.kill_process_group(container_id, group)
+                if engine is not None:
+                    await kill_leftovers(engine.backend, container_id, str(execution_id))
             finally:
                 await process.close()
         async with self._sessions() as db:
@@ -287,9 +313,22 @@ class ExecLauncher:
         violations.raise_if_any()
         assert runtime is not None
         engine = self._engine.require()
-        row = await self._provisioner.provision(
-            caller, project_id, runtime, runtime.default_limits, ephemeral=True, started=started
-        )
+        # The user's share is taken first: a refused call starts no sandbox.
+        project = parse_id(project_id)
+        share = await self._exec_shares.take(caller.user_id, project) if project else None
+        try:
+            row = await self._provisioner.provision(
+                caller,
+                project_id,
+                runtime,
+                runtime.default_limits,
+                ephemeral=True,
+                started=started,
+            )
+        except BaseException:
+            if share is not None:
+                share.release()
+            raise
         assert row.container_id is not None
         container_id = row.container_id
 
@@ -322,12 +361,17 @@ class ExecLauncher:
                         timeout=params.timeout,
                         idle_timeout=None,
                         working_dir=WORKSPACE,
+                        # Nothing to clean up: its sandbox is destroyed when it ends.
+                        background=True,
                     ),
                     working_dir=WORKSPACE,
                     deadline=deadline,
                     on_end=finished,
+                    share=share,
                 )
         except BaseException as error:
+            if share is not None:
+                share.release()
             retire = self._retirer.retire(
                 row.id, container_id, "deleted", "RunCode could not start"
             )

@@ -12,10 +12,11 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
-from server.core.limits import LimitsPort
+from server.core.limits import DefaultLimits, LimitsPort
 from server.core.tasks import TaskSupervisor
 from server.sandbox.connection import BackendConnection
 from server.sandbox.engine import EngineProvider
+from server.sandbox.exec_shares import ExecShares
 from server.sandbox.executions import ExecutionSlots
 from server.sandbox.file_calls import FileCalls
 from server.sandbox.launcher import ExecLauncher
@@ -86,6 +87,9 @@ def assemble(
             provisioner=provisioner,
             retirer=retirer,
             slots=slots,
+            exec_shares=ExecShares(
+                shares or DefaultLimits(settings), settings.project_max_concurrent_execs
+            ),
             tasks=work,
         ),
         files=FileCalls(sessions, engine),

@@ -139,6 +139,7 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
                 request.idle_timeout, request.HasField("idle_timeout")
             ),
             working_dir=request.working_dir,
+            background=request.background,
         )
         execution = await self._executions.start_exec(
             caller, request.sandbox_id, params, _deadline(context)

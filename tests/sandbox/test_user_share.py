@@ -1,6 +1,7 @@
 """A user's live sandboxes across all their projects stay within their share
 (`max_sandboxes`); RunCode's throwaway sandboxes are not counted; an admin's override lifts
-the limit at once."""
+the limit at once. A user who fills their share of running executions cannot take the
+others': their Exec and RunCode still run."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ async def server(
         sandbox_namespace=namespace("shares"),
         sandbox_pool_size=0,
         user_max_sandboxes=1,
+        user_max_concurrent_execs=2,
     )
     app = await start_server(settings)
     yield app
@@ -107,3 +109,79 @@ async def test_sandboxes_per_user_across_projects(server: ForgeServer) -> None:
                     metadata=user.metadata,
                     timeout=DEADLINE,
                 )
+
+
+async def test_a_user_filling_their_exec_share_leaves_the_others_theirs(
+    server: ForgeServer,
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        hog, neighbour = await register(channel), await register(channel)
+        project_id = await _project(channel, hog, "shared")
+        await projects_pb2_grpc.ProjectServiceStub(channel).AddMember(
+            projects_pb2.AddMemberRequest(
+                project_id=project_id,
+                email=neighbour.email,
+                role=projects_pb2.PROJECT_ROLE_EDITOR,
+            ),
+            metadata=hog.metadata,
+            timeout=DEADLINE,
+        )
+        sandboxes = sandbox_pb2_grpc.SandboxServiceStub(channel)
+        sandbox = await sandboxes.CreateSandbox(
+            sandbox_pb2.CreateSandboxRequest(
+                project_id=project_id, sandbox=sandbox_pb2.Sandbox(runtime="python")
+            ),
+            metadata=hog.metadata,
+            timeout=DEADLINE,
+        )
+
+        def sleeper(account: Account) -> grpc.aio.UnaryStreamCall:  # type: ignore[type-arg]
+            return sandboxes.Exec(
+                sandbox_pb2.ExecRequest(sandbox_id=sandbox.id, argv=["sleep", "60"]),
+                metadata=account.metadata,
+                timeout=DEADLINE,
+            )
+
+        running = [sleeper(hog), sleeper(hog)]
+        try:
+            for call in running:
+                started = await call.read()
+                assert isinstance(started, sandbox_pb2.ExecEvent)
+                assert started.HasField("started")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await sleeper(hog).read()
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert error_info(refused.value).reason == "USER_EXEC_LIMIT_REACHED"
+            assert error_info(refused.value).metadata["quota"] == "max_concurrent_execs"
+
+            ran = sandboxes.Exec(
+                sandbox_pb2.ExecRequest(sandbox_id=sandbox.id, argv=["echo", "mine"]),
+                metadata=neighbour.metadata,
+                timeout=DEADLINE,
+            )
+            assert b"".join([e.stdout async for e in ran]) == b"mine\n"
+            code = sandboxes.RunCode(
+                sandbox_pb2.RunCodeRequest(
+                    project_id=project_id, language="python", code="print('also mine')"
+                ),
+                metadata=neighbour.metadata,
+                timeout=DEADLINE,
+            )
+            assert b"".join([e.stdout async for e in code]) == b"also mine\n"
+            # ...and RunCode of the user whose share is full is refused before it starts.
+            with pytest.raises(grpc.aio.AioRpcError) as hog_code:
+                async for _ in sandboxes.RunCode(
+                    sandbox_pb2.RunCodeRequest(project_id=project_id, language="python", code="1"),
+                    metadata=hog.metadata,
+                    timeout=DEADLINE,
+                ):
+                    pass
+            assert error_info(hog_code.value).reason == "USER_EXEC_LIMIT_REACHED"
+        finally:
+            for call in running:
+                call.cancel()
+            await sandboxes.DeleteSandbox(
+                sandbox_pb2.DeleteSandboxRequest(sandbox_id=sandbox.id),
+                metadata=hog.metadata,
+                timeout=DEADLINE,
+            )
