@@ -42,6 +42,13 @@ async def server(
     await app.stop(grace=0)
 
 
+@pytest.fixture(scope="module")
+async def admin(server: ForgeServer) -> Account:
+    """The first account of the fresh database."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        return await register(channel)
+
+
 async def _project(channel: grpc.aio.Channel, owner: Account, name: str) -> str:
     project = await projects_pb2_grpc.ProjectServiceStub(channel).CreateProject(
         projects_pb2.CreateProjectRequest(project=projects_pb2.Project(name=name)),
@@ -51,9 +58,8 @@ async def _project(channel: grpc.aio.Channel, owner: Account, name: str) -> str:
     return project.id
 
 
-async def test_sandboxes_per_user_across_projects(server: ForgeServer) -> None:
+async def test_sandboxes_per_user_across_projects(server: ForgeServer, admin: Account) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        admin = await register(channel)  # the first account of the fresh database
         user = await register(channel)
         sandboxes = sandbox_pb2_grpc.SandboxServiceStub(channel)
 
@@ -112,7 +118,7 @@ async def test_sandboxes_per_user_across_projects(server: ForgeServer) -> None:
 
 
 async def test_a_user_filling_their_exec_share_leaves_the_others_theirs(
-    server: ForgeServer,
+    server: ForgeServer, admin: Account
 ) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         hog, neighbour = await register(channel), await register(channel)
@@ -177,6 +183,21 @@ async def test_a_user_filling_their_exec_share_leaves_the_others_theirs(
                 ):
                     pass
             assert error_info(hog_code.value).reason == "USER_EXEC_LIMIT_REACHED"
+
+            # An admin's override lifts the share at once.
+            await auth_pb2_grpc.AuthServiceStub(channel).UpdateUserLimits(
+                auth_pb2.UpdateUserLimitsRequest(
+                    limits=auth_pb2.UserLimits(user_id=hog.user_id, max_concurrent_execs=3),
+                    update_mask=field_mask_pb2.FieldMask(paths=["max_concurrent_execs"]),
+                ),
+                metadata=admin.metadata,
+                timeout=DEADLINE,
+            )
+            third = sleeper(hog)
+            running.append(third)
+            started = await third.read()
+            assert isinstance(started, sandbox_pb2.ExecEvent)
+            assert started.HasField("started")
         finally:
             for call in running:
                 call.cancel()
