@@ -22,26 +22,12 @@ from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 
 from tests.fuzz.strategies import ID_FIELDS, parse_ref
+from tests.support.accounts import PASSWORD, Account
 
-PASSWORD = "Corr3ct-Horse"
 TIMEOUT = 60.0
 _numbers = itertools.count()
 
 Metadata = tuple[tuple[str, str], ...]
-
-
-@dataclass
-class Account:
-    user_id: str
-    email: str
-    password: str
-    access_token: str
-    refresh_token: str
-    session_id: str
-
-    @property
-    def metadata(self) -> Metadata:
-        return (("authorization", f"Bearer {self.access_token}"),)
 
 
 def register(channel: grpc.Channel, prefix: str) -> Account:
