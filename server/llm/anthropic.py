@@ -8,7 +8,8 @@ joined and become one ToolCallRequest at its `content_block_stop`; `message_star
 (which the SDK raises as an APIStatusError with the stream's 200 status) is mapped by its
 error type. Closing the generator closes the HTTP response, hence the connection.
 
-`ChatRequest.temperature` is not sent: the Messages API of this SDK has no such parameter.
+`ChatRequest.temperature` goes in the request body (`extra_body`): this SDK's `create` has no
+parameter for it, the Messages API takes it.
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ class AnthropicProvider:
                 system=request.system or anthropic.omit,
                 tools=tools or anthropic.omit,
                 stream=True,
+                extra_body=(
+                    {"temperature": request.temperature}
+                    if request.temperature is not None
+                    else None
+                ),
             )
         except (anthropic.APIError, httpx2.HTTPError, ValueError) as error:
             raise map_error(error) from None

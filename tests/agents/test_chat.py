@@ -516,3 +516,25 @@ async def test_usage_days_are_validated(agents_channel: grpc.aio.Channel, team: 
             metadata=team.owner.metadata,
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_agents_temperature_reaches_the_provider(
+    kind: Kind,
+    fakes: dict[str, FakeProviderServer],
+    agents_channel: grpc.aio.Channel,
+    team: Team,
+) -> None:
+    fake = rescript(fakes[kind], Script(tokens=words(2)))
+    agent = await stub(agents_channel).CreateAgent(
+        agents_pb2.CreateAgentRequest(
+            project_id=team.project_id,
+            agent=agents_pb2.Agent(name=f"Cool {kind}", model=MODELS[kind], temperature=0.25),
+        ),
+        metadata=team.owner.metadata,
+    )
+    created = await new_conversation(agents_channel, team.owner, team.project_id, agent_id=agent.id)
+    await chat(agents_channel, team.owner, created.id, "be precise")
+    body = fake.requests[-1].body
+    sent = body["temperature"] if kind == "anthropic" else body["generationConfig"]["temperature"]
+    assert sent == pytest.approx(0.25)
