@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from server.config_endpoints import OPENAI_ENDPOINTS_HELP, OpenAIEndpoints
+
 MiB = 1024 * 1024
 
 
@@ -275,6 +277,9 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(None, description="Anthropic API base URL override")
     gemini_api_key: SecretStr | None = Field(None, description="enables gemini/* models")
     gemini_base_url: str | None = Field(None, description="Gemini API base URL override")
+    openai_endpoints: OpenAIEndpoints = Field(
+        default_factory=dict, description=OPENAI_ENDPOINTS_HELP
+    )
     echo_token_delay_ms: float = Field(20.0, description="pace of the offline echo model")
     anthropic_models: list[str] = Field(
         default_factory=lambda: ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"],

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from server.core.errors import FieldViolation, InvalidArgument
 from server.core.pagination import Listed, Page
-from server.llm import KNOWN_PROVIDERS, ModelInfo, ProviderRegistry
+from server.llm import ModelInfo, ProviderRegistry
 
 
 def list_models(registry: ProviderRegistry, provider: str, page: Page) -> Listed[ModelInfo]:
-    if provider and provider not in KNOWN_PROVIDERS:
-        raise InvalidArgument.of(
-            [FieldViolation("provider", f"must be one of {', '.join(KNOWN_PROVIDERS)}")]
-        )
+    known = registry.provider_names
+    if provider and provider not in known:
+        raise InvalidArgument.of([FieldViolation("provider", f"must be one of {', '.join(known)}")])
     models = [model for model in registry.models() if not provider or model.provider == provider]
     after, size = page.after, page.size
     if after is not None:

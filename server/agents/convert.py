@@ -62,7 +62,7 @@ def model_to_proto(model: ModelInfo, max_output_tokens: int) -> agents_pb2.Model
         provider=model.provider,
         display_name=model.display_name,
         context_window_tokens=model.context_window_tokens,
-        max_output_tokens=max_output_tokens,
+        max_output_tokens=model.max_output_tokens or max_output_tokens,
         supports_tools=model.supports_tools,
     )
 

@@ -1,7 +1,8 @@
 """LLM providers, used by chat, image generation and agent runs alike: one async streaming
 call per answer (base.py), a registry of the models usable now (registry.py), retries before
 the first token (retry.py), error mapping (errors.py), history trimming (history.py), and
-image models (images.py). The Gemini client is built in one place (gemini_client.py).
+image models (images.py). The Gemini client is built in one place (gemini_client.py);
+OpenAI-compatible endpoints (OpenAI, DeepSeek, Ollama, …) are served by openai_compat.py.
 
 This package knows no service: it imports only `server.config` and `server.core`."""
 

@@ -150,7 +150,8 @@ ProviderEvent: TypeAlias = TextDelta | ToolCallRequest | Finish
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     id: str
-    """What clients name: `echo`, `anthropic/<model>`, `gemini/<model>`."""
+    """What clients name: `echo`, `anthropic/<model>`, `gemini/<model>`, `<endpoint>/<model>`
+    (an OpenAI-compatible endpoint)."""
     provider: str
     name: str
     """The provider's own model name."""
@@ -158,11 +159,14 @@ class ModelInfo:
     context_window_tokens: int
     """Prompt and answer tokens together."""
     supports_tools: bool = True
+    max_output_tokens: int | None = None
+    """None: Settings.provider_max_output_tokens."""
 
 
 class ChatProvider(Protocol):
     name: str
-    """The prefix of the model ids it serves: `anthropic`, `gemini`, `echo`."""
+    """The prefix of the model ids it serves: `anthropic`, `gemini`, `echo`, or the name of
+    an OpenAI-compatible endpoint."""
 
     def models(self) -> list[ModelInfo]:
         """The models to list (ListModels)."""

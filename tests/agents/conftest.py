@@ -1,5 +1,6 @@
 """AgentService fixtures: a Forge server of its own (its own database) whose Anthropic and
-Gemini providers point at the fake provider servers, a real Envoy in front of it, and a team
+Gemini providers and OpenAI-compatible endpoints (`openai` with a key, `ollama` without) point
+at the fake provider servers, a real Envoy in front of it, and a team
 with a project per test.
 
 The fakes are shared by the whole package; each test gives them its script (`rescript`).
@@ -24,11 +25,15 @@ from tests.agents.support import Team, new_team
 from tests.conftest import DESCRIPTOR, make_settings
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.gemini_fake import GeminiFake
+from tests.fakes.openai_fake import OpenAIFake
 from tests.support.accounts import register
 from tests.support.testing_service import TEST_MODULES
 
 ANTHROPIC_MODEL = "anthropic/claude-test"
 GEMINI_MODEL = "gemini/gemini-test"
+OPENAI_MODEL = "openai/gpt-test"
+OLLAMA_MODEL = "ollama/llama3.2"
+OPENAI_API_KEY = "sk-openai-forge-test"
 DAILY_TOKEN_QUOTA = 1000
 HISTORY_TOKEN_BUDGET = 400
 ECHO_DELAY_MS = 5.0
@@ -71,6 +76,20 @@ async def gemini_fake() -> AsyncIterator[GeminiFake]:
 
 
 @pytest.fixture(scope="package")
+async def openai_fake() -> AsyncIterator[OpenAIFake]:
+    fake = OpenAIFake()
+    async with fake:
+        yield fake
+
+
+@pytest.fixture(scope="package")
+async def ollama_fake() -> AsyncIterator[OpenAIFake]:
+    fake = OpenAIFake()
+    async with fake:
+        yield fake
+
+
+@pytest.fixture(scope="package")
 def answer_listener() -> RecordingListener:
     return RecordingListener()
 
@@ -86,6 +105,8 @@ async def agents_server(
     tmp_path_factory: pytest.TempPathFactory,
     anthropic_fake: AnthropicFake,
     gemini_fake: GeminiFake,
+    openai_fake: OpenAIFake,
+    ollama_fake: OpenAIFake,
     answer_listener: RecordingListener,
 ) -> AsyncIterator[ForgeServer]:
     settings = make_settings(
@@ -95,6 +116,19 @@ async def agents_server(
         anthropic_base_url=anthropic_fake.base_url,
         gemini_api_key="gm-forge-test",
         gemini_base_url=gemini_fake.base_url,
+        openai_endpoints={
+            "openai": {
+                "base_url": f"{openai_fake.base_url}/v1",
+                "api_key": OPENAI_API_KEY,
+                "models": ["gpt-test"],
+            },
+            "ollama": {
+                "base_url": f"{ollama_fake.base_url}/v1",
+                "models": [
+                    {"name": "llama3.2", "context_window_tokens": 8192, "max_output_tokens": 2048}
+                ],
+            },
+        },
         default_model="echo",
         echo_token_delay_ms=ECHO_DELAY_MS,
         provider_retry_attempts=3,

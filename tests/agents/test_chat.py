@@ -536,5 +536,6 @@ async def test_an_agents_temperature_reaches_the_provider(
     created = await new_conversation(agents_channel, team.owner, team.project_id, agent_id=agent.id)
     await chat(agents_channel, team.owner, created.id, "be precise")
     body = fake.requests[-1].body
-    sent = body["temperature"] if kind == "anthropic" else body["generationConfig"]["temperature"]
-    assert sent == pytest.approx(0.25)
+    config = body if kind == "anthropic" else body["generationConfig"]
+    assert isinstance(config, dict)
+    assert config["temperature"] == pytest.approx(0.25)

@@ -33,7 +33,13 @@ async def test_models_list_echo_and_the_configured_providers(
     listed = await agents.ListModels(agents_pb2.ListModelsRequest(), metadata=team.owner.metadata)
     ids = [model.id for model in listed.models]
     assert ids[0] == "echo"  # the server's default comes first
-    assert {model.provider for model in listed.models} == {"echo", "anthropic", "gemini"}
+    assert {model.provider for model in listed.models} == {
+        "echo",
+        "anthropic",
+        "gemini",
+        "openai",
+        "ollama",
+    }
     assert "anthropic/claude-sonnet-5-5" in ids
     assert all(model.context_window_tokens > 0 for model in listed.models)
 
@@ -58,7 +64,7 @@ async def test_models_list_echo_and_the_configured_providers(
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await agents.ListModels(
-            agents_pb2.ListModelsRequest(provider="openai"), metadata=team.owner.metadata
+            agents_pb2.ListModelsRequest(provider="mistral"), metadata=team.owner.metadata
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "provider" in field_violations(caught.value)
@@ -215,7 +221,7 @@ async def test_bad_profiles_name_every_bad_field(
         await stub(agents_channel).CreateAgent(
             agents_pb2.CreateAgentRequest(
                 project_id=team.project_id,
-                agent=agents_pb2.Agent(name="Odd", model="openai/gpt"),
+                agent=agents_pb2.Agent(name="Odd", model="mistral/gpt"),
             ),
             metadata=team.owner.metadata,
         )

@@ -1,6 +1,6 @@
 """Agent run fixtures: a Forge server of its own (its own database, real Docker sandboxes)
-whose Anthropic and Gemini providers point at fakes that answer one script per model turn,
-and helpers to start, watch and wait for runs.
+whose Anthropic, Gemini and OpenAI-compatible (`openai`) providers point at fakes that answer
+one script per model turn, and helpers to start, watch and wait for runs.
 
 (tests/runs/test_log.py and test_watch.py bring fixtures of their own for the log alone.)
 """
@@ -22,6 +22,7 @@ from tests.agents.support import Team, new_team
 from tests.conftest import make_settings
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.gemini_fake import GeminiFake
+from tests.fakes.openai_fake import OpenAIFake
 from tests.fakes.script import Script
 from tests.support.accounts import Account, login, register
 from tests.support.process import ServerProcess
@@ -29,6 +30,7 @@ from tests.support.testing_service import TEST_MODULES
 
 ANTHROPIC_MODEL = "anthropic/claude-test"
 GEMINI_MODEL = "gemini/gemini-test"
+OPENAI_MODEL = "openai/gpt-test"
 DEADLINE = 60.0
 """The longest any run of these tests may take (sandboxes start in a few seconds)."""
 TERMINAL = ("completed", "error")
@@ -59,7 +61,11 @@ class GeminiTurns(_Turns, GeminiFake):
     pass
 
 
-def script_turns(fake: AnthropicTurns | GeminiTurns, turns: Sequence[Script]) -> None:
+class OpenAITurns(_Turns, OpenAIFake):
+    pass
+
+
+def script_turns(fake: AnthropicTurns | GeminiTurns | OpenAITurns, turns: Sequence[Script]) -> None:
     fake.turns = list(turns)
     fake.requests.clear()
 
@@ -80,6 +86,14 @@ async def gemini_turns() -> AsyncIterator[GeminiTurns]:
         yield fake
 
 
+@pytest.fixture(scope="package")
+async def openai_turns() -> AsyncIterator[OpenAITurns]:
+    fake = OpenAITurns()
+    fake.turns = []
+    async with fake:
+        yield fake
+
+
 RUNS_ADMIN_EMAIL = "runs-admin@example.com"
 
 
@@ -94,6 +108,7 @@ async def runs_server(
     tmp_path_factory: pytest.TempPathFactory,
     anthropic_turns: AnthropicTurns,
     gemini_turns: GeminiTurns,
+    openai_turns: OpenAITurns,
 ) -> AsyncIterator[ForgeServer]:
     settings = make_settings(
         runs_database,
@@ -102,6 +117,13 @@ async def runs_server(
         anthropic_base_url=anthropic_turns.base_url,
         gemini_api_key="gm-forge-test",
         gemini_base_url=gemini_turns.base_url,
+        openai_endpoints={
+            "openai": {
+                "base_url": f"{openai_turns.base_url}/v1",
+                "api_key": "sk-openai-forge-test",
+                "models": ["gpt-test"],
+            }
+        },
         default_model="echo",
         echo_token_delay_ms=1.0,
         provider_retry_attempts=2,

@@ -1,6 +1,7 @@
-"""The run loop with the Anthropic and Gemini fakes, which speak the providers' real
-tool-use wire formats (Anthropic: tool_use blocks with streamed input_json_delta, results
-as tool_result blocks; Gemini: functionCall / functionResponse parts)."""
+"""The run loop with the Anthropic, Gemini and OpenAI-compatible fakes, which speak the
+providers' real tool-use wire formats (Anthropic: tool_use blocks with streamed
+input_json_delta, results as tool_result blocks; Gemini: functionCall / functionResponse
+parts; OpenAI: tool_calls deltas with partial arguments, results as `tool` messages)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from tests.fakes.script import FakeToolCall, Script, words
 from tests.runs.conftest import (
     ANTHROPIC_MODEL,
     GEMINI_MODEL,
+    OPENAI_MODEL,
     AnthropicTurns,
     GeminiTurns,
+    OpenAITurns,
     get_run,
     script_turns,
     start_run,
@@ -139,6 +142,30 @@ async def test_gemini_function_calls_with_a_correction(
     corrected = _gemini_responses(bodies[2])[-1]
     assert corrected["name"] == "editor"
     assert "path" in json.dumps(corrected["response"])
+
+
+async def test_openai_tool_calls_with_a_correction(
+    runs_channel: grpc.aio.Channel, crew: Team, openai_turns: OpenAITurns
+) -> None:
+    script_turns(openai_turns, turns(ids=True))
+    run = await start_run(runs_channel, crew.owner, crew.project_id, GOAL, model=OPENAI_MODEL)
+    watched = await watch(runs_channel, crew.owner, run.id)
+    _check_events(watched)
+
+    bodies: list[Any] = [request.body for request in openai_turns.requests]
+    assert len(bodies) == 4
+    assert {tool["function"]["name"] for tool in bodies[0]["tools"]} >= {"bash", "editor"}
+    second = [m for m in bodies[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in second] == ["toolu_01", "toolu_02"]
+    assert "alpha beta" in second[1]["content"]
+    corrected = [m for m in bodies[2]["messages"] if m["role"] == "tool"][-1]
+    assert corrected["tool_call_id"] == "toolu_03"
+    assert corrected["content"].startswith("Tool error: ")
+    # The assistant turn in history carries both calls with their arguments as JSON text.
+    assistant = next(m for m in bodies[1]["messages"] if m["role"] == "assistant")
+    calls = assistant["tool_calls"]
+    assert [c["id"] for c in calls] == ["toolu_01", "toolu_02"]
+    assert json.loads(calls[1]["function"]["arguments"]) == {"command": "cat notes.txt"}
 
 
 async def test_a_provider_failure_fails_the_run(
