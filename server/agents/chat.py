@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import charges, store
 from server.agents.access import chat_target
+from server.agents.generation import GenerationParams
 from server.agents.profiles import AgentProfiles
 from server.agents.saver import AnswerSaver
 from server.agents.usage import UsageLedger
@@ -72,6 +73,7 @@ MAX_CONTENT_CHARS = 200_000
 HISTORY_MESSAGES = 400
 """Newest messages read before trimming to the token budget."""
 TITLE_CHARS = 80
+NO_PARAMS = GenerationParams()
 
 
 def title_from(content: str) -> str:
@@ -133,7 +135,12 @@ class Chats:
     # --- opening a chat --------------------------------------------------------------------
 
     async def open(
-        self, caller: Caller, conversation_id: str, content: str, model: str
+        self,
+        caller: Caller,
+        conversation_id: str,
+        content: str,
+        model: str,
+        params: GenerationParams = NO_PARAMS,
     ) -> ChatTurn:
         violations: list[FieldViolation] = []
         if not content.strip():
@@ -147,7 +154,9 @@ class Chats:
         if violations:
             raise InvalidArgument.of(violations)
         opening = self.tasks.spawn(
-            self._open(caller, conversation_id, content, model), name="open", log_failure=False
+            self._open(caller, conversation_id, content, model, params),
+            name="open",
+            log_failure=False,
         )
         try:
             turn = await asyncio.shield(opening)
@@ -157,7 +166,14 @@ class Chats:
             raise
         return ChatTurn(self, turn)
 
-    async def _open(self, caller: Caller, conversation_id: str, content: str, model: str) -> _Turn:
+    async def _open(
+        self,
+        caller: Caller,
+        conversation_id: str,
+        content: str,
+        model: str,
+        params: GenerationParams,
+    ) -> _Turn:
         """Checks and plans the answer, and stores both messages (one statement).
 
         No transaction: the read that checks access and the write are single statements,
@@ -198,8 +214,14 @@ class Chats:
                 model=resolved.name,
                 messages=trimmed.messages,
                 system=system,
-                max_tokens=(agent.max_output_tokens if agent else 0) or None,
-                temperature=agent.temperature if agent else None,
+                max_tokens=params.max_output_tokens
+                or (agent.max_output_tokens if agent else 0)
+                or None,
+                temperature=params.temperature
+                if params.temperature is not None
+                else (agent.temperature if agent else None),
+                top_p=params.top_p,
+                stop_sequences=params.stop_sequences,
             ),
             estimated_input_tokens=trimmed.estimated_tokens,
         )

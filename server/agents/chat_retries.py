@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents.access import chat_target
 from server.agents.chat import Chats, ChatTurn
+from server.agents.generation import GenerationParams
 from server.agents.views import ChatCompleted, ChatEvent, ChatStarted, ChatUsage
 from server.core.access import ProjectRole
 from server.core.context import Caller
@@ -110,12 +111,18 @@ class ChatRetries:
         self._poll_seconds = poll_seconds
 
     async def open(
-        self, caller: Caller, conversation_id: str, content: str, model: str, retry: ChatRetry
+        self,
+        caller: Caller,
+        conversation_id: str,
+        content: str,
+        model: str,
+        params: GenerationParams,
+        retry: ChatRetry,
     ) -> ChatTurn | AnswerReplay:
         # Claiming, opening and recording run to their end even when the caller goes:
         # an answer opened for a gone caller is settled as cancelled, and a retry finds it.
         opening = self._chats.tasks.spawn(
-            self._open(caller, conversation_id, content, model, retry),
+            self._open(caller, conversation_id, content, model, params, retry),
             name="open-retryable",
             log_failure=False,
         )
@@ -126,13 +133,19 @@ class ChatRetries:
             raise
 
     async def _open(
-        self, caller: Caller, conversation_id: str, content: str, model: str, retry: ChatRetry
+        self,
+        caller: Caller,
+        conversation_id: str,
+        content: str,
+        model: str,
+        params: GenerationParams,
+        retry: ChatRetry,
     ) -> ChatTurn | AnswerReplay:
         outcome = await self._requests.claim(retry.key, retry.fingerprint, retry.deadline)
         if isinstance(outcome, Done):
             return await self._replay(caller, conversation_id, outcome)
         try:
-            turn = await self._chats.open(caller, conversation_id, content, model)
+            turn = await self._chats.open(caller, conversation_id, content, model, params)
         except BaseException:
             await self._requests.release(retry.key, outcome)
             raise

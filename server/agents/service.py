@@ -10,7 +10,7 @@ from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
-from server.agents import catalog, convert
+from server.agents import catalog, convert, generation
 from server.agents import conversations as conversation_fields
 from server.agents import profiles as profile_fields
 from server.agents.chat import Chats, ChatTurn
@@ -220,15 +220,23 @@ class AgentService(ControlRpcs, ReadRpcs, ToolRpcs, agents_pb2_grpc.AgentService
         call = current_call()
         caller = call.require_caller()
         key = request_key(call.method, request)
+        given = request.parameters
+        params = generation.checked(
+            given.temperature if given.HasField("temperature") else None,
+            given.top_p if given.HasField("top_p") else None,
+            given.max_output_tokens,
+            list(given.stop_sequences),
+            self._max_output_tokens,
+        )
         turn: ChatTurn | AnswerReplay
         if key is None:
             turn = await self._chats.open(
-                caller, request.conversation_id, request.content, request.model
+                caller, request.conversation_id, request.content, request.model, params
             )
         else:
             retry = ChatRetry(key, fingerprint_of(request), call_deadline(context))
             turn = await self._chat_retries.open(
-                caller, request.conversation_id, request.content, request.model, retry
+                caller, request.conversation_id, request.content, request.model, params, retry
             )
         # (grpc-stubs types the callback as a class, not a protocol, hence the ignore)
         context.add_done_callback(lambda _: turn.call_ended())  # type: ignore[arg-type]

@@ -8,8 +8,8 @@ joined and become one ToolCallRequest at its `content_block_stop`; `message_star
 (which the SDK raises as an APIStatusError with the stream's 200 status) is mapped by its
 error type. Closing the generator closes the HTTP response, hence the connection.
 
-`ChatRequest.temperature` goes in the request body (`extra_body`): this SDK's `create` has no
-parameter for it, the Messages API takes it.
+`ChatRequest.temperature` and `top_p` go in the request body (`extra_body`): this SDK's
+`create` has no parameters for them, the Messages API takes them.
 """
 
 from __future__ import annotations
@@ -144,12 +144,9 @@ class AnthropicProvider:
                 messages=to_messages(request.messages),
                 system=request.system or anthropic.omit,
                 tools=tools or anthropic.omit,
+                stop_sequences=list(request.stop_sequences) or anthropic.omit,
                 stream=True,
-                extra_body=(
-                    {"temperature": request.temperature}
-                    if request.temperature is not None
-                    else None
-                ),
+                extra_body=_sampling(request) or None,
             )
         except (anthropic.APIError, httpx2.HTTPError, ValueError) as error:
             raise map_error(error) from None
@@ -203,3 +200,8 @@ class AnthropicProvider:
         finally:
             await stream.close()
         raise failure_for_protocol(NAME, "the stream ended before message_stop")
+
+
+def _sampling(request: ChatRequest) -> dict[str, float]:
+    sampling = {"temperature": request.temperature, "top_p": request.top_p}
+    return {name: value for name, value in sampling.items() if value is not None}

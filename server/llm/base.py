@@ -100,6 +100,9 @@ class ChatRequest:
     """None: Settings.provider_max_output_tokens."""
     temperature: float | None = None
     """None: the provider's default."""
+    top_p: float | None = None
+    """None: the provider's default."""
+    stop_sequences: Sequence[str] = ()
 
     @property
     def prompt(self) -> str:

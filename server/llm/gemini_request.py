@@ -104,6 +104,8 @@ def to_config(request: ChatRequest, max_tokens: int) -> types.GenerateContentCon
         system_instruction=request.system or None,
         max_output_tokens=request.max_tokens or max_tokens,
         temperature=request.temperature,
+        top_p=request.top_p,
+        stop_sequences=list(request.stop_sequences) or None,
         tools=tools,
         automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         automatic_continuation=False,

@@ -152,6 +152,8 @@ class OpenAICompatProvider:
                 messages=to_messages(request.system, request.messages),
                 tools=tools or openai.omit,
                 temperature=request.temperature if request.temperature is not None else openai.omit,
+                top_p=request.top_p if request.top_p is not None else openai.omit,
+                stop=list(request.stop_sequences) or openai.omit,
                 max_tokens=openai.omit if by_completion else limit,
                 max_completion_tokens=limit if by_completion else openai.omit,
                 stream=True,
