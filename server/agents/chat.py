@@ -26,7 +26,6 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import AsyncGeneratorType
-from typing import Any
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -47,7 +46,13 @@ from server.agents.views import (
 )
 from server.core.access import ProjectRole
 from server.core.context import Caller
-from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unavailable
+from server.core.errors import (
+    FieldViolation,
+    ForgeError,
+    InvalidArgument,
+    Unavailable,
+    error_document,
+)
 from server.core.hooks import AnswerListener, CompletedAnswer
 from server.core.ids import new_id
 from server.core.tasks import TaskSupervisor
@@ -81,15 +86,6 @@ def title_from(content: str) -> str:
     if len(first_line) <= TITLE_CHARS:
         return first_line
     return first_line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-def _error_document(error: ForgeError) -> dict[str, Any]:
-    return {
-        "code": error.code.value,
-        "reason": error.reason,
-        "message": error.message,
-        "metadata": dict(error.metadata),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +269,7 @@ class Chats:
                 finish_reason=finish_reason,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                error=_error_document(error) if error is not None else None,
+                error=error_document(error) if error is not None else None,
                 charge=self._ledger.charge(turn.user_id, turn.model, usage),
             )
         except Exception:

@@ -23,7 +23,7 @@ from server.agents.generation import GenerationParams
 from server.agents.views import ChatCompleted, ChatEvent, ChatStarted, ChatUsage
 from server.core.access import ProjectRole
 from server.core.context import Caller
-from server.core.errors import Aborted, Code, ForgeError, NotFound, Unavailable, error_for
+from server.core.errors import Aborted, ForgeError, NotFound, Unavailable, error_from_document
 from server.core.idempotency import Claimed, Done, IdempotencyStore, RequestKey
 from server.db.agent_models import MessageRow
 from server.db.engine import reading
@@ -45,10 +45,7 @@ def _answer_lost() -> NotFound:
 
 def _ended_without_finishing(row: MessageRow) -> ForgeError:
     if row.status == "failed" and row.error:
-        document = row.error
-        return error_for(
-            Code(int(document["code"])), str(document["message"]), str(document["reason"])
-        )
+        return error_from_document(row.error)
     if row.status == "interrupted":
         return Unavailable(
             "the server writing this answer stopped; the text saved until then was sent",

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
+from typing import Any
 
 
 class Code(Enum):
@@ -173,9 +174,22 @@ _KINDS: tuple[type[ForgeError], ...] = (
 )
 
 
-def error_for(code: Code, message: str, reason: str) -> ForgeError:
-    """An error of `code`, e.g. one stored earlier and now told again."""
+def error_document(error: ForgeError) -> dict[str, Any]:
+    """An error as stored (a failed answer, a retried call's result), JSON-ready."""
+    return {
+        "code": error.code.value,
+        "reason": error.reason,
+        "message": error.message,
+        "metadata": dict(error.metadata),
+    }
+
+
+def error_from_document(document: Mapping[str, Any]) -> ForgeError:
+    """The error `error_document` stored, to be told again."""
+    code = Code(int(document["code"]))
+    message, reason = str(document["message"]), str(document["reason"])
+    metadata = {str(k): str(v) for k, v in dict(document.get("metadata") or {}).items()}
     for kind in _KINDS:
         if kind.code is code:
-            return kind(message, reason)
-    return ForgeError(message, reason)
+            return kind(message, reason, metadata)
+    return ForgeError(message, reason, metadata)

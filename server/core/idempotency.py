@@ -33,11 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.errors import (
     Aborted,
-    Code,
     FieldViolation,
     ForgeError,
     InvalidArgument,
-    error_for,
+    error_document,
 )
 from server.db.idempotency_models import IdempotencyRecord
 
@@ -283,11 +282,3 @@ class IdempotencyStore:
             await db.execute(
                 delete(IdempotencyRecord).where(IdempotencyRecord.expire_time < func.now())
             )
-
-
-def error_document(error: ForgeError) -> dict[str, Any]:
-    return {"code": error.code.name, "reason": error.reason, "message": error.message}
-
-
-def error_from_document(document: Mapping[str, Any]) -> ForgeError:
-    return error_for(Code[str(document["code"])], str(document["message"]), str(document["reason"]))

@@ -21,14 +21,13 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from server.core.context import current_call
-from server.core.errors import FailedPrecondition, ForgeError
+from server.core.errors import FailedPrecondition, ForgeError, error_from_document
 from server.core.idempotency import (
     REQUEST_ID_FIELD,
     Claimed,
     Done,
     IdempotencyStore,
     RequestKey,
-    error_from_document,
     fingerprint_of,
     request_id_of,
 )
