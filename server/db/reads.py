@@ -95,18 +95,25 @@ class _Compiled:
 
 
 async def _fetch_pooled(engine: AsyncEngine, sql: str, args: list[Any]) -> Any:
-    """The same read on a connection checked out of the pool for it."""
-    pooled = await engine.raw_connection()
-    try:
-        driver = pooled.driver_connection
-        assert driver is not None
-        return await driver.fetchrow(sql, *args)
-    except BaseException:
-        # Interrupted mid-query (cancelled, or the connection failed): not fit for reuse.
-        await greenlet_spawn(pooled.invalidate)
-        raise
-    finally:
-        await greenlet_spawn(pooled.close)
+    """The same read on a connection checked out of the pool for it; on a second one when
+    the server had already ended the first (as on the lane, see `DirectRead.first`)."""
+    for attempt in (1, 2):
+        pooled = await engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            assert driver is not None
+            return await driver.fetchrow(sql, *args)
+        except asyncpg.exceptions.InternalClientError:
+            await greenlet_spawn(pooled.invalidate)
+            if attempt == 2:
+                raise
+        except BaseException:
+            # Interrupted mid-query (cancelled, or the connection failed): not fit for reuse.
+            await greenlet_spawn(pooled.invalidate)
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
+    raise AssertionError("unreachable")
 
 
 @dataclass
