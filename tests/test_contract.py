@@ -76,6 +76,15 @@ ADDED_AFTER_THE_PLAN = {
     # Fair shares (issue 14): a user's limits, overridden by an admin.
     ("forge.auth.v1.AuthService", "GetUserLimits"): "GET /v1/users/{user_id}/limits",
     ("forge.auth.v1.AuthService", "UpdateUserLimits"): "PATCH /v1/users/{limits.user_id}/limits",
+    # More models (issue 15): providers switched on and off by admins, and users' and
+    # projects' own provider keys (each also under /v1/projects/{project_id}/providerKeys).
+    ("forge.agents.v1.AgentService", "ListProviders"): "GET /v1/providers",
+    ("forge.agents.v1.AgentService", "UpdateProvider"): "PATCH /v1/providers/{provider.name}",
+    ("forge.agents.v1.AgentService", "CreateProviderKey"): "POST /v1/users/me/providerKeys",
+    ("forge.agents.v1.AgentService", "ListProviderKeys"): "GET /v1/users/me/providerKeys",
+    ("forge.agents.v1.AgentService", "DeleteProviderKey"): (
+        "DELETE /v1/users/me/providerKeys/{provider_key_id}"
+    ),
 }
 """RPCs the contract gained after API.md was written (API.md is the starting plan and is not
 edited here); each keeps the AIP style and has its REST route."""
