@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from server.config_endpoints import OPENAI_ENDPOINTS_HELP, OpenAIEndpoints
+from server.config_models import ModelSettings
 
 MiB = 1024 * 1024
 
@@ -23,7 +23,7 @@ def _comma_list(value: object) -> object:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-class Settings(BaseSettings):
+class Settings(ModelSettings):
     """Forge server settings. Each option is also read from the environment as
     FORGE_<OPTION> (upper case, underscores), e.g. FORGE_DATABASE_URL."""
 
@@ -272,44 +272,6 @@ class Settings(BaseSettings):
     )
     # (sandbox settings: end)
 
-    # --- model providers -------------------------------------------------------------
-    anthropic_api_key: SecretStr | None = Field(None, description="enables anthropic/* models")
-    anthropic_base_url: str | None = Field(None, description="Anthropic API base URL override")
-    gemini_api_key: SecretStr | None = Field(None, description="enables gemini/* models")
-    gemini_base_url: str | None = Field(None, description="Gemini API base URL override")
-    openai_endpoints: OpenAIEndpoints = Field(
-        default_factory=dict, description=OPENAI_ENDPOINTS_HELP
-    )
-    echo_token_delay_ms: float = Field(20.0, description="pace of the offline echo model")
-    anthropic_models: list[str] = Field(
-        default_factory=lambda: ["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"],
-        description="anthropic models listed by ListModels (any name is accepted in a request)",
-    )
-    gemini_models: list[str] = Field(
-        default_factory=lambda: ["gemini-3.8-flash", "gemini-2.5-pro"],
-        description="gemini models listed by ListModels (any name is accepted in a request)",
-    )
-    default_model: str | None = Field(
-        None, description="model of new chats; unset: the first configured provider's, else echo"
-    )
-    provider_timeout_seconds: float = Field(
-        60.0, gt=0, description="provider connect timeout and longest silence inside a stream"
-    )
-    provider_retry_attempts: int = Field(
-        4, ge=1, description="attempts (first included) before the first token of an answer"
-    )
-    provider_retry_base_delay_seconds: float = Field(
-        0.5, ge=0, description="first retry backoff; doubles per attempt, with jitter"
-    )
-    provider_retry_max_delay_seconds: float = Field(
-        8.0, ge=0, description="longest retry backoff; a longer provider retry-after fails now"
-    )
-    provider_max_output_tokens: int = Field(
-        4096, ge=1, description="answer length limit when the request names none"
-    )
-    history_token_budget: int = Field(
-        16_000, ge=1, description="approximate tokens of history sent to a provider"
-    )
     daily_token_quota: int | None = Field(
         None,
         ge=1,

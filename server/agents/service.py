@@ -17,6 +17,8 @@ from server.agents.chat import Chats, ChatTurn
 from server.agents.chat_retries import AnswerReplay, ChatRetries, ChatRetry
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
+from server.agents.provider_key_rpcs import ProviderKeyRpcs
+from server.agents.provider_rpcs import ProviderRpcs
 from server.agents.runs.build import RunsParts
 from server.agents.runs.control_rpcs import ControlRpcs
 from server.agents.runs.read_rpcs import ReadRpcs
@@ -39,8 +41,16 @@ def _answer_failed() -> ForgeError:
     return ForgeError("the answer failed", "INTERNAL")
 
 
-class AgentService(ControlRpcs, ReadRpcs, ToolRpcs, agents_pb2_grpc.AgentServiceServicer):
-    """Runs' RPCs come from the mixins (server/agents/runs/*_rpcs.py)."""
+class AgentService(
+    ControlRpcs,
+    ReadRpcs,
+    ToolRpcs,
+    ProviderRpcs,
+    ProviderKeyRpcs,
+    agents_pb2_grpc.AgentServiceServicer,
+):
+    """Runs' RPCs come from the mixins (server/agents/runs/*_rpcs.py); providers' and
+    provider keys' from provider_rpcs.py and provider_key_rpcs.py."""
 
     def __init__(
         self,

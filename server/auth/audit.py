@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.core.context import current_call
+from server.core.audit_log import record_audit_event
 from server.db.models import AuditEvent
 
 
@@ -43,15 +43,11 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Adds an audit event to `session` (it commits with the change it describes)."""
-    call = current_call()
-    event = AuditEvent(
+    return record_audit_event(
+        session,
+        action.value,
         actor_id=actor_id,
         subject_id=subject_id,
-        action=action.value,
-        target=target[:320],
-        peer_address=call.client_address[:64],
-        user_agent=call.user_agent[:512],
-        details=details or {},
+        target=target,
+        details=details,
     )
-    session.add(event)
-    return event
