@@ -12,11 +12,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
+from server.core.health_service import HealthService
 from server.core.hooks import Hooks
 from server.core.idempotency import IdempotencyStore
 from server.core.idempotent_calls import IdempotentCalls
@@ -101,7 +101,7 @@ class ForgeServer:
     """The modules to serve; tests add their own to these."""
     port: int = 0
     modules: list[ServiceModule] = field(default_factory=list)
-    health: HealthServicer = field(default_factory=HealthServicer)
+    health: HealthService = field(default_factory=HealthService)
     shutdown: ShutdownSignal = field(default_factory=ShutdownSignal)
     """Triggered a little before the grace period of `stop()` runs out: open streams end
     with SERVER_SHUTTING_DOWN (server/core/streaming.py)."""

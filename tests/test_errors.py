@@ -135,6 +135,17 @@ async def test_request_id_is_taken_from_the_caller(channel: grpc.aio.Channel) ->
     assert ("x-request-id", "req-123") in list(trailing or ())
 
 
+async def test_a_failed_call_still_carries_its_request_id(channel: grpc.aio.Channel) -> None:
+    stub = testing_pb2_grpc.TestingServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stub.NotBuilt(
+            testing_pb2.EchoRequest(message="r"), metadata=(("x-request-id", "req-9"),), timeout=5
+        )
+    trailers = list(failure.value.trailing_metadata() or ())
+    assert ("x-request-id", "req-9") in trailers
+    assert error_info(failure.value).reason == "NOT_IMPLEMENTED"  # details survive too
+
+
 async def test_unary_through_envoy(http: aiohttp.ClientSession) -> None:
     async with http.post("/v1/testing:echo", json={"message": "hello"}) as response:
         assert response.status == 200

@@ -31,6 +31,14 @@ async def test_health_check_serving(channel: grpc.aio.Channel, service: str) -> 
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_health_list_reports_every_service(channel: grpc.aio.Channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    response = await health.List(health_pb2.HealthListRequest(), timeout=5)
+    statuses = {name: entry.status for name, entry in response.statuses.items()}
+    assert {"", *FORGE_SERVICES} <= set(statuses)
+    assert set(statuses.values()) == {health_pb2.HealthCheckResponse.SERVING}
+
+
 async def test_health_check_unknown_service_is_not_found(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as failure:

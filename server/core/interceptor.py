@@ -174,18 +174,21 @@ class _CallScope:
             error = InvalidArgument(
                 "a text field holds a character that cannot be stored (NUL)", "INVALID_TEXT"
             )
+        elif isinstance(error, NotImplementedError):
+            # grpc's generated base servicers raise it for an RPC nobody built.
+            error = Unimplemented(f"{self._method} is not implemented", "NOT_IMPLEMENTED")
         if isinstance(error, ForgeError):
             if error.reason == DATABASE_UNAVAILABLE:
                 self._database_unavailable(request_id, error)
             self.finish(error.code.name, error.reason)
-            await context.abort_with_status(to_grpc_status(error))
+            await context.abort_with_status(_with_request_id(to_grpc_status(error), request_id))
         log.exception(
             "unhandled error",
             extra={"method": self._method, "request_id": request_id},
             exc_info=error,
         )
         self.finish(Code.INTERNAL.name, "INTERNAL")
-        await context.abort_with_status(internal_status(request_id))
+        await context.abort_with_status(_with_request_id(internal_status(request_id), request_id))
 
     def _database_unavailable(self, request_id: str, error: ForgeError) -> None:
         # One line per call, no traceback: an outage must not flood the log.
@@ -218,6 +221,13 @@ class _CallScope:
                 "request_id": ctx.request_id,
             },
         )
+
+
+def _with_request_id(status: grpc.Status, request_id: str) -> grpc.Status:
+    """`status` also carrying x-request-id: aborting with a status replaces the trailers the
+    call had set."""
+    trailers = (*(status.trailing_metadata or ()), ("x-request-id", request_id))
+    return cast(grpc.Status, status._replace(trailing_metadata=trailers))  # type: ignore[attr-defined]
 
 
 class _Undecodable:
