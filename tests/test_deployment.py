@@ -4,6 +4,7 @@ compose file is validated rather than run)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -30,7 +31,11 @@ async def test_docker_compose_config_is_valid() -> None:
         str(REPO_ROOT / "docker-compose.yml"),
         "config",
         cwd=REPO_ROOT,
-        env={**os.environ, "FORGE_JWT_SECRET": "x" * 64},
+        env={
+            **os.environ,
+            "FORGE_JWT_SECRET": "x" * 64,
+            "FORGE_PROVIDER_KEY_ENCRYPTION_KEYS": base64.b64encode(bytes(32)).decode(),
+        },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,7 +79,13 @@ async def test_production_defaults_keep_reflection_off_and_grpc_on_loopback(
     database_url: str, tmp_path: Path
 ) -> None:
     assert Settings().listen_address.startswith("127.0.0.1:")
-    settings = make_settings(database_url, tmp_path, environment="production", jwt_secret="p" * 32)
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        environment="production",
+        jwt_secret="p" * 32,
+        provider_key_encryption_keys=[base64.b64encode(os.urandom(32)).decode()],
+    )
     assert not settings.reflection_enabled
     app = ForgeServer(settings, TEST_MODULES)
     await app.start()

@@ -25,13 +25,15 @@ _USAGE = cast(Table, DailyUsage.__table__)
 
 @dataclass(frozen=True, slots=True)
 class UsageCharge:
-    """Tokens to add to a user's usage of one model on one day."""
+    """Tokens to add to a user's usage of one model on one day, and what they cost."""
 
     user_id: uuid.UUID
     day: date
     model: str
     input_tokens: int
     output_tokens: int
+    cost_nanos: int = 0
+    """Billionths of a US dollar, at the model's prices now (UsageLedger.charge)."""
 
 
 _SETTLE = (
@@ -61,6 +63,7 @@ _USAGE_COLUMNS = (
     "output_tokens",
     "request_count",
     "image_count",
+    "cost_nanos",
 )
 _usage_params: tuple[ColumnElement[Any], ...] = (
     sql_cast(bindparam("user_id"), _USAGE.c.user_id.type),
@@ -70,6 +73,7 @@ _usage_params: tuple[ColumnElement[Any], ...] = (
     sql_cast(bindparam("charged_output_tokens"), _USAGE.c.output_tokens.type),
     sql_cast(bindparam("request_count"), _USAGE.c.request_count.type),
     literal_column("0"),
+    sql_cast(bindparam("charged_cost_nanos"), _USAGE.c.cost_nanos.type),
 )
 
 
@@ -80,6 +84,7 @@ def _adding_to_usage(statement: Insert) -> Insert:
             "input_tokens": _USAGE.c.input_tokens + statement.excluded.input_tokens,
             "output_tokens": _USAGE.c.output_tokens + statement.excluded.output_tokens,
             "request_count": _USAGE.c.request_count + statement.excluded.request_count,
+            "cost_nanos": _USAGE.c.cost_nanos + statement.excluded.cost_nanos,
         },
     )
 
@@ -105,6 +110,7 @@ def _usage_values(charge: UsageCharge, requests: int) -> dict[str, Any]:
         "charged_input_tokens": charge.input_tokens,
         "charged_output_tokens": charge.output_tokens,
         "request_count": requests,
+        "charged_cost_nanos": charge.cost_nanos,
     }
 
 

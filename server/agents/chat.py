@@ -24,16 +24,18 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import AsyncGeneratorType
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.agents import charges, store
+from server.agents import charges, compaction, store
 from server.agents.access import chat_target
+from server.agents.compaction import NO_HISTORY, ChatCompaction
 from server.agents.generation import GenerationParams
 from server.agents.profiles import AgentProfiles
+from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.saver import AnswerSaver
 from server.agents.usage import UsageLedger
 from server.agents.views import (
@@ -42,7 +44,9 @@ from server.agents.views import (
     ChatCompleted,
     ChatEvent,
     ChatStarted,
+    ChatSummary,
     ChatUsage,
+    MessageView,
 )
 from server.core.access import ProjectRole
 from server.core.context import Caller
@@ -58,17 +62,14 @@ from server.core.ids import new_id
 from server.core.tasks import TaskSupervisor
 from server.db.engine import reading
 from server.llm import (
-    ChatMessage,
     ChatProvider,
     ChatRequest,
     Finish,
     ProviderRegistry,
     ProviderStreamError,
-    Role,
     TextDelta,
     Usage,
     estimate_tokens,
-    trim_history,
 )
 from server.llm.errors import UNAVAILABLE as PROVIDER_UNAVAILABLE
 
@@ -101,6 +102,8 @@ class _Turn:
     provider: ChatProvider
     request: ChatRequest
     estimated_input_tokens: int
+    summary: MessageView | None = None
+    """The summary stored for this answer (compaction.py), sent before `ChatStarted`."""
 
 
 class Chats:
@@ -114,15 +117,19 @@ class Chats:
         history_token_budget: int,
         tasks: TaskSupervisor,
         saver: AnswerSaver,
+        own_keys: OwnKeysLookup = NO_OWN_KEY_LOOKUP,
+        summary_max_output_tokens: int = 1024,
     ) -> None:
         self._sessions = sessions
         self.sessions = sessions
         self._registry = registry
+        self._own_keys = own_keys
+        """Callers' and projects' own provider keys, preferred to the server's."""
         self._profiles = profiles
         self._ledger = ledger
         # The list itself, not a copy: other services register listeners while wiring.
         self._listeners = listeners
-        self._budget = history_token_budget
+        self._compaction = ChatCompaction(history_token_budget, summary_max_output_tokens)
         self.saver = saver
         self.tasks = tasks
         """Work a cancelled caller must not interrupt (opening and settling answers). Its
@@ -180,7 +187,7 @@ class Chats:
             self._sessions, caller, conversation_id, ProjectRole.EDITOR
         )
         agent: AgentView | None = None
-        earlier: list[tuple[str, str]] = []
+        earlier = NO_HISTORY
         if conversation.agent_id or conversation.message_count or self._ledger.has_quota:
             async with reading(self._sessions) as db:
                 if conversation.agent_id:
@@ -193,11 +200,11 @@ class Chats:
         chosen = (
             model or conversation.model or (agent.model if agent else "")
         ) or self._registry.default_model
-        resolved = self._registry.resolve(chosen, field="model")
+        own = await self._own_keys.for_call(user_id, conversation.project_id, model=chosen)
+        resolved = self._registry.resolve(chosen, field="model", own_keys=own)
+        self._own_keys.used(resolved.own_key_id)
         system = agent.system_prompt if agent else ""
-        history = [ChatMessage(Role(role), text) for role, text in earlier]
-        history.append(ChatMessage.user(content))
-        trimmed = trim_history(system, history, self._budget)
+        planned = await self._compaction.plan(resolved, system, earlier, content)
         turn = _Turn(
             project_id=conversation.project_id,
             conversation_id=conversation.id,
@@ -208,21 +215,25 @@ class Chats:
             provider=resolved.provider,
             request=ChatRequest(
                 model=resolved.name,
-                messages=trimmed.messages,
-                system=system,
+                messages=planned.messages,
+                system=planned.system,
                 max_tokens=params.max_output_tokens
                 or (agent.max_output_tokens if agent else 0)
                 or None,
                 temperature=params.temperature
                 if params.temperature is not None
                 else (agent.temperature if agent else None),
-                top_p=params.top_p,
-                stop_sequences=params.stop_sequences,
+                top_p=params.top_p
+                if params.top_p is not None
+                else (agent.top_p if agent else None),
+                stop_sequences=params.stop_sequences or (agent.stop_sequences if agent else ()),
             ),
-            estimated_input_tokens=trimmed.estimated_tokens,
+            estimated_input_tokens=planned.estimated_tokens,
         )
-        await store.add_turn(
+        summary = await compaction.add_turn(
             self._sessions,
+            self._ledger,
+            planned,
             conversation.id,
             user_message_id=turn.user_message_id,
             assistant_message_id=turn.assistant_message_id,
@@ -231,7 +242,7 @@ class Chats:
             model=turn.model,
             title="" if conversation.title else title_from(content),
         )
-        return turn
+        return turn if summary is None else replace(turn, summary=summary)
 
     def _settle_if_opened(self, opening: asyncio.Task[_Turn]) -> None:
         if not opening.cancelled() and opening.exception() is None:
@@ -355,6 +366,8 @@ class ChatTurn:
         live = self._live  # asked for the text so far about once per save interval
         outcome: Finish | ForgeError | None = None
         try:
+            if turn.summary is not None:
+                yield ChatSummary(turn.summary)
             yield self.started
             async with aclosing(turn.provider.stream(turn.request)) as stream:
                 async for event in stream:

@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents.access import chat_target
 from server.agents.chat import Chats, ChatTurn
+from server.agents.compaction_store import summary_before
 from server.agents.generation import GenerationParams
-from server.agents.views import ChatCompleted, ChatEvent, ChatStarted, ChatUsage
+from server.agents.rows import message_view
+from server.agents.views import ChatCompleted, ChatEvent, ChatStarted, ChatSummary, ChatUsage
 from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import Aborted, ForgeError, NotFound, Unavailable, error_from_document
@@ -77,6 +79,10 @@ class AnswerReplay:
 
     async def events(self) -> AsyncGenerator[ChatEvent, None]:
         row = await self._read()
+        async with reading(self._sessions) as db:
+            summary = await summary_before(db, self._user_message_id)
+        if summary is not None:  # the first call's stream began with it too
+            yield ChatSummary(message_view(summary))
         yield ChatStarted(self._user_message_id, self._assistant_message_id, row.model)
         sent = 0
         while True:

@@ -155,8 +155,9 @@ class Conversations:
                     reason=AGENT_NOT_FOUND,
                 )
         if "model" in paths and draft.model:
-            model = self._registry.resolve(draft.model, field="conversation.model").id
-            draft = replace(draft, model=model)
+            # Well formed is enough: whether a model can answer depends on who calls (their
+            # own provider keys); a chat answers PROVIDER_NOT_CONFIGURED otherwise.
+            self._registry.parse(draft.model, field="conversation.model")
         return draft
 
 

@@ -9,6 +9,7 @@ from forge.artifacts.v1 import artifacts_pb2
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from server.agents.providers import ProviderKind, ProviderView
 from server.agents.views import (
     AgentDraft,
     AgentView,
@@ -16,6 +17,7 @@ from server.agents.views import (
     ChatCompleted,
     ChatEvent,
     ChatStarted,
+    ChatSummary,
     ChatUsage,
     ConversationDraft,
     ConversationView,
@@ -26,13 +28,16 @@ from server.agents.views import (
 from server.core.errors import ForgeError
 from server.core.status import ERROR_DOMAIN, to_status_proto
 from server.core.timestamps import to_timestamp
-from server.llm import ModelInfo, TextDelta
+from server.llm import TextDelta
+from server.llm.own_keys import KeySource
+from server.llm.registry import UsableModel
 
 ROLES = {
     "user": agents_pb2.MESSAGE_ROLE_USER,
     "assistant": agents_pb2.MESSAGE_ROLE_ASSISTANT,
     "system": agents_pb2.MESSAGE_ROLE_SYSTEM,
     "tool": agents_pb2.MESSAGE_ROLE_TOOL,
+    "summary": agents_pb2.MESSAGE_ROLE_SUMMARY,
 }
 STATUSES = {
     "in_progress": agents_pb2.MESSAGE_STATUS_IN_PROGRESS,
@@ -56,7 +61,21 @@ def _id(value: object | None) -> str:
 # --- models and agents -------------------------------------------------------------------
 
 
-def model_to_proto(model: ModelInfo, max_output_tokens: int) -> agents_pb2.Model:
+KEY_SOURCES = {
+    KeySource.SERVER: agents_pb2.KEY_SOURCE_SERVER,
+    KeySource.USER: agents_pb2.KEY_SOURCE_USER,
+    KeySource.PROJECT: agents_pb2.KEY_SOURCE_PROJECT,
+}
+PROVIDER_KINDS = {
+    ProviderKind.ANTHROPIC: agents_pb2.PROVIDER_KIND_ANTHROPIC,
+    ProviderKind.GEMINI: agents_pb2.PROVIDER_KIND_GEMINI,
+    ProviderKind.OPENAI_COMPATIBLE: agents_pb2.PROVIDER_KIND_OPENAI_COMPATIBLE,
+    ProviderKind.ECHO: agents_pb2.PROVIDER_KIND_ECHO,
+}
+
+
+def model_to_proto(usable: UsableModel, max_output_tokens: int) -> agents_pb2.Model:
+    model = usable.info
     return agents_pb2.Model(
         id=model.id,
         provider=model.provider,
@@ -64,6 +83,23 @@ def model_to_proto(model: ModelInfo, max_output_tokens: int) -> agents_pb2.Model
         context_window_tokens=model.context_window_tokens,
         max_output_tokens=model.max_output_tokens or max_output_tokens,
         supports_tools=model.supports_tools,
+        supports_image_input=model.supports_image_input,
+        input_usd_per_million_tokens=model.prices.input_usd_per_million_tokens,
+        output_usd_per_million_tokens=model.prices.output_usd_per_million_tokens,
+        key_source=KEY_SOURCES[usable.key_source],
+        discovered=model.discovered,
+    )
+
+
+def provider_to_proto(provider: ProviderView) -> agents_pb2.Provider:
+    return agents_pb2.Provider(
+        name=provider.name,
+        kind=PROVIDER_KINDS[provider.kind],
+        configured=provider.configured,
+        enabled=provider.enabled,
+        discoverable=provider.discoverable,
+        update_user_id=_id(provider.update_user_id),
+        update_time=to_timestamp(provider.update_time),
     )
 
 
@@ -77,6 +113,7 @@ def agent_to_proto(agent: AgentView) -> agents_pb2.Agent:
         system_prompt=agent.system_prompt,
         tools=agent.tools,
         max_output_tokens=agent.max_output_tokens,
+        stop_sequences=agent.stop_sequences,
         builtin=agent.builtin,
         creator_user_id=_id(agent.creator_id),
         create_time=to_timestamp(agent.create_time),
@@ -84,6 +121,8 @@ def agent_to_proto(agent: AgentView) -> agents_pb2.Agent:
     )
     if agent.temperature is not None:
         proto.temperature = agent.temperature
+    if agent.top_p is not None:
+        proto.top_p = agent.top_p
     return proto
 
 
@@ -96,6 +135,8 @@ def agent_draft(agent: agents_pb2.Agent) -> AgentDraft:
         tools=tuple(agent.tools),
         temperature=agent.temperature if agent.HasField("temperature") else None,
         max_output_tokens=agent.max_output_tokens,
+        top_p=agent.top_p if agent.HasField("top_p") else None,
+        stop_sequences=tuple(agent.stop_sequences),
     )
 
 
@@ -148,8 +189,10 @@ def message_to_proto(message: MessageView) -> agents_pb2.Message:
         author_user_id=_id(message.author_id),
         create_time=to_timestamp(message.create_time),
         update_time=to_timestamp(message.update_time),
+        summarized_through_id=_id(message.summarized_through_id),
+        summarized_message_count=message.summarized_message_count,
     )
-    if message.role == "assistant":
+    if message.role in ("assistant", "summary"):
         proto.usage.input_tokens = message.input_tokens
         proto.usage.output_tokens = message.output_tokens
     for call in message.tool_calls:
@@ -180,6 +223,8 @@ def chat_event(event: ChatEvent, seq: int) -> agents_pb2.ChatEvent:
                 model=event.model,
             ),
         )
+    if isinstance(event, ChatSummary):
+        return _ChatEvent(seq=seq, summary=message_to_proto(event.message))
     if isinstance(event, ChatUsage):
         return _ChatEvent(
             seq=seq,
@@ -224,9 +269,11 @@ def usage_to_proto(report: UsageReport) -> agents_pb2.Usage:
                 output_tokens=record.output_tokens,
                 request_count=record.request_count,
                 image_count=record.image_count,
+                cost_usd=record.cost_usd,
             )
             for record in report.records
         ],
+        cost_usd=report.cost_usd,
         input_tokens=report.input_tokens,
         output_tokens=report.output_tokens,
         daily_token_quota=report.daily_token_quota,

@@ -13,7 +13,13 @@ from server.core.timestamps import utcnow
 
 Renderer = Callable[[ConversationView, Sequence[MessageView]], Export]
 
-_ROLE_TITLES = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}
+_ROLE_TITLES = {
+    "user": "User",
+    "assistant": "Assistant",
+    "system": "System",
+    "tool": "Tool",
+    "summary": "Summary of the earlier messages",
+}
 _STATUS_NOTES = {
     "in_progress": "still being written when exported",
     "cancelled": "cancelled: the answer was stopped before it was complete",
@@ -40,7 +46,10 @@ def _message_json(message: MessageView) -> dict[str, Any]:
         document["model"] = message.model
     if message.finish_reason:
         document["finish_reason"] = message.finish_reason
-    if message.role == "assistant":
+    if message.role == "summary":
+        document["summarized_through_id"] = str(message.summarized_through_id or "")
+        document["summarized_message_count"] = message.summarized_message_count
+    if message.role in ("assistant", "summary"):
         document["usage"] = {
             "input_tokens": message.input_tokens,
             "output_tokens": message.output_tokens,
@@ -102,6 +111,8 @@ def to_markdown(conversation: ConversationView, messages: Sequence[MessageView])
         heading = _ROLE_TITLES.get(message.role, message.role.title())
         if message.role == "assistant" and message.model:
             heading += f" ({message.model})"
+        elif message.role == "summary":
+            heading += f" ({message.summarized_message_count} messages)"
         lines.extend(["", "---", "", f"## {heading} · {_stamp(message.create_time)}", ""])
         lines.append(message.content if message.content else "_(no text)_")
         note = _STATUS_NOTES.get(message.status)

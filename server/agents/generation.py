@@ -24,6 +24,24 @@ class GenerationParams:
     stop_sequences: tuple[str, ...] = ()
 
 
+def check_top_p(violations: Violations, field: str, top_p: float | None) -> None:
+    if top_p is not None:
+        violations.check(
+            math.isfinite(top_p) and 0 < top_p <= 1, field, "must be above 0 and at most 1"
+        )
+
+
+def check_stop_sequences(violations: Violations, field: str, stops: Sequence[str]) -> None:
+    violations.check(
+        len(stops) <= MAX_STOP_SEQUENCES, field, f"must be at most {MAX_STOP_SEQUENCES}"
+    )
+    violations.check(
+        all(0 < len(stop) <= MAX_STOP_SEQUENCE_CHARS and "\x00" not in stop for stop in stops),
+        field,
+        f"each must be 1 to {MAX_STOP_SEQUENCE_CHARS} characters",
+    )
+
+
 def checked(
     temperature: float | None,
     top_p: float | None,
@@ -39,29 +57,12 @@ def checked(
             f"{FIELD}.temperature",
             f"must be between 0 and {MAX_TEMPERATURE:g}",
         )
-    if top_p is not None:
-        violations.check(
-            math.isfinite(top_p) and 0 < top_p <= 1,
-            f"{FIELD}.top_p",
-            "must be above 0 and at most 1",
-        )
+    check_top_p(violations, f"{FIELD}.top_p", top_p)
     violations.check(
         0 <= max_output_tokens <= max_output_limit,
         f"{FIELD}.max_output_tokens",
         f"must be between 0 (the default) and {max_output_limit}",
     )
-    violations.check(
-        len(stop_sequences) <= MAX_STOP_SEQUENCES,
-        f"{FIELD}.stop_sequences",
-        f"must be at most {MAX_STOP_SEQUENCES}",
-    )
-    violations.check(
-        all(
-            0 < len(stop) <= MAX_STOP_SEQUENCE_CHARS and "\x00" not in stop
-            for stop in stop_sequences
-        ),
-        f"{FIELD}.stop_sequences",
-        f"each must be 1 to {MAX_STOP_SEQUENCE_CHARS} characters",
-    )
+    check_stop_sequences(violations, f"{FIELD}.stop_sequences", stop_sequences)
     violations.raise_if_any()
     return GenerationParams(temperature, top_p, max_output_tokens, tuple(stop_sequences))

@@ -9,10 +9,15 @@ from __future__ import annotations
 from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 
 from server.agents import store
+from server.agents.catalog import ModelCatalog
 from server.agents.chat import Chats
 from server.agents.chat_retries import ChatRetries
 from server.agents.conversations import Conversations
+from server.agents.key_sealing import KeySealer
 from server.agents.profiles import AgentProfiles
+from server.agents.provider_key_use import ProviderKeyUse
+from server.agents.provider_keys import ProviderKeys
+from server.agents.providers import Providers, ProviderSwitchRefresh
 from server.agents.records import AgentRecords
 from server.agents.runs.build import build_runs
 from server.agents.saver import AnswerSaver
@@ -24,6 +29,7 @@ from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
 from server.core.tasks import TaskSupervisor
 from server.llm import ProviderRegistry
+from server.llm.keyed import KeyedProviders
 
 SETTLE_GRACE_SECONDS = 5.0
 """At shutdown, how long answers still being stored may take."""
@@ -50,9 +56,15 @@ class _ChatLifecycle:
 
 def build(ctx: BuildContext) -> ServiceModule:
     settings, sessions = ctx.settings, ctx.sessions
-    registry = ProviderRegistry(settings)
+    # Refuses to start (InsecureConfiguration) with malformed keys, or none in production.
+    sealer = KeySealer.from_settings(settings, ctx.secret)
+    keyed = KeyedProviders(settings)
+    registry = ProviderRegistry(settings, keyed=keyed)
+    provider_keys = ProviderKeys(sessions, sealer, keyed.provider_names)
+    key_use = ProviderKeyUse(sessions, sealer)
     profiles = AgentProfiles(sessions, registry)
-    ledger = UsageLedger(sessions, settings.daily_token_quota)
+    ledger = UsageLedger(sessions, settings.daily_token_quota, prices=registry.catalog.prices)
+    providers = Providers(sessions, registry)
     tasks = TaskSupervisor("chat")
     saver = AnswerSaver(
         sessions, settings.chat_save_interval_seconds, settings.chat_orphan_after_seconds
@@ -69,8 +81,10 @@ def build(ctx: BuildContext) -> ServiceModule:
         settings.history_token_budget,
         tasks,
         saver,
+        own_keys=key_use,
+        summary_max_output_tokens=settings.summary_max_output_tokens,
     )
-    runs = build_runs(ctx, registry, profiles, ledger)
+    runs = build_runs(ctx, registry, profiles, ledger, own_keys=key_use)
     servicer = AgentService(
         registry=registry,
         profiles=profiles,
@@ -81,6 +95,10 @@ def build(ctx: BuildContext) -> ServiceModule:
         page_tokens=ctx.page_tokens,
         max_output_tokens=settings.provider_max_output_tokens,
         runs=runs,
+        provider_keys=provider_keys,
+        key_use=key_use,
+        models=ModelCatalog(sessions, registry, settings),
+        providers=providers,
     )
     return ServiceModule(
         name="agents",
@@ -96,7 +114,14 @@ def build(ctx: BuildContext) -> ServiceModule:
         # Stopped in reverse order: runs hand over (their loops use the providers) before
         # the providers' connections close; answers still settling then are saved until
         # they are settled.
-        background=[saver, sweeper, _ChatLifecycle(tasks, registry), *runs.background],
+        background=[
+            ProviderSwitchRefresh(providers, settings.provider_switch_cache_seconds),
+            key_use,
+            saver,
+            sweeper,
+            _ChatLifecycle(tasks, registry),
+            *runs.background,
+        ],
         offers=Offers(
             usage=ledger,
             system_counters=store.system_counters(),

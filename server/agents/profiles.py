@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import store
 from server.agents.access import project_with_role, require_field
+from server.agents.generation import check_stop_sequences, check_top_p
 from server.agents.profiles_builtin import BUILTIN_IDS, builtin_agents
 from server.agents.rows import agent_view
 from server.agents.runs.tools import TOOL_NAMES
@@ -39,7 +40,10 @@ MUTABLE_FIELDS = (
     "tools",
     "temperature",
     "max_output_tokens",
+    "top_p",
+    "stop_sequences",
 )
+_LIST_FIELDS = ("tools", "stop_sequences")
 MAX_NAME = 100
 MAX_DESCRIPTION = 2000
 MAX_SYSTEM_PROMPT = 100_000
@@ -128,6 +132,8 @@ class AgentProfiles:
                 tools=list(draft.tools),
                 temperature=draft.temperature,
                 max_output_tokens=draft.max_output_tokens,
+                top_p=draft.top_p,
+                stop_sequences=list(draft.stop_sequences),
                 creator_id=caller.user_id,
             )
             db.add(row)
@@ -152,7 +158,7 @@ class AgentProfiles:
                 await self._check_name(db, pid, draft.name, row.id)
             for path in paths:
                 value = getattr(draft, path)
-                setattr(row, path, list(value) if path == "tools" else value)
+                setattr(row, path, list(value) if path in _LIST_FIELDS else value)
             await _flush(db)
             await db.refresh(row)
             return agent_view(row)
@@ -246,11 +252,15 @@ class AgentProfiles:
                 "agent.max_output_tokens",
                 f"must be between 0 and {MAX_OUTPUT_TOKENS}",
             )
+        if "top_p" in paths:
+            check_top_p(violations, "agent.top_p", draft.top_p)
+        if "stop_sequences" in paths:
+            check_stop_sequences(violations, "agent.stop_sequences", draft.stop_sequences)
         violations.raise_if_any()
         if "model" in paths and draft.model:
-            draft = replace(
-                draft, model=self._registry.resolve(draft.model, field="agent.model").id
-            )
+            # Well formed is enough: whether a model can answer depends on who calls (their
+            # own provider keys); a chat or run answers PROVIDER_NOT_CONFIGURED otherwise.
+            self._registry.parse(draft.model, field="agent.model")
         return draft
 
 

@@ -25,6 +25,8 @@ def agent_view(row: AgentProfile) -> AgentView:
         tools=tuple(row.tools),
         temperature=row.temperature,
         max_output_tokens=row.max_output_tokens,
+        top_p=row.top_p,
+        stop_sequences=tuple(row.stop_sequences or ()),
         creator_id=row.creator_id,
         create_time=row.create_time,
         update_time=row.update_time,
@@ -81,4 +83,6 @@ def message_view(row: MessageRow) -> MessageView:
         author_id=row.author_id,
         create_time=row.create_time,
         update_time=row.update_time,
+        summarized_through_id=row.summarized_through_id,
+        summarized_message_count=row.summarized_message_count,
     )

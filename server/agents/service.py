@@ -10,15 +10,19 @@ from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
-from server.agents import catalog, convert, generation
 from server.agents import conversations as conversation_fields
+from server.agents import convert, generation
 from server.agents import profiles as profile_fields
+from server.agents.catalog import ModelCatalog
 from server.agents.chat import Chats, ChatTurn
 from server.agents.chat_retries import AnswerReplay, ChatRetries, ChatRetry
 from server.agents.conversations import Conversations
 from server.agents.profiles import AgentProfiles
 from server.agents.provider_key_rpcs import ProviderKeyRpcs
+from server.agents.provider_key_use import ProviderKeyUse
+from server.agents.provider_keys import ProviderKeys
 from server.agents.provider_rpcs import ProviderRpcs
+from server.agents.providers import Providers
 from server.agents.runs.build import RunsParts
 from server.agents.runs.control_rpcs import ControlRpcs
 from server.agents.runs.read_rpcs import ReadRpcs
@@ -63,8 +67,16 @@ class AgentService(
         page_tokens: PageTokens,
         max_output_tokens: int,
         runs: RunsParts,
+        provider_keys: ProviderKeys,
+        key_use: ProviderKeyUse,
+        models: ModelCatalog,
+        providers: Providers,
     ) -> None:
+        self._models = models
+        self._providers = providers
         self._registry = registry
+        self._provider_keys = provider_keys
+        self._key_use = key_use
         self._profiles = profiles
         self._conversations = conversations
         self._chats = chats
@@ -84,11 +96,12 @@ class AgentService(
     async def ListModels(
         self, request: agents_pb2.ListModelsRequest, context: Context
     ) -> agents_pb2.ListModelsResponse:
-        current_call().require_caller()
-        page = self._pages.page(
-            "models", request.page_size, request.page_token, {"provider": request.provider}
-        )
-        result = catalog.list_models(self._registry, request.provider, page)
+        caller = current_call().require_caller()
+        filters = {"provider": request.provider, "project_id": request.project_id}
+        page = self._pages.page("models", request.page_size, request.page_token, filters)
+        # The caller's own provider keys, and the project's (its members only).
+        own_keys = await self._key_use.for_caller(caller, request.project_id)
+        result = await self._models.list(request.provider, page, own_keys, refresh=request.refresh)
         return agents_pb2.ListModelsResponse(
             models=[convert.model_to_proto(m, self._max_output_tokens) for m in result.items],
             next_page_token=self._pages.next_token(page, result.next_key),

@@ -113,12 +113,30 @@ async def list_messages(
     return list((await db.execute(query)).scalars())
 
 
-async def recent_turns(
-    db: AsyncSession, conversation_id: uuid.UUID, limit: int
-) -> list[tuple[str, str]]:
-    """(role, content) of the newest user and assistant messages with text, oldest first."""
+@dataclass(frozen=True, slots=True)
+class StoredHistory:
+    """What a chat's history is built from: the conversation's newest summary (if any) and
+    the user and assistant messages with text after the newest message it covers."""
+
+    summary_id: uuid.UUID | None
+    summary: str
+    turns: list[tuple[uuid.UUID, str, str]]
+    """(id, role, content), oldest first."""
+
+
+async def recent_turns(db: AsyncSession, conversation_id: uuid.UUID, limit: int) -> StoredHistory:
+    """The newest summary and the newest `limit` user and assistant messages with text that
+    it does not cover, oldest first."""
+    newest_summary = (
+        await db.execute(
+            select(MessageRow.id, MessageRow.content, MessageRow.summarized_through_id)
+            .where(MessageRow.conversation_id == conversation_id, MessageRow.role == "summary")
+            .order_by(MessageRow.id.desc())
+            .limit(1)
+        )
+    ).first()
     query = (
-        select(MessageRow.role, MessageRow.content)
+        select(MessageRow.id, MessageRow.role, MessageRow.content)
         .where(
             MessageRow.conversation_id == conversation_id,
             MessageRow.role.in_(("user", "assistant")),
@@ -127,8 +145,14 @@ async def recent_turns(
         .order_by(MessageRow.id.desc())
         .limit(limit)
     )
+    if newest_summary is not None and newest_summary[2] is not None:
+        query = query.where(MessageRow.id > newest_summary[2])
     rows = (await db.execute(query)).all()
-    return [(role, content) for role, content in reversed(rows)]
+    return StoredHistory(
+        summary_id=newest_summary[0] if newest_summary is not None else None,
+        summary=newest_summary[1] if newest_summary is not None else "",
+        turns=[(key, role, content) for key, role, content in reversed(rows)],
+    )
 
 
 async def settle_message(db: AsyncSession, message_id: uuid.UUID, **values: Any) -> None:
@@ -233,7 +257,7 @@ def _turn_message(prefix: str, role: str, status: str) -> dict[str, Any]:
     }
 
 
-_ADD_TURN = DirectWrite(
+ADD_TURN_STATEMENT = (
     update(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(
@@ -256,6 +280,7 @@ _ADD_TURN = DirectWrite(
         .cte("added")
     )
 )
+_ADD_TURN = DirectWrite(ADD_TURN_STATEMENT)
 
 
 async def add_turn(
@@ -288,9 +313,9 @@ async def add_turn(
 
 
 async def count_generated_image(
-    db: AsyncSession, user_id: uuid.UUID, model: str, day: date
+    db: AsyncSession, user_id: uuid.UUID, model: str, day: date, cost_nanos: int = 0
 ) -> None:
-    """Adds one image to the user's usage of `model` on `day`."""
+    """Adds one image (and what it cost) to the user's usage of `model` on `day`."""
     statement = insert(DailyUsage).values(
         user_id=user_id,
         day=day,
@@ -299,10 +324,14 @@ async def count_generated_image(
         output_tokens=0,
         request_count=0,
         image_count=1,
+        cost_nanos=cost_nanos,
     )
     statement = statement.on_conflict_do_update(
         index_elements=[DailyUsage.user_id, DailyUsage.day, DailyUsage.model],
-        set_={"image_count": DailyUsage.image_count + 1},
+        set_={
+            "image_count": DailyUsage.image_count + 1,
+            "cost_nanos": DailyUsage.cost_nanos + statement.excluded.cost_nanos,
+        },
     )
     await db.execute(statement)
 

@@ -17,7 +17,6 @@ from collections import defaultdict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import answer_store
-from server.agents.charges import UsageCharge
 from server.agents.usage import UsageLedger
 from server.core.tasks import TaskSupervisor
 from server.llm import Usage, estimate_tokens
@@ -82,13 +81,13 @@ class AnswerSweeper:
             await answer_store.interrupt(db, settled)
             # In one order on every server, so two sweepers never wait on each other.
             keys = sorted(owed)
-            day = self._ledger.today()
+            charges = [
+                self._ledger.charge(user, model, Usage(owed[user, model][0], owed[user, model][1]))
+                for user, model in keys
+            ]
             await answer_store.charge(
                 db,
-                [
-                    UsageCharge(user, day, model, owed[user, model][0], owed[user, model][1])
-                    for user, model in keys
-                ],
-                [owed[key][2] for key in keys],
+                [charge for charge in charges if charge is not None],
+                [owed[key][2] for key, charge in zip(keys, charges, strict=True) if charge],
             )
             return len(orphans)

@@ -1,5 +1,8 @@
 """Token usage: recorded per user, UTC day and model; reported by GetUsage; limited by the
-optional per-user daily quota (input + output tokens), which resets at midnight UTC."""
+optional per-user daily quota (input + output tokens), which resets at midnight UTC.
+
+Each charge records its cost too, at the model's prices when it is charged (`prices`: the
+model catalog), so a later price change does not rewrite past days."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from server.agents.views import UsageRecord, UsageReport
 from server.core.errors import QuotaViolation, ResourceExhausted, Violations
 from server.core.timestamps import utcnow
 from server.llm import Usage
+from server.llm.base import FREE, ModelPrices
 
 QUOTA_EXCEEDED = "DAILY_TOKEN_QUOTA_EXCEEDED"
 DEFAULT_RANGE_DAYS = 30
@@ -33,10 +37,13 @@ class UsageLedger:
         sessions: async_sessionmaker[AsyncSession],
         daily_token_quota: int | None,
         clock: Callable[[], datetime] = utcnow,
+        prices: Callable[[str], ModelPrices] | None = None,
     ) -> None:
+        """`prices`: a model id's prices now (None: everything is free)."""
         self._sessions = sessions
         self._quota = daily_token_quota
         self._clock = clock
+        self._prices = prices or (lambda model: FREE)
 
     def today(self) -> date:
         return self._clock().astimezone(UTC).date()
@@ -68,11 +75,15 @@ class UsageLedger:
         statement that records it together with other writes."""
         if not usage.input_tokens and not usage.output_tokens:
             return None
-        return UsageCharge(user_id, self.today(), model, usage.input_tokens, usage.output_tokens)
+        cost = self._prices(model).cost_nanos(usage.input_tokens, usage.output_tokens)
+        return UsageCharge(
+            user_id, self.today(), model, usage.input_tokens, usage.output_tokens, cost
+        )
 
     async def charge_image(self, db: AsyncSession, user_id: uuid.UUID, model: str) -> None:
         """The `UsageCharges` port: one generated image, in the caller's transaction."""
-        await store.count_generated_image(db, user_id, model, self.today())
+        cost = self._prices(model).image_cost_nanos()
+        await store.count_generated_image(db, user_id, model, self.today(), cost)
 
     @property
     def has_quota(self) -> bool:
@@ -95,6 +106,7 @@ class UsageLedger:
                     output_tokens=row.output_tokens,
                     request_count=row.request_count,
                     image_count=row.image_count,
+                    cost_nanos=row.cost_nanos,
                 )
                 for row in rows
             ),

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from google.protobuf.message import Message
 
 from server.llm import FinishReason, TextDelta, Usage
+from server.llm.base import NANOS_PER_USD
 
 # --- agent profiles -----------------------------------------------------------------------
 
@@ -26,6 +27,8 @@ class AgentView:
     tools: tuple[str, ...]
     temperature: float | None
     max_output_tokens: int
+    top_p: float | None = None
+    stop_sequences: tuple[str, ...] = ()
     builtin: bool = False
     creator_id: uuid.UUID | None = None
     create_time: datetime | None = None
@@ -43,6 +46,8 @@ class AgentDraft:
     tools: tuple[str, ...] = ()
     temperature: float | None = None
     max_output_tokens: int = 0
+    top_p: float | None = None
+    stop_sequences: tuple[str, ...] = ()
 
 
 # --- conversations and messages ----------------------------------------------------------
@@ -106,6 +111,9 @@ class MessageView:
     author_id: uuid.UUID | None
     create_time: datetime
     update_time: datetime
+    summarized_through_id: uuid.UUID | None = None
+    """A summary's (role `summary`) newest covered message."""
+    summarized_message_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,12 @@ class UsageRecord:
     output_tokens: int
     request_count: int
     image_count: int
+    cost_nanos: int = 0
+    """Billionths of a US dollar, at the model's prices when it was used."""
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nanos / NANOS_PER_USD
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +163,10 @@ class UsageReport:
     def quota_remaining_tokens(self) -> int:
         return max(self.daily_token_quota - self.tokens_used_today, 0)
 
+    @property
+    def cost_usd(self) -> float:
+        return sum(record.cost_nanos for record in self.records) / NANOS_PER_USD
+
 
 # --- chat events (besides the provider's TextDelta, relayed as is) ----------------------
 # A failed answer raises its ForgeError after its last event; the servicer's stream turns
@@ -160,6 +178,14 @@ class ChatStarted:
     user_message_id: uuid.UUID
     assistant_message_id: uuid.UUID
     model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSummary:
+    """The summary that now stands for the conversation's older messages (before
+    `ChatStarted`)."""
+
+    message: MessageView
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,4 +205,4 @@ class ChatCompleted:
     finish_reason: FinishReason
 
 
-ChatEvent = ChatStarted | TextDelta | ChatUsage | ChatArtifact | ChatCompleted
+ChatEvent = ChatSummary | ChatStarted | TextDelta | ChatUsage | ChatArtifact | ChatCompleted

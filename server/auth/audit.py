@@ -31,6 +31,10 @@ class Action(Enum):
     USER_ENABLED = "user_enabled"
     PROFILE_UPDATED = "profile_updated"
     LIMITS_CHANGED = "limits_changed"
+    # Written by the agents service (server/core/audit_log.py), listed here.
+    PROVIDER_KEY_CREATED = "provider_key_created"
+    PROVIDER_KEY_DELETED = "provider_key_deleted"
+    PROVIDER_SWITCHED = "provider_switched"
 
 
 def record(

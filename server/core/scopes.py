@@ -26,6 +26,9 @@ ACCOUNT_MANAGEMENT = frozenset(
         "RevokeApiKey",
         "ListSessions",
         "RevokeSession",
+        # A leaked API key must not plant a provider key (and so read the calls made with it).
+        "CreateProviderKey",
+        "DeleteProviderKey",
     }
 )
 _NEEDS: dict[str, frozenset[str]] = {
@@ -37,6 +40,7 @@ _NEEDS: dict[str, frozenset[str]] = {
     "UpdateUser": frozenset({ADMIN}),
     "GetSystemStats": frozenset({ADMIN}),
     "UpdateUserLimits": frozenset({ADMIN}),
+    "UpdateProvider": frozenset({ADMIN}),
 }
 _READ_PREFIXES = ("Get", "List", "Watch", "Export", "Download", "Read")
 

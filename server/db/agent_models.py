@@ -30,7 +30,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from server.core.ids import new_id
 from server.db.models import Base
 
-MESSAGE_ROLES = ("user", "assistant", "system", "tool")
+MESSAGE_ROLES = ("user", "assistant", "system", "tool", "summary")
+"""`summary`: the model's summary of older messages (compaction, server/agents/compaction.py)."""
 MESSAGE_STATUSES = ("in_progress", "complete", "cancelled", "failed", "interrupted")
 """`interrupted`: the server streaming the answer died; the sweeper kept its saved text."""
 
@@ -53,6 +54,10 @@ class AgentProfile(Base):
     tools: Mapped[list[str]] = mapped_column(JSONB, default=list)
     temperature: Mapped[float | None] = mapped_column(Float)
     max_output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    stop_sequences: Mapped[list[str]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
     creator_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
@@ -103,6 +108,11 @@ class MessageRow(Base):
     artifact_ids: Mapped[list[str]] = mapped_column(JSONB, default=list)
     # {"code": int, "reason": str, "message": str, "metadata": {...}} of a failed answer.
     error: Mapped[dict[str, Any] | None]
+    summarized_through_id: Mapped[uuid.UUID | None]
+    """A summary's newest covered message (no foreign key: the history it covers is read
+    by id order only)."""
+    # No Python-side default: the chat hot path's one-statement insert names its columns.
+    summarized_message_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     author_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     create_time: Mapped[datetime] = mapped_column(server_default=func.now())
     update_time: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
@@ -111,6 +121,13 @@ class MessageRow(Base):
         CheckConstraint(f"role IN ({_in(MESSAGE_ROLES)})", name="role"),
         CheckConstraint(f"status IN ({_in(MESSAGE_STATUSES)})", name="status"),
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        # A chat's history starts at its conversation's newest summary.
+        Index(
+            "ix_messages_summaries",
+            "conversation_id",
+            "id",
+            postgresql_where=text("role = 'summary'"),
+        ),
         # The sweeper's candidates (few rows). On `id`, so saving an answer's text does not
         # touch the index; only its settling does.
         Index("ix_messages_in_progress", "id", postgresql_where=text("status = 'in_progress'")),
@@ -131,3 +148,6 @@ class DailyUsage(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     request_count: Mapped[int] = mapped_column(BigInteger, default=0)
     image_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    """What the tokens and images cost, in billionths of a US dollar, at the model's prices
+    when they were used."""

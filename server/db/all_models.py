@@ -4,9 +4,11 @@
 from server.db import (
     agent_models,  # noqa: F401
     artifact_models,  # noqa: F401
+    catalog_models,  # noqa: F401
     idempotency_models,  # noqa: F401
     limit_models,  # noqa: F401
     models,  # noqa: F401
+    provider_key_models,  # noqa: F401
     run_models,  # noqa: F401
     sandbox_models,  # noqa: F401
 )

@@ -33,6 +33,7 @@ from anthropic.types import (
 from anthropic.types import (
     TextDelta as AnthropicTextDelta,
 )
+from pydantic import SecretStr
 
 from server.config import Settings
 from server.llm.anthropic_request import to_messages, to_tools
@@ -110,11 +111,13 @@ class _ToolBlock:
 class AnthropicProvider:
     name = NAME
 
-    def __init__(self, settings: Settings) -> None:
-        if settings.anthropic_api_key is None:
+    def __init__(self, settings: Settings, *, api_key: SecretStr | None = None) -> None:
+        """`api_key`: a caller's own key instead of Settings.anthropic_api_key."""
+        key = api_key or settings.anthropic_api_key
+        if key is None:
             raise ValueError("anthropic needs Settings.anthropic_api_key")
         self._client = anthropic.AsyncAnthropic(
-            api_key=settings.anthropic_api_key.get_secret_value(),
+            api_key=key.get_secret_value(),
             base_url=settings.anthropic_base_url or DEFAULT_BASE_URL,
             max_retries=0,
             timeout=httpx2.Timeout(settings.provider_timeout_seconds),

@@ -150,6 +150,33 @@ class Finish:
 ProviderEvent: TypeAlias = TextDelta | ToolCallRequest | Finish
 
 
+NANOS_PER_USD = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrices:
+    """What a model costs, in US dollars (0: free, e.g. a local model, or not known)."""
+
+    input_usd_per_million_tokens: float = 0.0
+    output_usd_per_million_tokens: float = 0.0
+    usd_per_image: float = 0.0
+    """Image models: one generated image."""
+
+    def cost_nanos(self, input_tokens: int, output_tokens: int) -> int:
+        """The cost of tokens in billionths of a US dollar (USD per million tokens x tokens
+        / 1e6 x 1e9 = price x tokens x 1000), rounded to the nearest."""
+        return round(
+            input_tokens * self.input_usd_per_million_tokens * 1000
+            + output_tokens * self.output_usd_per_million_tokens * 1000
+        )
+
+    def image_cost_nanos(self, images: int = 1) -> int:
+        return round(images * self.usd_per_image * NANOS_PER_USD)
+
+
+FREE = ModelPrices()
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     id: str
@@ -164,6 +191,10 @@ class ModelInfo:
     supports_tools: bool = True
     max_output_tokens: int | None = None
     """None: Settings.provider_max_output_tokens."""
+    supports_image_input: bool = False
+    prices: ModelPrices = FREE
+    discovered: bool = False
+    """Found by asking the provider for its models (ListModels `refresh`), not configured."""
 
 
 class ChatProvider(Protocol):

@@ -23,6 +23,7 @@ from contextvars import ContextVar
 
 import httpx2
 from google.genai import types
+from pydantic import SecretStr
 
 from server.config import Settings
 from server.llm.base import (
@@ -81,8 +82,9 @@ def _finish_reason(reason: types.FinishReason, called_tools: bool) -> FinishReas
 class GeminiProvider:
     name = NAME
 
-    def __init__(self, settings: Settings) -> None:
-        self._client = GeminiClient(settings, response_hooks=[_hand_over])
+    def __init__(self, settings: Settings, *, api_key: SecretStr | None = None) -> None:
+        """`api_key`: a caller's own key instead of Settings.gemini_api_key."""
+        self._client = GeminiClient(settings, response_hooks=[_hand_over], api_key=api_key)
         self._policy = RetryPolicy.from_settings(settings)
         self._max_tokens = settings.provider_max_output_tokens
         self._model_names = list(settings.gemini_models)

@@ -15,6 +15,7 @@ import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from pydantic import SecretStr
 
 from server.config import Settings
 from server.llm.errors import (
@@ -36,15 +37,23 @@ ResponseHook = Callable[[httpx2.Response], Awaitable[None]]
 class GeminiClient:
     """A `genai.Client` over an httpx2 client of our own; `aclose()` releases both."""
 
-    def __init__(self, settings: Settings, *, response_hooks: Sequence[ResponseHook] = ()) -> None:
-        if settings.gemini_api_key is None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        response_hooks: Sequence[ResponseHook] = (),
+        api_key: SecretStr | None = None,
+    ) -> None:
+        """`api_key`: a caller's own key instead of Settings.gemini_api_key."""
+        key = api_key or settings.gemini_api_key
+        if key is None:
             raise ValueError("gemini needs Settings.gemini_api_key")
         timeout = settings.provider_timeout_seconds
         self._http = httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout), event_hooks={"response": list(response_hooks)}
         )
         self.sdk = genai.Client(
-            api_key=settings.gemini_api_key.get_secret_value(),
+            api_key=key.get_secret_value(),
             vertexai=False,
             http_options=types.HttpOptions(
                 base_url=settings.gemini_base_url,

@@ -1,4 +1,7 @@
-"""Trimming conversation history to a token budget.
+"""Trimming conversation history to a token budget. Chats and runs do not simply drop what
+does not fit: the turns trimming would leave out are summarised first (compaction:
+server/llm/summary.py, server/agents/compaction.py, server/agents/runs/compaction.py), and
+trimming alone is the fallback when summarising fails.
 
 Token counts are estimates, the same for every provider: about four characters per token
 (`ceil(len/4)`), plus 4 tokens per message for its role and framing. Real tokenizers differ

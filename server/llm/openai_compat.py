@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import httpx2
 import openai
 from openai.types.chat import ChatCompletionChunk
+from pydantic import SecretStr
 
 from server.config import Settings
 from server.config_endpoints import OpenAIEndpoint
@@ -102,9 +103,18 @@ class _ToolCall:
 
 
 class OpenAICompatProvider:
-    def __init__(self, name: str, endpoint: OpenAIEndpoint, settings: Settings) -> None:
+    def __init__(
+        self,
+        name: str,
+        endpoint: OpenAIEndpoint,
+        settings: Settings,
+        *,
+        api_key: SecretStr | None = None,
+    ) -> None:
+        """`api_key`: a caller's own key instead of the endpoint's."""
         self.name = name
-        key = endpoint.api_key.get_secret_value() if endpoint.api_key else KEYLESS_PLACEHOLDER
+        secret = api_key or endpoint.api_key
+        key = secret.get_secret_value() if secret else KEYLESS_PLACEHOLDER
         self._client = openai.AsyncOpenAI(
             api_key=key,
             base_url=endpoint.base_url,

@@ -8,6 +8,11 @@ configured in Settings. The default model is Settings.default_model, else the fi
 model of the first configured provider (anthropic, gemini, then the endpoints in order), else
 `echo`.
 
+Models are described by the catalog (catalog.py: built-in defaults, endpoint settings,
+Settings.model_catalog), which also prices them. `usable_models` lists what one caller can use:
+echo, the server's providers that are not switched off, the providers the caller has an own
+key for, and the models discovered from those providers (ListModels `refresh`).
+
 A caller's own key for a provider (`OwnKeys`, see own_keys.py) is used in preference to the
 server's: `resolve` then answers with a provider bound to that key, built by the
 `ProviderFactory`; with an own key a provider is usable even when the server has no key for
@@ -18,12 +23,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.config import Settings
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from server.llm.base import ChatProvider, ModelInfo
+from server.llm.catalog import Catalog
 from server.llm.echo import ECHO, EchoProvider
 from server.llm.own_keys import NO_OWN_KEYS, KeySource, OwnKeys, ProviderFactory
 
@@ -45,6 +51,14 @@ class ResolvedModel:
     key_source: KeySource = KeySource.SERVER
     own_key_id: uuid.UUID | None = None
     """The caller's (or project's) key used, when not the server's."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsableModel:
+    """A model one caller can use now, and whose key would answer."""
+
+    info: ModelInfo
+    key_source: KeySource
 
 
 def _configured(settings: Settings) -> list[ChatProvider]:
@@ -83,6 +97,16 @@ class ProviderRegistry:
         self._disabled: frozenset[str] = frozenset()
         self._key_takers = frozenset({"anthropic", "gemini", *settings.openai_endpoints})
         """Providers a caller's own key can serve."""
+        self.catalog = Catalog(settings)
+        self._named: dict[str, tuple[str, ...]] = {
+            "anthropic": tuple(settings.anthropic_models),
+            "gemini": tuple(settings.gemini_models),
+            **{
+                name: tuple(model.name for model in endpoint.models)
+                for name, endpoint in settings.openai_endpoints.items()
+            },
+        }
+        """Model names Settings list per provider (for a provider only an own key serves)."""
         chosen = list(providers) if providers is not None else _configured(settings)
         if not any(provider.name == ECHO for provider in chosen):
             chosen.append(EchoProvider(settings))
@@ -104,10 +128,72 @@ class ProviderRegistry:
         return ECHO
 
     def models(self) -> list[ModelInfo]:
-        """Models usable now, the default first."""
-        listed = [model for provider in self._providers.values() for model in provider.models()]
+        """The models of the server's providers (switched off or not), described by the
+        catalog, the default first."""
+        listed = [
+            self.catalog.describe(model)
+            for provider in self._providers.values()
+            for model in provider.models()
+        ]
         listed.sort(key=lambda model: model.id != self.default_model)
         return listed
+
+    def usable_models(
+        self,
+        own_keys: OwnKeys = NO_OWN_KEYS,
+        discovered: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[UsableModel]:
+        """The models a caller with `own_keys` can use now, the default first: echo, those
+        of the server's providers not switched off, those of providers the caller has an
+        own key for, then `discovered` ones (provider name -> model names) of any of these
+        providers not listed already."""
+        listed: dict[str, UsableModel] = {}
+        own_only = sorted(own_keys.providers & self._key_takers - set(self._providers))
+        for name in (*self._providers, *own_only):
+            source = self.key_source(name, own_keys)
+            if source is None:
+                continue
+            for info in self._listed(name):
+                listed.setdefault(info.id, UsableModel(info, source))
+        for name, names in (discovered or {}).items():
+            source = self.key_source(name, own_keys)
+            if source is None or name not in self.discoverable:
+                continue
+            for model_name in names:
+                info = self.catalog.bare(name, model_name, discovered=True)
+                listed.setdefault(info.id, UsableModel(info, source))
+        usable = list(listed.values())
+        usable.sort(key=lambda model: model.info.id != self.default_model)
+        return usable
+
+    def _listed(self, provider_name: str) -> list[ModelInfo]:
+        provider = self._providers.get(provider_name)
+        if provider is not None:
+            return [self.catalog.describe(model) for model in provider.models()]
+        return [
+            self.catalog.bare(provider_name, name) for name in self._named.get(provider_name, ())
+        ]
+
+    def key_source(self, provider_name: str, own_keys: OwnKeys = NO_OWN_KEYS) -> KeySource | None:
+        """Whose key would answer a call to `provider_name` now (None: nobody's), as
+        `resolve` decides."""
+        if provider_name == ECHO:
+            return KeySource.SERVER
+        own = own_keys.get(provider_name)
+        if own is not None and self._keyed is not None and provider_name in self._key_takers:
+            return own.source
+        if provider_name in self._providers and provider_name not in self._disabled:
+            return KeySource.SERVER
+        return None
+
+    @property
+    def discoverable(self) -> frozenset[str]:
+        """Providers that can be asked for their models: the OpenAI-compatible endpoints."""
+        return self._key_takers - {"anthropic", "gemini"}
+
+    def has_server_provider(self, provider_name: str) -> bool:
+        """Whether the server can call `provider_name` with its own key (or needs none)."""
+        return provider_name in self._providers
 
     @property
     def provider_names(self) -> tuple[str, ...]:

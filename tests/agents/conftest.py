@@ -26,7 +26,7 @@ from tests.conftest import DESCRIPTOR, make_settings
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.gemini_fake import GeminiFake
 from tests.fakes.openai_fake import OpenAIFake
-from tests.support.accounts import register
+from tests.support.accounts import Account, login, register
 from tests.support.testing_service import TEST_MODULES
 
 ANTHROPIC_MODEL = "anthropic/claude-test"
@@ -34,6 +34,10 @@ GEMINI_MODEL = "gemini/gemini-test"
 OPENAI_MODEL = "openai/gpt-test"
 OLLAMA_MODEL = "ollama/llama3.2"
 OPENAI_API_KEY = "sk-openai-forge-test"
+OPENAI_INPUT_USD_PER_MILLION = 2.5
+OPENAI_OUTPUT_USD_PER_MILLION = 10.0
+"""Prices of OPENAI_MODEL in the test server's model catalog (usage cost)."""
+ADMIN_EMAIL = "agents-admin@example.com"
 DAILY_TOKEN_QUOTA = 1000
 HISTORY_TOKEN_BUDGET = 400
 ECHO_DELAY_MS = 5.0
@@ -137,6 +141,12 @@ async def agents_server(
         provider_timeout_seconds=5.0,
         daily_token_quota=DAILY_TOKEN_QUOTA,
         history_token_budget=HISTORY_TOKEN_BUDGET,
+        model_catalog={
+            OPENAI_MODEL: {
+                "input_usd_per_million_tokens": OPENAI_INPUT_USD_PER_MILLION,
+                "output_usd_per_million_tokens": OPENAI_OUTPUT_USD_PER_MILLION,
+            }
+        },
     )
 
     def recording_module(ctx: BuildContext) -> ServiceModule:
@@ -146,7 +156,7 @@ async def agents_server(
     await app.start()
     # The first account of an empty database becomes admin; no test user should be one.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as chan:
-        await register(chan, display_name="Agents Admin")
+        await register(chan, email=ADMIN_EMAIL, display_name="Agents Admin")
     yield app
     await app.stop(grace=0)
 
@@ -176,6 +186,12 @@ async def agents_envoy(agents_server: ForgeServer) -> AsyncIterator[EnvoyProcess
 async def agents_http(agents_envoy: EnvoyProcess) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=agents_envoy.base_url) as session:
         yield session
+
+
+@pytest.fixture
+async def agents_admin(agents_channel: grpc.aio.Channel) -> Account:
+    """The server's admin (the first account), signed in."""
+    return await login(agents_channel, ADMIN_EMAIL)
 
 
 @pytest.fixture

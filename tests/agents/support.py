@@ -116,8 +116,10 @@ class ChatResult:
 
     @property
     def started(self) -> agents_pb2.ChatStarted:
-        assert self.events[0].HasField("started"), self.kinds[:3]
-        return self.events[0].started
+        # First, or right after the summary of a compacted history.
+        at = 1 if self.kinds[:1] == ["summary"] else 0
+        assert self.events[at].HasField("started"), self.kinds[:3]
+        return self.events[at].started
 
 
 def chat_call(

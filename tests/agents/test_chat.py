@@ -334,20 +334,24 @@ async def test_gemini_gets_the_history_in_its_own_format(
     ]
 
 
-async def test_history_is_trimmed_to_the_token_budget(
+async def test_history_over_the_token_budget_is_summarised(
     anthropic_fake: AnthropicFake, agents_channel: grpc.aio.Channel, team: Team
 ) -> None:
     fake = rescript(anthropic_fake, Script(tokens=words(3)))
     conversation_id = await conversation_for(agents_channel, team, "anthropic")
     long_question = "word " * 600  # ~750 tokens: more than the whole budget (400)
     await chat(agents_channel, team.owner, conversation_id, long_question)
-    await chat(agents_channel, team.owner, conversation_id, "short one")
+    second = await chat(agents_channel, team.owner, conversation_id, "short one")
+    assert second.kinds[:2] == ["summary", "started"]
     await chat(agents_channel, team.owner, conversation_id, "and another")
+    # One answer, then a summary and an answer, then an answer.
+    assert len(fake.requests) == 4
     sent = fake.requests[-1].body["messages"]
     assert isinstance(sent, list)
     texts = [message["content"][0]["text"] for message in sent]
-    # The oldest turn no longer fits; the newer ones and the new message are kept.
+    # The oldest turn no longer fits: the summary (what the fake wrote) stands for it.
     assert texts == ["short one", "".join(words(3)), "and another"]
+    assert "".join(words(3)).strip() in str(fake.requests[-1].body["system"])
 
 
 async def test_an_agent_profile_gives_its_system_prompt(

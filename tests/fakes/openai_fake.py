@@ -15,6 +15,8 @@ or `data: {"error": {…}}` in the middle; errors before streaming are JSON bodi
 `{"error": {"message": …, "type": …, "code": …}}` with their HTTP status. The key is read
 from `Authorization: Bearer …` (recorded with the request's headers).
 
+`GET /v1/models` lists `models` (`script_models`), as OpenAI and Ollama do.
+
     async with OpenAIFake(Script(tokens=words(25))) as base_url: ...   # base_url + "/v1"
 """
 
@@ -48,8 +50,37 @@ def _error(status: int, message: str) -> dict[str, object]:
 
 
 class OpenAIFake(FakeProviderServer):
+    models: list[str] | None = None
+    """What `GET /v1/models` lists (None: the route answers 404, as on a server without it)."""
+    models_status: int | None = None
+    """An error status `GET /v1/models` answers instead (e.g. 500)."""
+    models_keys: list[str]
+    """The bearer key of each `GET /v1/models` call, in order."""
+
+    def script_models(self, models: list[str] | None, status: int | None = None) -> None:
+        """What `GET /v1/models` answers from now on; forgets earlier calls."""
+        self.models = models
+        self.models_status = status
+        self.models_keys = []
+
     def add_routes(self, app: web.Application) -> None:
+        self.models_keys = []
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.models_keys.append(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        if self.models_status is not None:
+            return web.json_response(
+                _error(self.models_status, "fake error"), status=self.models_status
+            )
+        if self.models is None:
+            return web.json_response(_error(404, "not found"), status=404)
+        data = [
+            {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+            for name in self.models
+        ]
+        return web.json_response({"object": "list", "data": data})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")

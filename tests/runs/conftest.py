@@ -31,6 +31,9 @@ from tests.support.testing_service import TEST_MODULES
 ANTHROPIC_MODEL = "anthropic/claude-test"
 GEMINI_MODEL = "gemini/gemini-test"
 OPENAI_MODEL = "openai/gpt-test"
+OPENAI_INPUT_USD = 2.5
+OPENAI_OUTPUT_USD = 10.0
+"""Prices (per million tokens) of OPENAI_MODEL on the runs server."""
 DEADLINE = 60.0
 """The longest any run of these tests may take (sandboxes start in a few seconds)."""
 TERMINAL = ("completed", "error")
@@ -122,6 +125,12 @@ async def runs_server(
                 "base_url": f"{openai_turns.base_url}/v1",
                 "api_key": "sk-openai-forge-test",
                 "models": ["gpt-test"],
+            }
+        },
+        model_catalog={
+            OPENAI_MODEL: {
+                "input_usd_per_million_tokens": OPENAI_INPUT_USD,
+                "output_usd_per_million_tokens": OPENAI_OUTPUT_USD,
             }
         },
         default_model="echo",

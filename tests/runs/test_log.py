@@ -34,6 +34,7 @@ from server.agents.runs.events import (
     StatusChanged,
     ToolAnswered,
     ToolCalled,
+    TranscriptSummarized,
     TurnUsage,
     UserSteered,
 )
@@ -184,6 +185,7 @@ EVERY_KIND: list[RunEvent] = [
     UserSteered("use type hints", "user-1"),
     StatusChanged(RunStatus.WAITING_FOR_APPROVAL, tool_call_id="call-2"),
     ApprovalGiven("call-2", approved=False, reason="not now", user_id="user-2"),
+    TranscriptSummarized("the first steps, in short", 3, 30, 8),
     Completed(RunStatus.SUCCEEDED, "done", 120, 45),
     Failed(4, "RUN_TIME_LIMIT_EXCEEDED", "the time limit passed", {"limit": "600s"}),
 ]

@@ -9,14 +9,17 @@ import json
 from typing import Any
 
 import grpc
-from forge.agents.v1 import agents_pb2
+import pytest
+from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 
 from tests.agents.support import Team
 from tests.fakes.script import FakeToolCall, Script, words
 from tests.runs.conftest import (
     ANTHROPIC_MODEL,
     GEMINI_MODEL,
+    OPENAI_INPUT_USD,
     OPENAI_MODEL,
+    OPENAI_OUTPUT_USD,
     AnthropicTurns,
     GeminiTurns,
     OpenAITurns,
@@ -166,6 +169,19 @@ async def test_openai_tool_calls_with_a_correction(
     calls = assistant["tool_calls"]
     assert [c["id"] for c in calls] == ["toolu_01", "toolu_02"]
     assert json.loads(calls[1]["function"]["arguments"]) == {"command": "cat notes.txt"}
+
+    # The run's tokens are charged to its creator at the model's configured prices.
+    usage = await agents_pb2_grpc.AgentServiceStub(runs_channel).GetUsage(
+        agents_pb2.GetUsageRequest(), metadata=crew.owner.metadata, timeout=10
+    )
+    [record] = [r for r in usage.records if r.model == OPENAI_MODEL]
+    spent = watched.last.completed.usage
+    assert (record.input_tokens, record.output_tokens) == (spent.input_tokens, spent.output_tokens)
+    expected = (
+        spent.input_tokens * OPENAI_INPUT_USD + spent.output_tokens * OPENAI_OUTPUT_USD
+    ) / 1e6
+    assert record.cost_usd == pytest.approx(expected, rel=1e-6)
+    assert expected > 0
 
 
 async def test_a_provider_failure_fails_the_run(

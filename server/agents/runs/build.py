@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from server.agents.profiles import AgentProfiles
+from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.runs.control import RunControl
 from server.agents.runs.convert import EventCodec
 from server.agents.runs.log import EventLog
@@ -47,6 +48,7 @@ def build_runs(
     profiles: AgentProfiles,
     ledger: UsageLedger,
     tools: ToolRegistry | None = None,
+    own_keys: OwnKeysLookup = NO_OWN_KEY_LOOKUP,
 ) -> RunsParts:
     settings, sessions = ctx.settings, ctx.sessions
     log = EventLog(sessions, EventCodec())
@@ -61,6 +63,7 @@ def build_runs(
         ledger=ledger,
         hooks=ctx.hooks,
         settings=settings,
+        own_keys=own_keys,
     )
 
     def make_loop(run_id: uuid.UUID, lease_token: int) -> RunLoop:
@@ -72,7 +75,9 @@ def build_runs(
         notifications=notifications,
         worker=worker,
         tools=registry,
-        starts=RunStarts(sessions, settings, providers, profiles, ctx.hooks, worker),
+        starts=RunStarts(
+            sessions, settings, providers, profiles, ctx.hooks, worker, own_keys=own_keys
+        ),
         control=RunControl(sessions, log, notifications, worker.owner, settings.run_lease_seconds),
         reader=RunReader(sessions),
         watcher=RunWatcher(sessions, log, notifications),

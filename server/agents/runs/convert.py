@@ -27,6 +27,7 @@ from server.agents.runs.events import (
     StoredEvent,
     ToolAnswered,
     ToolCalled,
+    TranscriptSummarized,
     TurnUsage,
     UserSteered,
 )
@@ -263,6 +264,14 @@ class EventCodec:
                     user_id=event.user_id,
                 )
             )
+        if isinstance(event, TranscriptSummarized):
+            return _RunEvent(
+                summary=agents_pb2.TranscriptSummary(
+                    text=event.text,
+                    through_seq=event.through_seq,
+                    usage=_usage(event.input_tokens, event.output_tokens),
+                )
+            )
         if isinstance(event, Completed):
             return _RunEvent(
                 completed=agents_pb2.RunCompleted(
@@ -327,6 +336,14 @@ class EventCodec:
                 reason=approval.reason,
                 user_id=approval.user_id,
             )
+        if which == "summary":
+            summary = message.summary
+            return TranscriptSummarized(
+                text=summary.text,
+                through_seq=summary.through_seq,
+                input_tokens=summary.usage.input_tokens,
+                output_tokens=summary.usage.output_tokens,
+            )
         if which == "completed":
             done = message.completed
             return Completed(
@@ -350,6 +367,7 @@ _KINDS: dict[type, str] = {
     TurnUsage: "usage",
     UserSteered: "user_message",
     ApprovalGiven: "approval",
+    TranscriptSummarized: "summary",
     Completed: "completed",
     Failed: "error",
 }

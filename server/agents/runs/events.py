@@ -107,6 +107,18 @@ class ApprovalGiven:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptSummarized:
+    """The transcript outgrew the history budget: from here on the model sees `text` in
+    place of the events up to `through_seq` (runs/compaction.py)."""
+
+    text: str
+    through_seq: int
+    input_tokens: int
+    """Tokens of the summarising call (counted in the run's usage and budget)."""
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
 class Completed:
     """The last event of a run that succeeded or was cancelled."""
 
@@ -137,6 +149,7 @@ RunEvent: TypeAlias = (
     | TurnUsage
     | UserSteered
     | ApprovalGiven
+    | TranscriptSummarized
     | Completed
     | Failed
 )

@@ -27,7 +27,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents.profiles import AgentProfiles
+from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.runs import leases, store
+from server.agents.runs.compaction import compact, run_request
 from server.agents.runs.events import (
     ApprovalGiven,
     Completed,
@@ -52,12 +54,7 @@ from server.config import Settings
 from server.core.context import Caller
 from server.core.errors import ForgeError, NotFound, PermissionDenied, ResourceExhausted
 from server.core.hooks import Hooks
-from server.llm import (
-    ChatRequest,
-    ProviderRegistry,
-    ResolvedModel,
-    Usage,
-)
+from server.llm import ProviderRegistry, ResolvedModel, Usage
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +89,8 @@ class LoopDeps:
     ledger: UsageLedger
     hooks: Hooks
     settings: Settings
+    own_keys: OwnKeysLookup = NO_OWN_KEY_LOOKUP
+    """The creator's and the project's own provider keys, preferred to the server's."""
 
 
 class RunLoop:
@@ -236,7 +235,9 @@ class RunLoop:
         self._caller = Caller(user_id=view.creator_id, roles=frozenset({role}))
         if agent is None:
             raise NotFound(f"the agent profile {view.agent_id!r} no longer exists", AGENT_GONE)
-        model = deps.providers.resolve(view.model)
+        own = await deps.own_keys.for_call(view.creator_id, view.project_id, model=view.model)
+        model = deps.providers.resolve(view.model, own_keys=own)
+        deps.own_keys.used(model.own_key_id)
         self._specs = deps.tools.specs(agent.tools)
         return agent, model
 
@@ -291,15 +292,11 @@ class RunLoop:
         if deps.ledger.has_quota:
             async with deps.sessions() as db:
                 await deps.ledger.check_quota(db, self._caller.user_id)
-        await self._emit(StatusChanged(RunStatus.RUNNING, message, step=step))
-        request = ChatRequest(
-            model=self._model.name,
-            messages=t.messages(),
-            system=agent.system_prompt,
-            tools=self._specs,
-            max_tokens=agent.max_output_tokens or None,
-            temperature=agent.temperature,
+        left_out = await compact(
+            self._model, t, agent, deps.settings, self._deadline, self._emit_one, self._charge
         )
+        await self._emit(StatusChanged(RunStatus.RUNNING, message, step=step))
+        request = run_request(t, agent, self._model, self._specs, left_out)
         writer = self._require_writer()
         calls, usage = await ask_model(
             self._model, request, writer.delta, self._deadline, step, view.time_limit

@@ -19,6 +19,7 @@ from server.agents.runs.events import (
     RunStatus,
     StatusChanged,
     ToolCalled,
+    TranscriptSummarized,
     TurnUsage,
     UserSteered,
 )
@@ -87,7 +88,7 @@ def project(events: Sequence[RunEvent]) -> Projection:
                 else:
                     pending = _KEEP
                     waiting_for = event.tool_call_id
-        elif isinstance(event, TurnUsage):
+        elif isinstance(event, TurnUsage | TranscriptSummarized):
             input_tokens += event.input_tokens
             output_tokens += event.output_tokens
         elif isinstance(event, ApprovalGiven):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.agents.access import conversation_not_found, project_with_role
 from server.agents.chat import title_from
 from server.agents.profiles import AgentProfiles, agent_not_found
+from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.runs import leases, store
 from server.agents.runs.events import ApprovalMode
 from server.agents.runs.leases import Lease
@@ -114,8 +115,10 @@ class RunStarts:
         profiles: AgentProfiles,
         hooks: Hooks,
         worker: RunWorker,
+        own_keys: OwnKeysLookup = NO_OWN_KEY_LOOKUP,
     ) -> None:
         self._sessions = sessions
+        self._own_keys = own_keys
         self._settings = settings
         self._providers = providers
         self._profiles = profiles
@@ -139,7 +142,8 @@ class RunStarts:
             if conversation_id is not None:
                 await _check_conversation(db, project_id, conversation_id)
         model_id = draft.model or agent.model or self._providers.default_model
-        model = self._providers.resolve(model_id, field="model")
+        own = await self._own_keys.for_call(caller.user_id, project_id, model=model_id)
+        model = self._providers.resolve(model_id, field="model", own_keys=own)
         listed = {info.id: info for info in self._providers.models()}
         info = listed.get(model.id)
         if info is not None and not info.supports_tools:

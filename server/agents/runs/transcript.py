@@ -7,6 +7,10 @@ The log of a run reads, per model turn:
     ExecReported*/ArtifactSaved* · ToolAnswered
     and UserSteered* before the next turn.
 
+A TranscriptSummarized, written before a turn when the transcript outgrew the history
+budget (runs/compaction.py), stands from then on for the events up to its `through_seq`: the
+model is sent the goal, the summary (in the system prompt) and the turns after it.
+
 A turn is complete at its TurnUsage, stored in one batch with the turn's tool calls, so a
 complete turn without calls is one that asked for none (the final answer). A turn started
 without a TurnUsage was cut mid-stream (its deltas stay in the log for clients; the model
@@ -30,10 +34,12 @@ from server.agents.runs.events import (
     StatusChanged,
     ToolAnswered,
     ToolCalled,
+    TranscriptSummarized,
     TurnUsage,
     UserSteered,
 )
 from server.llm import ChatMessage, Role, ToolCall, ToolResult
+from server.llm.history import estimate_message_tokens
 
 FINISH_TOOL = "finish"
 
@@ -44,14 +50,15 @@ class _Turn:
     calls: list[ToolCalled] = field(default_factory=list)
     results: list[ToolResult] = field(default_factory=list)
     complete: bool = False
+    start_seq: int = 0
 
 
 @dataclass
 class Transcript:
     goal: str
     turns: list[_Turn] = field(default_factory=list)
-    steering: dict[int, list[str]] = field(default_factory=dict)
-    """Steering messages by the number of complete turns before them."""
+    steering: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+    """Steering messages (seq, text) by the number of complete turns before them."""
     input_tokens: int = 0
     output_tokens: int = 0
     steered: int = 0
@@ -63,16 +70,22 @@ class Transcript:
     """The `finish` tool's answer, once it was answered."""
     ended: bool = False
     last_seq: int = 0
+    summary: str = ""
+    """The newest TranscriptSummarized's text."""
+    summary_through: int = 0
+    """The last seq it covers."""
 
     # --- reading the log -----------------------------------------------------------------
 
-    def apply(self, event: RunEvent) -> None:
+    def apply(self, event: RunEvent, seq: int = 0) -> None:
+        """Applies the event stored as `seq` (0: unknown, the one after `last_seq`)."""
+        seq = seq or self.last_seq + 1
         turn = self.turns[-1] if self.turns else None
         match event:
             case StatusChanged(status=RunStatus.RUNNING, step=step) if step > 0:
                 if turn is not None and not turn.complete:
                     self.turns.pop()  # cut mid-stream: asked again
-                self.turns.append(_Turn())
+                self.turns.append(_Turn(start_seq=seq))
                 # Call ids are unique within a turn only (some providers number them).
                 self.approvals.clear()
                 self.waiting_for = ""
@@ -99,7 +112,11 @@ class Transcript:
                     self.waiting_for = ""
             case UserSteered(content=content):
                 self.steered += 1
-                self.steering.setdefault(self.steps, []).append(content)
+                self.steering.setdefault(self.steps, []).append((seq, content))
+            case TranscriptSummarized():
+                self.summary, self.summary_through = event.text, event.through_seq
+                self.input_tokens += event.input_tokens
+                self.output_tokens += event.output_tokens
             case Completed() | Failed():
                 self.ended = True
             case _:
@@ -147,22 +164,50 @@ class Transcript:
             return None
         return turn.text
 
-    def messages(self) -> list[ChatMessage]:
+    def messages(self, through: int | None = None) -> list[ChatMessage]:
         """The history to send the model: the goal, then each complete turn with its tool
-        calls and results, and the steering messages where they were given."""
-        messages = [ChatMessage.user(self.goal)]
-        messages.extend(ChatMessage.user(text) for text in self.steering.get(0, ()))
+        calls and results, and the steering messages where they were given; of these, only
+        what came after seq `through` (default: the newest summary's)."""
+        return [ChatMessage.user(self.goal), *self._since(through)]
+
+    def _since(self, through: int | None = None) -> list[ChatMessage]:
+        """The history after the goal, from seq `through` + 1 on."""
+        after = self.summary_through if through is None else through
+        messages = [ChatMessage.user(text) for seq, text in self.steering.get(0, ()) if seq > after]
         done = 0
         for turn in self.turns:
             if not turn.complete:
                 continue
             done += 1
-            calls = [ToolCall(c.id, c.name, c.arguments, c.signature) for c in turn.calls]
-            messages.append(ChatMessage.assistant(turn.text, calls))
-            if turn.results:
-                messages.append(ChatMessage.tool(turn.results))
-            messages.extend(ChatMessage.user(text) for text in self.steering.get(done, ()))
+            if turn.start_seq > after:
+                calls = [ToolCall(c.id, c.name, c.arguments, c.signature) for c in turn.calls]
+                messages.append(ChatMessage.assistant(turn.text, calls))
+                if turn.results:
+                    messages.append(ChatMessage.tool(turn.results))
+            steering = self.steering.get(done, ())
+            messages.extend(ChatMessage.user(text) for seq, text in steering if seq > after)
         return _without_empty(messages)
+
+    def compaction(self, keep_tokens: int) -> tuple[int, list[ChatMessage]] | None:
+        """What a new summary would cover so that the history after it fits `keep_tokens`:
+        the last seq it covers and the messages since the newest summary up to there.
+        Whole turns only (a call is never separated from its result), and never the newest
+        complete turn; None when there is nothing to cover."""
+        starts = [
+            turn.start_seq
+            for turn in self.turns
+            if turn.complete and turn.start_seq > self.summary_through
+        ]
+        if len(starts) < 2:
+            return None
+        through = starts[-1] - 1  # the newest complete turn is always kept
+        for start in reversed(starts[1:-1]):
+            if _tokens(self._since(start - 1)) > keep_tokens:
+                break
+            through = start - 1
+        everything = self._since()
+        covered = everything[: len(everything) - len(self._since(through))]
+        return through, covered
 
     def _last_complete(self) -> _Turn | None:
         for turn in reversed(self.turns):
@@ -174,7 +219,7 @@ class Transcript:
 def rebuild(goal: str, events: Iterable[tuple[int, RunEvent]]) -> Transcript:
     transcript = Transcript(goal)
     for seq, event in events:
-        transcript.apply(event)
+        transcript.apply(event, seq)
         transcript.last_seq = seq
     return transcript
 
@@ -189,6 +234,10 @@ def _finish_answer(calls: list[ToolCalled], call_id: str) -> str:
             answer = arguments.get("answer", "") if isinstance(arguments, dict) else ""
             return answer if isinstance(answer, str) else json.dumps(answer)
     return ""
+
+
+def _tokens(messages: list[ChatMessage]) -> int:
+    return sum(estimate_message_tokens(message) for message in messages)
 
 
 def _without_empty(messages: list[ChatMessage]) -> list[ChatMessage]:

@@ -65,7 +65,7 @@ class EventWriter:
             messages = mirror.messages(self.transcript, batch) if mirror is not None else []
             stored = await self._log.append(self._run_id, self._token, batch, transcript=messages)
             for item in stored:
-                self.transcript.apply(item.event)
+                self.transcript.apply(item.event, item.seq)
             if stored:
                 self.transcript.last_seq = stored[-1].seq
 
