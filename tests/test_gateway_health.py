@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -29,9 +29,9 @@ async def own_server(database_url: str, tmp_path: Path) -> AsyncIterator[ForgeSe
     await app.stop(grace=0)
 
 
-async def _status_of_healthz(envoy: EnvoyProcess) -> int:
+async def _healthz(envoy: EnvoyProcess) -> tuple[int, object]:
     async with aiohttp.ClientSession() as http, http.get(f"{envoy.base_url}/healthz") as answer:
-        return answer.status
+        return answer.status, await answer.json()
 
 
 async def test_healthz_follows_the_servers_health(own_server: ForgeServer) -> None:
@@ -45,11 +45,16 @@ async def test_healthz_follows_the_servers_health(own_server: ForgeServer) -> No
     )
     async with EnvoyProcess(config) as envoy:
 
-        async def answers(status: int) -> bool:
-            return await _status_of_healthz(envoy) == status
+        async def answers(status: int, state: str) -> bool:
+            return await _healthz(envoy) == (status, {"status": state})
 
-        await eventually(lambda: answers(200), timeout=HEALTH_FOLLOWS_WITHIN, interval=0.5)
+        def follows(status: int, state: str) -> Awaitable[bool]:
+            return eventually(
+                lambda: answers(status, state), timeout=HEALTH_FOLLOWS_WITHIN, interval=0.5
+            )
+
+        await follows(200, "SERVING")
         await own_server.health.set("", NOT_SERVING)
-        await eventually(lambda: answers(503), timeout=HEALTH_FOLLOWS_WITHIN, interval=0.5)
+        await follows(503, "NOT_SERVING")
         await own_server.health.set("", SERVING)
-        await eventually(lambda: answers(200), timeout=HEALTH_FOLLOWS_WITHIN, interval=0.5)
+        await follows(200, "SERVING")
