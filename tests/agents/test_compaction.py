@@ -34,11 +34,10 @@ from tests.agents.support import (
     stub,
     within,
 )
-from tests.conftest import DESCRIPTOR, make_settings
+from tests.conftest import DESCRIPTOR
 from tests.fakes.script import Script, words
 from tests.runs.conftest import AnthropicTurns, script_turns
-from tests.support.accounts import register
-from tests.support.testing_service import TEST_MODULES
+from tests.support.own_server import own_server
 from tests.support.waiting import eventually
 
 MODEL = "anthropic/claude-test"
@@ -61,9 +60,10 @@ async def server(
     postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory, fake: AnthropicTurns
 ) -> AsyncIterator[ForgeServer]:
     database = await postgres.ensure_database("forge_compaction")
-    settings = make_settings(
+    async with own_server(
         database,
         tmp_path_factory.mktemp("compaction-data"),
+        "Compaction Admin",
         anthropic_api_key="sk-ant-forge-test",
         anthropic_base_url=fake.base_url,
         default_model="echo",
@@ -71,13 +71,8 @@ async def server(
         provider_timeout_seconds=5.0,
         history_token_budget=BUDGET,
         summary_max_output_tokens=SUMMARY_MAX_TOKENS,
-    )
-    app = ForgeServer(settings, TEST_MODULES)
-    await app.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as chan:
-        await register(chan, display_name="Compaction Admin")
-    yield app
-    await app.stop(grace=0)
+    ) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")

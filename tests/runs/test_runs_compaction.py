@@ -32,7 +32,6 @@ from server.db.embedded import EmbeddedPostgres
 from server.llm import Role
 from server.llm.summary import SUMMARY_HEADING, SUMMARY_SYSTEM_PROMPT
 from tests.agents.support import Team, new_team, stub
-from tests.conftest import make_settings
 from tests.fakes.script import FakeToolCall, Script
 from tests.runs.conftest import (
     ANTHROPIC_MODEL,
@@ -42,8 +41,7 @@ from tests.runs.conftest import (
     start_run,
     watch,
 )
-from tests.support.accounts import register
-from tests.support.testing_service import TEST_MODULES
+from tests.support.own_server import own_server
 
 BUDGET = 400
 SUMMARY = "Step one tried to create a file without a path and failed."
@@ -63,9 +61,10 @@ async def server(
     postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory, fake: AnthropicTurns
 ) -> AsyncIterator[ForgeServer]:
     database = await postgres.ensure_database("forge_runs_compaction")
-    settings = make_settings(
+    async with own_server(
         database,
         tmp_path_factory.mktemp("runs-compaction-data"),
+        "Runs Compaction Admin",
         anthropic_api_key="sk-ant-forge-test",
         anthropic_base_url=fake.base_url,
         default_model="echo",
@@ -74,13 +73,8 @@ async def server(
         run_delta_flush_ms=20.0,
         history_token_budget=BUDGET,
         summary_max_output_tokens=300,
-    )
-    app = ForgeServer(settings, TEST_MODULES)
-    await app.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as chan:
-        await register(chan, display_name="Runs Compaction Admin")
-    yield app
-    await app.stop(grace=0)
+    ) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
