@@ -35,7 +35,6 @@ from server.agents.access import chat_target
 from server.agents.compaction import NO_HISTORY, ChatCompaction
 from server.agents.generation import GenerationParams
 from server.agents.profiles import AgentProfiles
-from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.saver import AnswerSaver
 from server.agents.usage import UsageLedger
 from server.agents.views import (
@@ -72,6 +71,7 @@ from server.llm import (
     estimate_tokens,
 )
 from server.llm.errors import UNAVAILABLE as PROVIDER_UNAVAILABLE
+from server.llm.own_keys import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 
 log = logging.getLogger(__name__)
 

@@ -126,5 +126,6 @@ def build(ctx: BuildContext) -> ServiceModule:
             usage=ledger,
             system_counters=store.system_counters(),
             agent_records=AgentRecords(sessions),
+            own_keys=key_use,
         ),
     )

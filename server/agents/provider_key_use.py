@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Protocol
 
 from pydantic import SecretStr
 from sqlalchemy import func, or_, select, update
@@ -30,39 +29,17 @@ from server.core.ids import parse_id
 from server.db.engine import reading
 from server.db.provider_key_models import ProviderKeyRow
 from server.llm.echo import ECHO
-from server.llm.own_keys import NO_OWN_KEYS, KeySource, OwnKey, OwnKeys
+from server.llm.own_keys import (
+    NO_OWN_KEYS,
+    KeySource,
+    OwnKey,
+    OwnKeys,
+)
 
 log = logging.getLogger(__name__)
 
 TOUCH_INTERVAL_SECONDS = 60.0
 REKEY_BATCH = 200
-
-
-class OwnKeysLookup(Protocol):
-    """What chat, runs and ListModels ask for the keys of a call."""
-
-    async def for_call(
-        self, user_id: uuid.UUID, project_id: uuid.UUID | None, *, model: str = ""
-    ) -> OwnKeys:
-        """The keys for a call of `user_id` in `project_id`; for `model` alone, if named."""
-        ...
-
-    def used(self, key_id: uuid.UUID | None) -> None: ...
-
-
-class NoOwnKeys:
-    """Own keys switched off (and the default where nothing is wired)."""
-
-    async def for_call(
-        self, user_id: uuid.UUID, project_id: uuid.UUID | None, *, model: str = ""
-    ) -> OwnKeys:
-        return NO_OWN_KEYS
-
-    def used(self, key_id: uuid.UUID | None) -> None:
-        return None
-
-
-NO_OWN_KEY_LOOKUP: OwnKeysLookup = NoOwnKeys()
 
 
 def _binding(row: ProviderKeyRow) -> RowBinding:

@@ -19,6 +19,7 @@ from server.core.context import Caller
 from server.core.errors import Violations
 from server.core.hooks import Port, UsageCharges
 from server.llm import ImageGenerator
+from server.llm.own_keys import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 
 MAX_PROMPT = 4000
 MAX_STYLE = 100
@@ -71,11 +72,13 @@ class ImageArtifacts:
         manager: ArtifactManager,
         generator: ImageGenerator,
         usage: Port[UsageCharges],
+        own_keys: Port[OwnKeysLookup],
     ) -> None:
         self._core = core
         self._manager = manager
         self._generator = generator
         self._usage = usage
+        self._own_keys = own_keys
 
     async def generate(self, caller: Caller, spec: ImageSpec) -> ArtifactView:
         violations = Violations()
@@ -93,11 +96,19 @@ class ImageArtifacts:
         conversation = validation.optional_id(spec.conversation_id, "conversation_id", violations)
         violations.raise_if_any()
         assert project_id is not None
-        model = self._generator.resolve(spec.model.strip())
         async with self._core.sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
+        lookup = self._own_keys.get() if self._own_keys.provided else NO_OWN_KEY_LOOKUP
+        requested = spec.model.strip()
+        own_keys = await lookup.for_call(caller.user_id, project_id, model=requested)
+        model = self._generator.resolve(requested, own_keys=own_keys)
         await check_sources(self._core, project_id, conversation, None, None)
-        image = await self._generator.generate(model, prompt, style, width, height)
+        own_key = own_keys.get(model.partition("/")[0])
+        image = await self._generator.generate(
+            model, prompt, style, width, height, own_key.api_key if own_key else None
+        )
+        if own_key is not None:
+            lookup.used(own_key.key_id)
         user = caller.user_id
         new = store.NewArtifact(
             project_id=project_id,

@@ -46,7 +46,7 @@ def build(ctx: BuildContext) -> ServiceModule:
     servicer = ArtifactService(
         manager,
         ArtifactContent(core),
-        ImageArtifacts(core, manager, generator, ctx.hooks.usage),
+        ImageArtifacts(core, manager, generator, ctx.hooks.usage, ctx.hooks.own_keys),
         ctx.page_tokens,
     )
     return ServiceModule(

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import ScalarSelect
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.limits import LimitsPort
 from server.core.ports import AgentRecordsPort, ArtifactPort, SandboxPort, TaskBoardPort
+
+if TYPE_CHECKING:
+    from server.llm.own_keys import OwnKeysLookup
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ class Offers:
     task_board: TaskBoardPort | None = None
     agent_records: AgentRecordsPort | None = None
     limits: LimitsPort | None = None
+    own_keys: OwnKeysLookup | None = None
 
 
 class Hooks:
@@ -165,6 +169,9 @@ class Hooks:
         self.agent_records: Port[AgentRecordsPort] = Port("the agent records port")
         # Each user's fair shares (core/limits.py), offered by auth.
         self.limits: Port[LimitsPort] = Port("the user limits port")
+        # Callers' own provider keys (server/llm/own_keys.py), offered by agents; used by
+        # GenerateImage (artifacts).
+        self.own_keys: Port[OwnKeysLookup] = Port("the own provider keys port")
 
     def install(self, offers: Offers) -> None:
         for hook in offers.project_deletion:
@@ -182,6 +189,8 @@ class Hooks:
             self.agent_records.provide(offers.agent_records)
         if offers.limits is not None:
             self.limits.provide(offers.limits)
+        if offers.own_keys is not None:
+            self.own_keys.provide(offers.own_keys)
         for name, counter in offers.system_counters.items():
             if name in self.system_counters:
                 raise RuntimeError(f"system counter {name!r} is offered twice")

@@ -5,6 +5,7 @@ part."""
 from __future__ import annotations
 
 from google.genai import types
+from pydantic import SecretStr
 
 from server.config import Settings
 from server.core.errors import FailedPrecondition
@@ -19,8 +20,9 @@ def _full_prompt(prompt: str, style: str) -> str:
 
 
 class GeminiImages:
-    def __init__(self, settings: Settings) -> None:
-        self._client = GeminiClient(settings)
+    def __init__(self, settings: Settings, api_key: SecretStr | None = None) -> None:
+        """`api_key`: a caller's own key instead of Settings.gemini_api_key."""
+        self._client = GeminiClient(settings, api_key=api_key)
 
     async def generate(
         self, name: str, prompt: str, style: str, width: int, height: int

@@ -14,9 +14,12 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 from server.config import Settings
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from server.llm.echo import ECHO
+from server.llm.own_keys import NO_OWN_KEYS, OwnKeys
 from server.llm.placeholder import placeholder_png, placeholder_size
 
 if TYPE_CHECKING:
@@ -65,9 +68,10 @@ class ImageGenerator:
         except (InvalidArgument, FailedPrecondition) as error:
             raise ValueError(f"image_model {configured!r}: {error.message}") from None
 
-    def resolve(self, model: str, *, field: str = "model") -> str:
+    def resolve(self, model: str, *, field: str = "model", own_keys: OwnKeys = NO_OWN_KEYS) -> str:
         """The canonical id of an image model; INVALID_ARGUMENT UNKNOWN_IMAGE_MODEL for one
-        this server cannot draw with, FAILED_PRECONDITION without the provider's key."""
+        this server cannot draw with, FAILED_PRECONDITION without a key for its provider
+        (the server's, or the caller's own in `own_keys`)."""
         if not model:
             return self.default_model
         if model == ECHO:
@@ -84,7 +88,7 @@ class ImageGenerator:
                 ],
                 reason=UNKNOWN_IMAGE_MODEL,
             )
-        if self._settings.gemini_api_key is None:
+        if self._settings.gemini_api_key is None and own_keys.get("gemini") is None:
             raise FailedPrecondition(
                 f"model {model!r} needs a gemini API key, which this server does not have",
                 PROVIDER_NOT_CONFIGURED,
@@ -93,16 +97,32 @@ class ImageGenerator:
         return model
 
     async def generate(
-        self, model: str, prompt: str, style: str, width: int, height: int
+        self,
+        model: str,
+        prompt: str,
+        style: str,
+        width: int,
+        height: int,
+        api_key: SecretStr | None = None,
     ) -> GeneratedImage:
-        """One image from a resolved model id."""
+        """One image from a resolved model id; with `api_key` (a caller's own key), drawn
+        with that key rather than the server's."""
         if model == ECHO:
             w, h = placeholder_size(width, height)
             data = await asyncio.to_thread(placeholder_png, prompt, style, w, h)
             return GeneratedImage(data, "image/png", w, h)
-        return await self._gemini_images().generate(
-            model.partition("/")[2], prompt, style, width, height
-        )
+        name = model.partition("/")[2]
+        if api_key is None:
+            return await self._gemini_images().generate(name, prompt, style, width, height)
+        from server.llm.gemini_images import GeminiImages
+
+        # A client of its own for this one image: images are few and slow, and the key's
+        # client is not worth keeping.
+        own = GeminiImages(self._settings, api_key=api_key)
+        try:
+            return await own.generate(name, prompt, style, width, height)
+        finally:
+            await own.aclose()
 
     def _gemini_images(self) -> GeminiImages:
         if self._gemini is None:

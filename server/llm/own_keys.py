@@ -65,3 +65,31 @@ class ProviderFactory(Protocol):
     async def aclose(self) -> None:
         """Releases every kept provider's connections (at server shutdown)."""
         ...
+
+
+class OwnKeysLookup(Protocol):
+    """Finds the keys of one call (offered by the agents service, which stores them; used by
+    chat, runs, ListModels and GenerateImage)."""
+
+    async def for_call(
+        self, user_id: uuid.UUID, project_id: uuid.UUID | None, *, model: str = ""
+    ) -> OwnKeys:
+        """The keys for a call of `user_id` in `project_id`; for `model` alone, if named."""
+        ...
+
+    def used(self, key_id: uuid.UUID | None) -> None: ...
+
+
+class NoOwnKeys:
+    """Own keys switched off (and the default where nothing is wired)."""
+
+    async def for_call(
+        self, user_id: uuid.UUID, project_id: uuid.UUID | None, *, model: str = ""
+    ) -> OwnKeys:
+        return NO_OWN_KEYS
+
+    def used(self, key_id: uuid.UUID | None) -> None:
+        return None
+
+
+NO_OWN_KEY_LOOKUP: OwnKeysLookup = NoOwnKeys()

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from server.db.engine import make_engine
 from tests.agents.conftest import ANTHROPIC_MODEL, GEMINI_MODEL, OPENAI_API_KEY, OPENAI_MODEL
+from tests.agents.provider_keys_support import create_key, delete_key, list_keys, own_key
 from tests.agents.support import DEADLINE, Team, chat, new_conversation, rescript, stub
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.gemini_fake import GeminiFake
@@ -29,54 +30,6 @@ from tests.support.rpc import error_info, field_violations
 
 SERVER_ANTHROPIC_KEY = "sk-ant-forge-test"
 SERVER_GEMINI_KEY = "gm-forge-test"
-
-
-def own_key(label: str = "user") -> str:
-    return f"sk-{label}-{uuid.uuid4().hex}"
-
-
-async def create_key(
-    channel: grpc.aio.Channel,
-    account: Account,
-    provider: str,
-    api_key: str,
-    *,
-    project_id: str = "",
-    display_name: str = "",
-    request_id: str = "",
-) -> agents_pb2.ProviderKey:
-    return await stub(channel).CreateProviderKey(
-        agents_pb2.CreateProviderKeyRequest(
-            project_id=project_id,
-            provider_key=agents_pb2.ProviderKey(
-                provider=provider, api_key=api_key, display_name=display_name
-            ),
-            request_id=request_id,
-        ),
-        metadata=account.metadata,
-        timeout=DEADLINE,
-    )
-
-
-async def list_keys(
-    channel: grpc.aio.Channel, account: Account, project_id: str = ""
-) -> list[agents_pb2.ProviderKey]:
-    listed = await stub(channel).ListProviderKeys(
-        agents_pb2.ListProviderKeysRequest(project_id=project_id),
-        metadata=account.metadata,
-        timeout=DEADLINE,
-    )
-    return list(listed.provider_keys)
-
-
-async def delete_key(
-    channel: grpc.aio.Channel, account: Account, key_id: str, project_id: str = ""
-) -> None:
-    await stub(channel).DeleteProviderKey(
-        agents_pb2.DeleteProviderKeyRequest(project_id=project_id, provider_key_id=key_id),
-        metadata=account.metadata,
-        timeout=DEADLINE,
-    )
 
 
 async def add_member(

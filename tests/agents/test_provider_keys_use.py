@@ -20,8 +20,8 @@ from sqlalchemy import text
 from server.app import ForgeServer
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import make_engine
+from tests.agents.provider_keys_support import create_key, delete_key, list_keys, own_key
 from tests.agents.support import DEADLINE, Team, chat, new_conversation, new_team, rescript, stub
-from tests.agents.test_provider_keys import create_key, delete_key, list_keys, own_key
 from tests.conftest import make_settings
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.script import Script, words

@@ -10,6 +10,9 @@ are `{"error": {"code", "message", "status", "details"}}` bodies (a RetryInfo de
 the script has a retry-after). A wrong API key is refused like the real service does: HTTP
 400 INVALID_ARGUMENT with an ErrorInfo reason API_KEY_INVALID.
 
+Image models answer `POST /{version}/models/{model}:generateContent` (responseModalities
+["IMAGE"]) with IMAGE_PNG as an inline data part.
+
 The API version in the path is recorded, not enforced (`versions_seen`).
 
     async with GeminiFake(Script(tokens=words(25))) as base_url: ...
@@ -17,11 +20,16 @@ The API version in the path is recorded, not enforced (`versions_seen`).
 
 from __future__ import annotations
 
+import base64
 import json
 
 from aiohttp import web
 
+from server.llm.placeholder import placeholder_png
 from tests.fakes.server import FakeProviderServer
+
+IMAGE_PNG = placeholder_png("fake", "", 8, 8)
+"""What the fake's image models draw (an 8 by 8 PNG)."""
 
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -64,9 +72,24 @@ class GeminiFake(FakeProviderServer):
         body, refusal = await self.record(request, key)
         if refusal is not None:
             return refusal
+        if method == "generateContent":
+            return self._image(body)
         if method != "streamGenerateContent" or request.query.get("alt") != "sse":
             return self.error_response(404)
         return await self.serve_stream(request, body, model)
+
+    def _image(self, body: dict[str, object]) -> web.Response:
+        """An image model's answer: the image as an inline data part (IMAGE_PNG)."""
+        config = body.get("generationConfig")
+        modalities = config.get("responseModalities") if isinstance(config, dict) else None
+        if modalities != ["IMAGE"]:
+            return self.error_response(400)
+        part = {
+            "inlineData": {"mimeType": "image/png", "data": base64.b64encode(IMAGE_PNG).decode()}
+        }
+        return web.json_response(
+            {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}]}
+        )
 
     def error_response(self, status: int, *, quoted_key: str | None = None) -> web.Response:
         details: list[dict[str, object]] = []

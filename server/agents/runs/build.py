@@ -8,7 +8,6 @@ import uuid
 from dataclasses import dataclass
 
 from server.agents.profiles import AgentProfiles
-from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.runs.control import RunControl
 from server.agents.runs.convert import EventCodec
 from server.agents.runs.log import EventLog
@@ -22,6 +21,7 @@ from server.agents.usage import UsageLedger
 from server.core.module import Background, BuildContext
 from server.db.engine import engine_of
 from server.llm import ProviderRegistry
+from server.llm.own_keys import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 
 
 @dataclass(frozen=True)

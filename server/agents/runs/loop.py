@@ -27,7 +27,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents.profiles import AgentProfiles
-from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.runs import leases, store
 from server.agents.runs.compaction import compact, run_request
 from server.agents.runs.events import (
@@ -55,6 +54,7 @@ from server.core.context import Caller
 from server.core.errors import ForgeError, NotFound, PermissionDenied, ResourceExhausted
 from server.core.hooks import Hooks
 from server.llm import ProviderRegistry, ResolvedModel, Usage
+from server.llm.own_keys import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.agents.access import conversation_not_found, project_with_role
 from server.agents.chat import title_from
 from server.agents.profiles import AgentProfiles, agent_not_found
-from server.agents.provider_key_use import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 from server.agents.runs import leases, store
 from server.agents.runs.events import ApprovalMode
 from server.agents.runs.leases import Lease
@@ -35,6 +34,7 @@ from server.core.ids import new_id, parse_id
 from server.core.limits import UserShares, quota_exceeded
 from server.db.agent_models import Conversation
 from server.llm import ProviderRegistry
+from server.llm.own_keys import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 
 log = logging.getLogger(__name__)
 
