@@ -154,12 +154,42 @@ async def test_unary_through_envoy(http: aiohttp.ClientSession) -> None:
     assert body["requestId"]
 
 
+def _gateway_reason(body: dict[str, object]) -> str:
+    [info] = _details_of_type(body, ERROR_INFO_TYPE)
+    assert info["domain"] == "forge.dev"
+    assert info["metadata"] == {"source": "gateway"}
+    reason = info["reason"]
+    assert isinstance(reason, str)
+    return reason
+
+
 async def test_unknown_route_is_404_json(http: aiohttp.ClientSession) -> None:
     async with http.get("/v1/no/such/route") as response:
         assert response.status == 404
         assert response.content_type == "application/json"
         body = await response.json()
     assert body["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert _gateway_reason(body) == "ROUTE_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"message": ',  # not JSON
+        '{"message": 5, "failWith": {"code": "NOT_A_CODE"}}',  # a value of the wrong type
+    ],
+)
+async def test_a_body_the_gateway_cannot_read_is_400_with_a_reason(
+    http: aiohttp.ClientSession, body: str
+) -> None:
+    async with http.post(
+        "/v1/testing:echo", data=body, headers={"content-type": "application/json"}
+    ) as response:
+        assert response.status == 400
+        answer = await response.json()
+    assert answer["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert answer["message"]
+    assert _gateway_reason(answer) == "MALFORMED_REQUEST"
 
 
 def test_a_status_never_outgrows_the_headers_it_travels_in() -> None:
