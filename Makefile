@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.stamp
 PROTOS := $(shell find protos tests/protos -name '*.proto')
 
-.PHONY: run test gen lint typecheck check bench fuzz soak clean install
+.PHONY: run test gen lint typecheck check bench fuzz soak clean install console
 
-run: $(GEN_STAMP)
+run: $(GEN_STAMP) console
 	scripts/run
 
 test: $(GEN_STAMP)
@@ -31,9 +31,11 @@ gen: $(GEN_STAMP)
 
 install: $(STAMP)
 
-$(GEN_STAMP): $(STAMP) $(PROTOS) scripts/gen
+# node_modules first: buf (lint, breaking) and the TypeScript client's generator come from npm.
+$(GEN_STAMP): $(STAMP) node_modules/.installed $(PROTOS) scripts/gen
 	scripts/gen
-	$(VENV)/bin/pip install -q -e clients/python
+	# The client package with the `forge` CLI (its [cli] extra: typer, rich).
+	$(VENV)/bin/pip install -q -e 'clients/python[cli]'
 	touch $@
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -44,8 +46,20 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	echo "$(CURDIR)/gen/python" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/forge-gen.pth"
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
+# npm workspaces: the TypeScript client (clients/ts) and the web console (clients/console).
+node_modules/.installed: package.json package-lock.json clients/ts/package.json clients/console/package.json
 	npm ci --no-audit --no-fund
+	touch $@
+
+# The web console (clients/console/dist), served by make run's Envoy at /console/: built
+# from @forge/client (clients/ts: generated + tsc) with esbuild.
+CONSOLE_STAMP := clients/console/dist/.stamp
+CONSOLE_SRC := $(shell find clients/console/src clients/ts/src -path clients/ts/src/gen -prune -o -type f -print 2>/dev/null)
+console: $(CONSOLE_STAMP)
+
+$(CONSOLE_STAMP): node_modules/.installed $(GEN_STAMP) $(CONSOLE_SRC) clients/console/build.mjs clients/ts/package.json
+	npm run build --workspace clients/ts
+	node clients/console/build.mjs
 	touch $@
 
 bench: $(GEN_STAMP)
@@ -60,4 +74,6 @@ soak: $(GEN_STAMP)
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf gen clients/python/src .build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf gen clients/python/src/forge_client/_proto clients/python/src/*.egg-info .build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf clients/ts/src/gen clients/ts/dist clients/ts/.build
+	rm -rf clients/console/dist

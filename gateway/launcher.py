@@ -13,6 +13,9 @@ CLI (``make run``)::
     python -m gateway.launcher --listen 8080 --admin 9901 \
         --upstream 127.0.0.1:50051 --descriptor gen/forge.binpb
 
+The CLI also serves the web console at /console/ when it is built (clients/console/dist;
+``--console DIR`` / ``--no-console``); library callers opt in with ``console_dir``.
+
 Port 0 means "pick a free port": the admin port is read back from the file Envoy writes for
 ``--admin-address-path`` and the listener port from the admin ``/listeners?format=json``.
 """
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 import yaml
+
+from gateway import console
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml"
 LISTENER_NAME = "forge_http"
@@ -76,6 +81,8 @@ class EnvoyConfig:
     # otherwise). Off by default: a missing service is normally a build error.
     prune_missing_services: bool = False
     access_log: bool = True
+    # A built web console (clients/console/dist) to serve at /console/; None serves none.
+    console_dir: Path | None = None
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -189,6 +196,8 @@ def render_config(cfg: EnvoyConfig, template: Path = DEFAULT_TEMPLATE) -> str:
         _find_named(hcm["http_filters"], TRANSCODER_FILTER, "http filter")["typed_config"], cfg
     )
     _add_streaming_routes(hcm, cfg.extra_streaming_paths)
+    if cfg.console_dir is not None:
+        console.add_to(hcm, cfg.console_dir)
     _patch_cluster(
         _find_named(resources["clusters"], CLUSTER_NAME, "cluster"),
         cfg.upstream_host,
@@ -513,6 +522,13 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip template services the descriptor does not define instead of failing",
     )
+    p.add_argument(
+        "--console",
+        type=Path,
+        default=console.DEFAULT_DIST,
+        help="built web console to serve at /console/ (default: clients/console/dist, if built)",
+    )
+    p.add_argument("--no-console", action="store_true", help="do not serve the web console")
     p.add_argument("--log-level", default="warn")
     p.add_argument("--no-access-log", action="store_true")
     p.add_argument("--print-config", action="store_true", help="print the rendered config, exit")
@@ -546,6 +562,19 @@ async def _run_foreground(proc: EnvoyProcess) -> int:
         await proc.stop()
 
 
+def _console_dir(path: Path, disabled: bool) -> Path | None:
+    """The console to serve: an explicit --console must be built; the default may not be."""
+    if disabled:
+        return None
+    if path == console.DEFAULT_DIST and not console.is_built(path):
+        print(
+            "gateway: web console not built (make console), /console/ is not served",
+            file=sys.stderr,
+        )
+        return None
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     upstream_host, upstream_port = args.upstream
@@ -559,6 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         services=args.services,
         prune_missing_services=args.prune_missing_services,
         access_log=not args.no_access_log,
+        console_dir=_console_dir(args.console, args.no_console),
     )
     if args.print_config:
         sys.stdout.write(render_config(cfg, args.template))

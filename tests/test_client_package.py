@@ -1,4 +1,5 @@
-"""The generated betterproto2 client package talks to the real server."""
+"""The generated betterproto2 stubs (forge_client._proto, re-exported as forge_client.auth,
+.projects, …) talk to the real server as they are, without the Forge client objects."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ import asyncio
 import uuid
 
 import grpc
-from forge_client.forge.agents import v1 as agents
-from forge_client.forge.auth import v1 as auth
-from forge_client.forge.projects import v1 as projects
+from forge_client import agents, auth, projects
 from grpclib.client import Channel
 
 from server.app import ForgeServer

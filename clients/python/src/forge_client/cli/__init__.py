@@ -1,0 +1,1 @@
+"""The `forge` command line, on forge_client's sync client (typer + rich)."""
