@@ -192,15 +192,21 @@ async def _sign_in(browser: Browser, gateway: EnvoyProcess, account: Account) ->
     )
 
 
+_NEWEST_ANSWER = """
+const found = document.querySelectorAll("#messages .msg.assistant");
+if (found.length === 0) return null;
+const answer = found[found.length - 1];
+return [answer.dataset.status || "", answer.querySelector(".text").textContent || ""];
+"""
+
+
 def _answer_state(driver: WebDriver) -> tuple[str, str] | None:
-    """(status, text) of the newest assistant message, once it has text."""
-    found = driver.find_elements(By.CSS_SELECTOR, "#messages .msg.assistant")
-    if not found:
+    """(status, text) of the newest assistant message, once it has text: read in one script,
+    so that the page cannot move on between reading the one and the other."""
+    state = driver.execute_script(_NEWEST_ANSWER)
+    if not state or not state[1]:
         return None
-    answer = found[-1]
-    text = str(answer.find_element(By.CSS_SELECTOR, ".text").get_attribute("textContent"))
-    status = str(answer.get_attribute("data-status"))
-    return (status, text) if text else None
+    return str(state[0]), str(state[1])
 
 
 def _completed_answer(driver: WebDriver) -> str | None:
