@@ -10,6 +10,9 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from server.config_models import ModelSettings
+from server.config_telemetry import TelemetrySettings
+from server.config_tls import TlsSettings
+from server.config_workers import WorkerSettings
 
 MiB = 1024 * 1024
 
@@ -23,7 +26,7 @@ def _comma_list(value: object) -> object:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-class Settings(ModelSettings):
+class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings):
     """Forge server settings. Each option is also read from the environment as
     FORGE_<OPTION> (upper case, underscores), e.g. FORGE_DATABASE_URL."""
 
