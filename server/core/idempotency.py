@@ -153,6 +153,7 @@ class IdempotencyStore:
     ) -> None:
         self._sessions = sessions
         self._sealer = _Sealer(secret)
+        self._fingerprint_key = hmac.new(secret, b"forge request fingerprint v1", "sha256").digest()
         self._ttl = timedelta(seconds=ttl_seconds)
         self._lease = timedelta(seconds=lease_seconds)
         self.wait_seconds = wait_seconds
@@ -165,6 +166,9 @@ class IdempotencyStore:
 
         Raises REQUEST_ID_REUSED for a different request, REQUEST_IN_PROGRESS when the
         first call is still running when the wait is over."""
+        # Kept keyed (HMAC): a request may hold a secret (a provider key), and a plain hash
+        # of it at rest could be tested against guesses.
+        fingerprint = hmac.new(self._fingerprint_key, fingerprint, "sha256").digest()
         give_up = time.monotonic() + self.wait_seconds
         if deadline is not None:
             give_up = min(give_up, deadline - 0.5)

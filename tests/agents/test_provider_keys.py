@@ -5,6 +5,7 @@ and served through Envoy on both route families."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from typing import Any
@@ -270,7 +271,7 @@ async def test_an_api_key_cannot_store_or_delete_provider_keys(
 
 
 async def test_a_retried_create_gets_the_first_key_back_without_the_secret(
-    agents_channel: grpc.aio.Channel, team: Team
+    agents_channel: grpc.aio.Channel, team: Team, agents_database: str
 ) -> None:
     secret = own_key()
     request_id = str(uuid.uuid4())
@@ -279,6 +280,30 @@ async def test_a_retried_create_gets_the_first_key_back_without_the_secret(
     assert again == first
     assert again.api_key == ""
     assert len(await list_keys(agents_channel, team.owner)) == 1
+
+    # What the retry record keeps of the request cannot be tested against guesses of the key:
+    # neither the key nor a plain hash of the request is stored.
+    request = agents_pb2.CreateProviderKeyRequest(
+        provider_key=agents_pb2.ProviderKey(provider="openai", api_key=secret)
+    )
+    plain_hash = hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+    engine = make_engine(agents_database)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT fingerprint, response FROM idempotency_records "
+                        "WHERE request_id = :id"
+                    ),
+                    {"id": request_id},
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    [(fingerprint, response)] = rows
+    assert bytes(fingerprint) != plain_hash
+    assert secret.encode() not in bytes(fingerprint) + bytes(response or b"")
 
 
 async def test_keys_are_paged(agents_channel: grpc.aio.Channel, team: Team) -> None:
