@@ -8,6 +8,9 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
 from server.app import ForgeServer
 from server.config import Settings
 from server.core.keys import InsecureConfiguration
@@ -51,7 +54,17 @@ def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] 
 
 
 def main(builders: Sequence[ModuleBuilder] = SERVICE_MODULES) -> None:
-    settings = Settings(_cli_parse_args=True)
+    try:
+        settings = Settings(_cli_parse_args=True)
+    except ValidationError as invalid:
+        # One line per setting the operator must fix, no traceback.
+        for error in invalid.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            print(f"forge: not starting: setting {where}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except SettingsError as unreadable:  # e.g. a JSON setting that is not JSON
+        print(f"forge: not starting: {unreadable}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     try:
         with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
