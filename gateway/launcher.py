@@ -13,6 +13,9 @@ CLI (``make run``)::
     python -m gateway.launcher --listen 8080 --admin 9901 \
         --upstream 127.0.0.1:50051 --descriptor gen/forge.binpb
 
+``--upstream`` repeats for replicas (balanced, each health-checked); with ``--print-config``
+it renders the deployable configs (deploy/compose/envoy.yaml, the Kubernetes ConfigMap).
+
 The CLI also serves the web console at /console/ when it is built (clients/console/dist;
 ``--console DIR`` / ``--no-console``); library callers opt in with ``console_dir``.
 
@@ -83,6 +86,15 @@ class EnvoyConfig:
     access_log: bool = True
     # A built web console (clients/console/dist) to serve at /console/; None serves none.
     console_dir: Path | None = None
+    # Further upstream servers (replicas) balanced with upstream_host:upstream_port; a host
+    # name is resolved by DNS to all its addresses (a Kubernetes headless Service).
+    more_upstreams: Sequence[tuple[str, int]] = ()
+    # The descriptor's path as written into the config, where Envoy will find it (e.g. in the
+    # gateway image); None: descriptor_path, resolved.
+    descriptor_in_config: str | None = None
+    # GET /healthz answers 200 while at least this percentage of the upstream hosts pass the
+    # gRPC health check; None keeps the template's 100 (every host: right for one server).
+    healthz_min_healthy_percent: float | None = None
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -133,7 +145,7 @@ def _patch_transcoder(transcoder: dict[str, Any], cfg: EnvoyConfig) -> None:
     descriptor = cfg.descriptor_path.resolve()
     if not descriptor.is_file():
         raise FileNotFoundError(f"proto descriptor set not found: {descriptor}")
-    transcoder["proto_descriptor"] = str(descriptor)
+    transcoder["proto_descriptor"] = cfg.descriptor_in_config or str(descriptor)
     if cfg.services is not None:
         transcoder["services"] = list(cfg.services)
     transcoder["services"] = [*transcoder["services"], *cfg.extra_services]
@@ -162,17 +174,29 @@ def _add_streaming_routes(hcm: dict[str, Any], paths: Sequence[str]) -> None:
     routes[catch_all:catch_all] = added
 
 
-def _patch_cluster(cluster: dict[str, Any], host: str, port: int) -> None:
-    if _is_ip(host):
+def _patch_cluster(cluster: dict[str, Any], upstreams: Sequence[tuple[str, int]]) -> None:
+    if all(_is_ip(host) for host, _ in upstreams):
         cluster["type"] = "STATIC"
         cluster.pop("dns_lookup_family", None)
     else:  # docker-compose service name, "localhost", ...
         cluster["type"] = "STRICT_DNS"
         cluster["dns_lookup_family"] = "V4_PREFERRED"
-    address = {"socket_address": {"address": host, "port_value": port}}
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+        for host, port in upstreams
+    ]
     cluster["load_assignment"] = {
         "cluster_name": cluster["name"],
-        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        "endpoints": [{"lb_endpoints": endpoints}],
+    }
+
+
+def _patch_healthz(hcm: dict[str, Any], min_healthy_percent: float | None) -> None:
+    if min_healthy_percent is None:
+        return
+    health = _find_named(hcm["http_filters"], "envoy.filters.http.health_check", "http filter")
+    health["typed_config"]["cluster_min_healthy_percentages"] = {
+        CLUSTER_NAME: {"value": min_healthy_percent}
     }
 
 
@@ -196,12 +220,12 @@ def render_config(cfg: EnvoyConfig, template: Path = DEFAULT_TEMPLATE) -> str:
         _find_named(hcm["http_filters"], TRANSCODER_FILTER, "http filter")["typed_config"], cfg
     )
     _add_streaming_routes(hcm, cfg.extra_streaming_paths)
+    _patch_healthz(hcm, cfg.healthz_min_healthy_percent)
     if cfg.console_dir is not None:
         console.add_to(hcm, cfg.console_dir)
     _patch_cluster(
         _find_named(resources["clusters"], CLUSTER_NAME, "cluster"),
-        cfg.upstream_host,
-        cfg.upstream_port,
+        [(cfg.upstream_host, cfg.upstream_port), *cfg.more_upstreams],
     )
     return yaml.dump(doc, Dumper=_NoAliasDumper, sort_keys=False, width=4096)
 
@@ -507,9 +531,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen-host", default=ANY_ADDRESS)
     p.add_argument("--admin", type=int, default=9901, help="admin port on 127.0.0.1 (0 = any)")
     p.add_argument(
-        "--upstream", type=_parse_hostport, default=("127.0.0.1", 50051), help="gRPC HOST:PORT"
+        "--upstream",
+        type=_parse_hostport,
+        action="append",
+        dest="upstreams",
+        help="gRPC HOST:PORT (repeatable: replicas are balanced; default 127.0.0.1:50051)",
     )
     p.add_argument("--descriptor", type=Path, default=Path("gen/forge.binpb"))
+    p.add_argument(
+        "--descriptor-in-config",
+        help="descriptor path written into the config (where Envoy finds it, e.g. in an image)",
+    )
+    p.add_argument(
+        "--healthz-min-healthy-percent",
+        type=float,
+        help="/healthz is 200 while this percentage of upstream hosts is healthy (default 100)",
+    )
     p.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
     p.add_argument(
         "--service",
@@ -577,7 +614,7 @@ def _console_dir(path: Path, disabled: bool) -> Path | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    upstream_host, upstream_port = args.upstream
+    (upstream_host, upstream_port), *more_upstreams = args.upstreams or [("127.0.0.1", 50051)]
     cfg = EnvoyConfig(
         listen_port=args.listen,
         admin_port=args.admin,
@@ -589,6 +626,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prune_missing_services=args.prune_missing_services,
         access_log=not args.no_access_log,
         console_dir=_console_dir(args.console, args.no_console),
+        more_upstreams=more_upstreams,
+        descriptor_in_config=args.descriptor_in_config,
+        healthz_min_healthy_percent=args.healthz_min_healthy_percent,
     )
     if args.print_config:
         sys.stdout.write(render_config(cfg, args.template))

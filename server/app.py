@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
@@ -23,10 +24,14 @@ from server.core.idempotent_calls import IdempotentCalls
 from server.core.interceptor import CallInterceptor, CallPolicy
 from server.core.keys import server_secret
 from server.core.limits import UserShares
+from server.core.metrics import Metrics, MetricsEndpoint, database_pool_usage, measuring
 from server.core.module import Background, BuildContext, ModuleBuilder, ServiceModule
 from server.core.pagination import PageTokens
+from server.core.service_identity import ServiceIdentities
 from server.core.shutdown import ShutdownSignal, serving_under
 from server.core.stream_shares import StreamShares
+from server.core.tls import bind_port
+from server.core.tracing import Tracing
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import dispose, make_engine, make_session_factory
 from server.db.health import DatabaseHealth
@@ -114,8 +119,44 @@ class ForgeServer:
     _database: DatabaseHealth | None = None
     _backends_up: dict[str, bool] = field(default_factory=dict)
     """Per service with a backend of its own (e.g. Docker): whether the backend is up."""
+    metrics: Metrics | None = None
+    """This server's Prometheus registry (server/core/metrics.py); None: metrics off."""
+    metrics_endpoint: MetricsEndpoint | None = None
+    span_processors: Sequence[SpanProcessor] = ()
+    """Where this server's spans also go (tests); traces are on with these or an OTLP
+    endpoint (server/core/tracing.py)."""
+    tracing: Tracing | None = None
 
     async def start(self) -> None:
+        settings = self.settings
+        if settings.otlp_endpoint or self.span_processors:
+            self.tracing = Tracing(
+                settings.service_name,
+                settings.trace_sample_ratio,
+                settings.otlp_endpoint or None,
+                settings.otlp_insecure,
+                self.span_processors,
+            )
+            await self.tracing.start()
+            self._background.append(self.tracing)
+        if settings.metrics_address:  # (empty: off, like unset)
+            metrics = self.metrics = Metrics()
+            metrics.labelled_gauge(
+                "forge_db_pool_connections",
+                "database pool connections by state (checked_out, idle, overflow, size)",
+                "state",
+                lambda: database_pool_usage(self._engine),
+            )
+            endpoint = self.metrics_endpoint = MetricsEndpoint(
+                metrics, settings.metrics_address, settings.event_loop_lag_interval_seconds
+            )
+            await endpoint.start()
+            self._background.append(endpoint)
+        # What starts below (modules, their tasks, the calls) finds this server's metrics.
+        with measuring(self.metrics):
+            await self._start()
+
+    async def _start(self) -> None:
         settings = self.settings
         self._engine = await self._open_database()
         if settings.migrate_on_start:
@@ -160,7 +201,7 @@ class ForgeServer:
                 await component.start()
                 self._background.append(component)
         host, port = settings.listen_host_port
-        self.port = server.add_insecure_port(f"{host}:{port}")
+        self.port = bind_port(server, f"{host}:{port}", settings)  # TLS when configured
         if self.port == 0:
             raise RuntimeError(f"could not bind {settings.listen_address}")
         self._server = server
@@ -198,6 +239,7 @@ class ForgeServer:
         )
         server = grpc.aio.server(
             interceptors=[
+                *([self.tracing.interceptor()] if self.tracing else []),  # the span first
                 CallInterceptor(
                     policy,
                     next(iter(authenticators), None),
@@ -205,7 +247,9 @@ class ForgeServer:
                     on_database_unavailable=self._database.poke if self._database else None,
                     idempotency=idempotent_calls,
                     stream_shares=streams,
-                )
+                    metrics=self.metrics,
+                    services=ServiceIdentities(self.settings.tls_service_identities),
+                ),
             ],
             options=grpc_options(self.settings),
             maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,

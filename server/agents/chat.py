@@ -58,6 +58,7 @@ from server.core.errors import (
 )
 from server.core.hooks import AnswerListener, CompletedAnswer
 from server.core.ids import new_id
+from server.core.metrics import answer_meter
 from server.core.tasks import TaskSupervisor
 from server.db.engine import reading
 from server.llm import (
@@ -369,10 +370,13 @@ class ChatTurn:
             if turn.summary is not None:
                 yield ChatSummary(turn.summary)
             yield self.started
+            meter = answer_meter("chat", turn.model)
             async with aclosing(turn.provider.stream(turn.request)) as stream:
                 async for event in stream:
                     if type(event) is TextDelta:
                         text += event.text
+                        if meter is not None:
+                            meter.text(event.text)
                         if live.due:
                             live.post(text)
                         yield event

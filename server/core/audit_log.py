@@ -23,6 +23,15 @@ def record_audit_event(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     call = current_call()
+    caller = call.caller
+    if caller is not None and caller.service is not None:
+        # A service (mutual TLS) names no user: the identity is the actor, in the details.
+        details = {**(details or {}), "service": caller.service}
+        details["service_role"] = caller.service_role or ""
+        if actor_id == caller.user_id:
+            actor_id = None
+        if subject_id == caller.user_id:
+            subject_id = None
     event = AuditEvent(
         actor_id=actor_id,
         subject_id=subject_id,

@@ -13,6 +13,8 @@ from server.core.errors import Unauthenticated
 class AuthMethod(Enum):
     JWT = "jwt"
     API_KEY = "api_key"
+    CLIENT_CERTIFICATE = "client_certificate"
+    """A service identity of a mutual-TLS client certificate (core/service_identity.py)."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class Caller:
     api_key_id: str | None = None
     scopes: frozenset[str] | None = None
     """What an API key may do (server/core/scopes.py); None: everything (a signed-in user)."""
+    service: str | None = None
+    """A service's identity (SPIFFE ID or DNS name); then `user_id` names no user."""
+    service_role: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -21,7 +21,9 @@ from server.core.context import CallContext, bind_call
 from server.core.credentials import Authenticator, extract_credential
 from server.core.errors import Code, ForgeError, InvalidArgument, Unauthenticated, Unimplemented
 from server.core.idempotent_calls import IdempotentCalls
+from server.core.metrics import Metrics
 from server.core.scopes import check_api_key_call
+from server.core.service_identity import ServiceIdentities, service_caller
 from server.core.status import internal_status, to_grpc_status
 from server.core.stream_shares import Share, StreamShares
 from server.db.unavailable import (
@@ -88,14 +90,18 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         on_database_unavailable: Callable[[], None] | None = None,
         idempotency: IdempotentCalls | None = None,
         stream_shares: StreamShares | None = None,
+        metrics: Metrics | None = None,
+        services: ServiceIdentities | None = None,
     ) -> None:
         """`on_database_unavailable` runs when a call ends because the database could not
         be reached (health probes it at once); `idempotency` runs the calls it covers."""
         self._policy = policy
         self._idempotency = idempotency
         self._stream_shares = stream_shares
+        self._metrics = metrics
         self._on_database_unavailable = on_database_unavailable
         self._authenticator = authenticator
+        self._services = services or None  # (an empty mapping: none)
         self._trusted_proxies = frozenset(trusted_proxies)
         # Handlers are fixed once the server starts, so each method's is wrapped once; what
         # differs per call (metadata, peer) is read from the call's context.
@@ -157,7 +163,11 @@ class _CallScope:
             return
         credential = extract_credential(self._metadata)
         if credential is None:
-            raise Unauthenticated("authentication required", "CREDENTIALS_MISSING")
+            # No token or API key: a service, by its client certificate (mutual TLS).
+            services = interceptor._services
+            certificate = context.auth_context() if services else {}
+            ctx.caller = service_caller(services, certificate, self._method)
+            return
         if interceptor._authenticator is None:
             raise Unauthenticated("credentials cannot be verified", "TOKEN_INVALID")
         caller = ctx.caller = await interceptor._authenticator.authenticate(credential)
@@ -207,6 +217,10 @@ class _CallScope:
 
     def finish(self, code: str, reason: str = "") -> None:
         ctx = self.ctx
+        metrics = self._interceptor._metrics
+        if metrics is not None:
+            metrics.rpcs.labels(self._method, code).inc()
+            metrics.rpc_seconds.labels(self._method).observe(time.perf_counter() - self._started)
         if ctx is None or not log.isEnabledFor(logging.INFO):
             return
         log.info(
@@ -218,6 +232,7 @@ class _CallScope:
                 "duration_ms": round((time.perf_counter() - self._started) * 1000, 3),
                 "peer": ctx.client_address,
                 "user_id": str(ctx.caller.user_id) if ctx.caller else None,
+                "service": ctx.caller.service if ctx.caller else None,
                 "request_id": ctx.request_id,
             },
         )
@@ -361,6 +376,9 @@ def _streaming(
     async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
         scope = _CallScope(interceptor, method, _metadata(context))
         share: Share | None = None
+        streams = interceptor._metrics.streams.labels(method) if interceptor._metrics else None
+        if streams is not None:
+            streams.inc()
         try:
             await scope.enter(context)
             # Each user's share of this server's open streams (core/stream_shares.py).
@@ -387,6 +405,8 @@ def _streaming(
         finally:
             if share is not None:
                 share.release()
+            if streams is not None:
+                streams.dec()
         scope.finish("OK")
 
     return stream

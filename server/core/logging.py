@@ -1,10 +1,12 @@
-"""Structured logging: one JSON object per line, tagged with the current request id."""
+"""Structured logging: one JSON object per line, tagged with the current request id (and
+the trace id when the line is written inside a traced call)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
+from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 from server.core.context import current_request_id
@@ -14,6 +16,10 @@ class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id()
+        if not hasattr(record, "trace_id"):
+            span = trace.get_current_span().get_span_context()
+            if span.is_valid:  # a traced call (server/core/tracing.py)
+                record.trace_id = f"{span.trace_id:032x}"
         return True
 
 

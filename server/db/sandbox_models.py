@@ -1,4 +1,5 @@
-"""Sandbox tables: sandboxes (one per container) and the executions run in them."""
+"""Sandbox tables: sandboxes (one per container), the executions run in them, and the Docker
+hosts whose duties one process at a time holds (a lease, like runs')."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ class SandboxRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     state_message: Mapped[str] = mapped_column(String(200), default="")
     container_id: Mapped[str | None] = mapped_column(String(128))
+    # The Docker host (engine) the container runs on: sandbox_hosts.id, by value (a host's
+    # row appears when a process first claims its duties). NULL: made before hosts were
+    # recorded, any host's reconciliation takes it.
+    host_id: Mapped[str | None] = mapped_column(String(200))
     warm: Mapped[bool] = mapped_column(Boolean, default=False)
     # RunCode's sandboxes: destroyed when their one execution ends.
     ephemeral: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -67,6 +72,11 @@ class SandboxRow(Base):
             "last_active_time",
             postgresql_where=f"state IN ({_in(LIVE_SANDBOX_STATES)})",
         ),
+        Index(
+            "ix_sandboxes_host_id_live",
+            "host_id",
+            postgresql_where=f"state IN ({_in(LIVE_SANDBOX_STATES)})",
+        ),
     )
 
 
@@ -86,6 +96,10 @@ class SandboxExecution(Base):
     state: Mapped[str] = mapped_column(String(16), default="running")
     # The command's process group inside the container, to kill it if the server dies.
     process_group: Mapped[int | None] = mapped_column(Integer)
+    # The server process relaying it, which renews the lease while it does; once the lease
+    # expires (the process died), the host's duty holder kills what it left and marks it lost.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(String(16))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     signal: Mapped[int | None] = mapped_column(Integer)
@@ -98,4 +112,21 @@ class SandboxExecution(Base):
     end_time: Mapped[datetime | None]
     duration: Mapped[timedelta | None] = mapped_column(Interval)
 
-    __table_args__ = (CheckConstraint(f"state IN ({_in(EXECUTION_STATES)})", name="state"),)
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_in(EXECUTION_STATES)})", name="state"),
+        Index("ix_sandbox_executions_running_owner", "owner", postgresql_where="state = 'running'"),
+    )
+
+
+class SandboxHostRow(Base):
+    """A Docker host's duties (reconciliation, reaper, warm pool, following container ends):
+    held by the process `owner` while `lease_expires_at` (database clock) is in the future;
+    every takeover increments `lease_token`."""
+
+    __tablename__ = "sandbox_hosts"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    lease_expires_at: Mapped[datetime | None]
+    update_time: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

@@ -14,6 +14,7 @@ honoured when it is no longer than the cap, and ends the retries at once when it
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from server.config import Settings
+from server.core.metrics import provider_failed, provider_request
 from server.llm.base import ProviderEvent
 from server.llm.errors import ProviderFailure, ProviderStreamError
 
@@ -123,13 +125,16 @@ async def stream_with_retries(
     )
     events: AsyncGenerator[ProviderEvent, None] | None = None
     first: ProviderEvent | None = None
+    started = time.perf_counter()
     try:
         async for attempt in retrying:
             with attempt:
                 events = open_attempt()
                 first = await anext(events, None)
     except ProviderFailure as failure:
+        provider_request(provider, time.perf_counter() - started, failure.error.reason)
         raise failure.error from None
+    provider_request(provider, time.perf_counter() - started)
     if events is None or first is None:
         return
     try:
@@ -137,6 +142,7 @@ async def stream_with_retries(
         async for event in events:
             yield event
     except ProviderFailure as failure:
+        provider_failed(provider, failure.error.reason)
         raise ProviderStreamError(failure.error) from None
     finally:
         await events.aclose()

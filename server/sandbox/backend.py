@@ -180,6 +180,10 @@ class SandboxBackend(Protocol):
         """Raises BackendUnavailable unless the engine answers."""
         ...
 
+    async def engine_id(self) -> str:
+        """The engine's own id (Docker's `docker info` ID): stable across its restarts."""
+        ...
+
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         """Creates and starts a container; it is ready for exec when this returns."""
         ...

@@ -1,17 +1,18 @@
 """The connection to the container engine: connecting (or retrying until it answers), bringing
 the engine up in order, following whether it answers, and tearing down.
 
-Bringing up is: connect, reconcile the database with what the engine runs, start the warm
-pool, follow the engine's events (a container that stops or is removed marks its sandbox
-lost at once), then every reaper interval check the engine and reap. Without an engine the server
-still starts: every sandbox call answers UNAVAILABLE until one answers. The engine found is
-put into the shared EngineProvider, through which every other part reaches it.
+Bringing up is: connect, learn the engine's host id, start the host's heartbeat (duties.py:
+the process holding the host's lease reconciles the database with what the engine runs,
+refills the warm pool and follows the engine's events, a container that stops or is removed
+marking its sandbox lost at once), then every reaper interval check the engine and, while
+holding the duties, reap. Without an engine the server still starts: every sandbox call
+answers UNAVAILABLE until one answers. The engine found is put into the shared
+EngineProvider, through which every other part reaches it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -22,6 +23,7 @@ from server.config import Settings
 from server.core.tasks import TaskSupervisor
 from server.sandbox.backend import BackendError, BackendUnavailable, SandboxBackend
 from server.sandbox.docker_backend import DockerBackend
+from server.sandbox.duties import HostDuties, HostIdentity
 from server.sandbox.engine import Engine, EngineProvider
 from server.sandbox.executions import OomCounter
 from server.sandbox.failures import BACKEND_UNAVAILABLE
@@ -29,7 +31,6 @@ from server.sandbox.files import SandboxFiles
 from server.sandbox.pool import WarmPool
 from server.sandbox.provision import container_spec
 from server.sandbox.reaper import Reaper
-from server.sandbox.reconcile import container_ended, reconcile_on_start
 from server.sandbox.retire import Retirer
 from server.sandbox.runtimes import Runtimes
 from server.sandbox.views import Lifetimes
@@ -52,10 +53,13 @@ class BackendConnection:
         lifetimes: Lifetimes,
         retirer: Retirer,
         work: TaskSupervisor,
+        owner: str,
     ) -> None:
         """`work` runs the sandbox's one-shot tasks (recording executions, clean-ups); they
-        use the engine, so stopping waits for them before it closes the engine."""
+        use the engine, so stopping waits for them before it closes the engine. `owner`
+        names this process in leases."""
         self._settings = settings
+        self._owner = owner
         self._sessions = sessions
         self._engine = engine
         self._runtimes = runtimes
@@ -64,6 +68,7 @@ class BackendConnection:
         self._work = work
         self._tasks = TaskSupervisor("sandbox-connection")
         self._reaper: Reaper | None = None
+        self._duties: HostDuties | None = None
         self._listeners: list[AvailabilityListener] = []
         # What listeners were last told (None: nothing yet, before start()).
         self._reported: bool | None = None
@@ -77,6 +82,11 @@ class BackendConnection:
     def reaper(self) -> Reaper | None:
         """The reaper, once the engine is up."""
         return self._reaper
+
+    @property
+    def duties(self) -> HostDuties | None:
+        """The Docker host's duties (held by this process or another), once the engine is up."""
+        return self._duties
 
     def follow(self, listener: AvailabilityListener) -> None:
         """`listener(available)` runs now (if started) and whenever availability changes
@@ -97,9 +107,8 @@ class BackendConnection:
         start reconciles them)."""
         self._stopped = True
         await self._tasks.stop()
-        engine = self._engine.current
-        if engine is not None:
-            await engine.pool.stop()
+        if self._duties is not None:
+            await self._duties.stop()
         await self._work.drain(_STOP_WAIT_SECONDS)
         await self._work.stop()
         engine = self._engine.detach()
@@ -117,12 +126,14 @@ class BackendConnection:
                 )
             return False
         try:
-            await reconcile_on_start(backend, self._sessions, self._settings.sandbox_namespace)
+            host_id = self._settings.sandbox_host_id or (
+                f"{self._settings.sandbox_namespace}@{await backend.engine_id()}"
+            )
         except BackendError as error:
-            log.warning("sandbox reconciliation failed", extra={"error": str(error)})
+            log.warning("cannot identify the Docker engine", extra={"error": str(error)})
             await backend.close()
             return False
-        await self._bring_up(backend)
+        await self._bring_up(backend, host_id)
         return True
 
     async def _keep_connecting(self) -> None:
@@ -131,7 +142,7 @@ class BackendConnection:
             if await self._connect(quiet=True):
                 return
 
-    async def _bring_up(self, backend: SandboxBackend) -> None:
+    async def _bring_up(self, backend: SandboxBackend, host_id: str) -> None:
         settings = self._settings
         make_spec = partial(container_spec, settings.sandbox_namespace)
         pool = WarmPool(backend, self._runtimes, make_spec)
@@ -141,44 +152,44 @@ class BackendConnection:
                 files=SandboxFiles(backend, settings.sandbox_max_file_bytes),
                 oom=OomCounter(backend),
                 pool=pool,
+                host_id=host_id,
             )
         )
-        pool.start()
         self._reaper = Reaper(
             backend=backend,
             sessions=self._sessions,
             pool=pool,
             namespace=settings.sandbox_namespace,
+            host_id=host_id,
             lifetimes=self._lifetimes,
             retirer=self._retirer,
         )
-        self._tasks.forever("container-events", partial(self._follow_container_ends, backend))
+        identity = HostIdentity(
+            host_id=host_id,
+            namespace=settings.sandbox_namespace,
+            owner=self._owner,
+            lease_seconds=settings.sandbox_host_lease_seconds,
+        )
+        self._duties = HostDuties(identity, self._sessions, backend, pool)
+        await self._duties.start()
         self._tasks.every("reaper", settings.sandbox_reaper_interval_seconds, self._check_and_reap)
         await self._set_available(True)
 
-    async def _follow_container_ends(self, backend: SandboxBackend) -> None:
-        """Marks sandboxes lost as their containers die; restarted (by `forever`) when the
-        stream ends, and the reaper's sweep covers whatever happened in between."""
-        ends = backend.container_ends(self._settings.sandbox_namespace)
-        async with contextlib.aclosing(ends):
-            async for container_id in ends:
-                try:
-                    await container_ended(backend, self._sessions, container_id)
-                except Exception:
-                    log.exception("could not mark a sandbox lost")
-
     async def _check_and_reap(self) -> None:
-        """Notices the engine going and coming back; reaps while it answers."""
-        engine, reaper = self._engine.current, self._reaper
+        """Notices the engine going and coming back; reaps while it answers and this process
+        holds the host's duties."""
+        engine, reaper, duties = self._engine.current, self._reaper, self._duties
         assert engine is not None
         assert reaper is not None
+        assert duties is not None
         try:
             await engine.backend.ping()
         except BackendUnavailable:
             await self._set_available(False)
             return
         await self._set_available(True)
-        await reaper.tick()
+        if duties.held:
+            await reaper.tick()
 
     async def _set_available(self, available: bool) -> None:
         self._engine.set_available(available)

@@ -156,6 +156,13 @@ class DockerBackend:
     async def ping(self) -> None:
         await self._call(self._api.ping)
 
+    async def engine_id(self) -> str:
+        info = await self._call(self._api.info)
+        engine_id = str(info.get("ID") or "") if isinstance(info, dict) else ""
+        if not engine_id:
+            raise BackendError("the Docker engine did not say its ID")
+        return engine_id
+
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         return await self._call(self._create, spec)
 

@@ -20,6 +20,8 @@ class Engine:
     files: SandboxFiles
     oom: OomCounter
     pool: WarmPool
+    host_id: str
+    """The engine's id in the database (sandboxes.host_id, sandbox_hosts.id)."""
 
 
 class EngineProvider:

@@ -82,8 +82,11 @@ class ExecLauncher:
         slots: ExecutionSlots,
         exec_shares: ExecShares,
         tasks: TaskSupervisor,
+        owner: str,
     ) -> None:
+        """`owner` names this process in executions' leases (leases.py)."""
         self._settings = settings
+        self._owner = owner
         self._sessions = sessions
         self._runtimes = runtimes
         self._default_limits = default_limits
@@ -213,6 +216,8 @@ class ExecLauncher:
                 command=command,
                 working_dir=working_dir,
                 start_time=start_time,
+                owner=self._owner,
+                lease=timedelta(seconds=self._settings.sandbox_host_lease_seconds),
             )
             await db.commit()
         except BaseException:

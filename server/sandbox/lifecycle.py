@@ -48,8 +48,12 @@ class SandboxLifecycle:
         provisioner: Provisioner,
         retirer: Retirer,
         slots: ExecutionSlots,
+        owner: str,
     ) -> None:
+        """`owner` names this process in executions' leases: its own running executions are
+        `slots`, other processes' are found in the database."""
         self._sessions = sessions
+        self._owner = owner
         self._engine = engine
         self._runtimes = runtimes
         self._default_limits = default_limits
@@ -129,10 +133,12 @@ class SandboxLifecycle:
         backend = self._engine.require().backend
         async with self._sessions() as db:
             row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
+            # Those another server process relays count too.
+            elsewhere = await store.has_running_executions(db, row.id, other_than=self._owner)
         if row.state == "paused":
             return self._view(row)
         require_state(row, ("running",))
-        if self._slots.busy(row.id):
+        if elsewhere or self._slots.busy(row.id):
             raise FailedPrecondition(
                 "the sandbox has executions running; cancel them or wait for them to end",
                 "SANDBOX_BUSY",

@@ -20,6 +20,7 @@ from server.sandbox.exec_shares import ExecShares
 from server.sandbox.executions import ExecutionSlots
 from server.sandbox.file_calls import FileCalls
 from server.sandbox.launcher import ExecLauncher
+from server.sandbox.leases import new_owner_id
 from server.sandbox.lifecycle import SandboxLifecycle
 from server.sandbox.provision import Provisioner
 from server.sandbox.retire import Retirer
@@ -52,6 +53,7 @@ def assemble(
         max_lifetime=timedelta(seconds=settings.sandbox_max_lifetime_seconds),
     )
     engine = EngineProvider()
+    owner = new_owner_id()
     work = TaskSupervisor("sandbox")
     retirer = Retirer(sessions, engine)
     provisioner = Provisioner(settings, sessions, engine, retirer, work, shares)
@@ -67,6 +69,7 @@ def assemble(
             lifetimes=lifetimes,
             retirer=retirer,
             work=work,
+            owner=owner,
         ),
         lifecycle=SandboxLifecycle(
             sessions,
@@ -77,6 +80,7 @@ def assemble(
             provisioner=provisioner,
             retirer=retirer,
             slots=slots,
+            owner=owner,
         ),
         executions=ExecLauncher(
             settings,
@@ -91,6 +95,7 @@ def assemble(
                 shares or DefaultLimits(settings), settings.project_max_concurrent_execs
             ),
             tasks=work,
+            owner=owner,
         ),
         files=FileCalls(sessions, engine),
     )

@@ -133,6 +133,7 @@ class Provisioner:
                 state="running" if warm else "creating",
                 state_message="",
                 container_id=warm.container_id if warm else None,
+                host_id=engine.host_id,
                 warm=warm is not None,
                 ephemeral=ephemeral,
                 limits=limits.to_json(),

@@ -1,6 +1,6 @@
 """The reaper: destroys expired sandboxes (idle TTL, maximum lifetime) and sweeps the engine
 against the database. The backend connection runs a pass every few seconds while the
-engine answers (connection.py)."""
+engine answers, in the process holding the Docker host's duties (duties.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.timestamps import utcnow
 from server.sandbox import reconcile, store
-from server.sandbox.backend import BackendError, ContainerInfo, SandboxBackend
+from server.sandbox.backend import BackendError, SandboxBackend
 from server.sandbox.pool import WarmPool
 from server.sandbox.retire import Retirer
 from server.sandbox.views import Lifetimes
@@ -27,6 +27,7 @@ class Reaper:
         sessions: async_sessionmaker[AsyncSession],
         pool: WarmPool,
         namespace: str,
+        host_id: str,
         lifetimes: Lifetimes,
         retirer: Retirer,
     ) -> None:
@@ -34,6 +35,7 @@ class Reaper:
         self._sessions = sessions
         self._pool = pool
         self._namespace = namespace
+        self._host_id = host_id
         self._lifetimes = lifetimes
         self._retirer = retirer
 
@@ -42,7 +44,7 @@ class Reaper:
         now = now or utcnow()
         async with self._sessions() as db:
             expired = await store.expired(
-                db, now, self._lifetimes.idle_ttl, self._lifetimes.max_lifetime
+                db, self._host_id, now, self._lifetimes.idle_ttl, self._lifetimes.max_lifetime
             )
         for item in expired:
             await self._retirer.retire(item.row.id, item.row.container_id, "deleted", item.why)
@@ -53,17 +55,12 @@ class Reaper:
                 self._backend,
                 self._sessions,
                 self._namespace,
+                self._host_id,
                 self._pool.owns,
-                lambda container: _older_than_grace(container, now),
+                now,
             )
         except BackendError as error:
             log.warning("sandbox sweep failed", extra={"error": str(error)})
         else:
             self._pool.drop(c.id for c in containers if c.status.value == "running")
         return len(expired)
-
-
-def _older_than_grace(container: ContainerInfo, now: datetime) -> bool:
-    if container.created is None:
-        return False
-    return now - container.created > reconcile.ORPHAN_GRACE

@@ -1,9 +1,13 @@
-"""Making the database and the engine agree.
+"""Making the database and the engine agree, for one Docker host (`host_id`); only the
+process holding the host's duties (duties.py) runs these.
 
-At start-up (`reconcile_on_start`), before anything else runs: every managed container of
-this namespace without a live row is removed (crash leftovers, old warm pools, half-made
-sandboxes); every live row whose container is gone or stopped is marked lost; executions
-left 'running' by a dead server are marked lost.
+When a process takes the duties over (`reconcile_on_start`: at start-up, or when the previous
+holder died), before its warm pool starts: every managed container of this namespace without
+a live row is removed (crash leftovers, old warm pools); every live row whose container is
+gone or stopped is marked lost; executions whose process died (their lease expired) are
+marked lost and what they left running is killed (`orphaned_executions`, which the duty
+holder also runs on every heartbeat). A sandbox still being created may belong to another
+live process: its container is kept, and only once it is older than ORPHAN_GRACE is it failed.
 
 While serving, a container that stops or is removed marks its sandbox lost at once
 (`container_ended`, fed by the engine's event stream). `sweep` catches up with whatever
@@ -19,9 +23,9 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.sandbox_models import SandboxRow
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ORPHAN_GRACE = timedelta(minutes=2)
 _ALIVE = (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
+_STOPPED_CREATING = "the server stopped while creating it"
 
 
 @dataclass
@@ -49,18 +54,28 @@ class Report:
 
 
 async def reconcile_on_start(
-    backend: SandboxBackend, sessions: async_sessionmaker[AsyncSession], namespace: str
+    backend: SandboxBackend,
+    sessions: async_sessionmaker[AsyncSession],
+    namespace: str,
+    host_id: str,
 ) -> Report:
     report = Report()
+    # Containers first, rows second: a sandbox being created commits its row before its
+    # container exists, so a container listed here of a row created since is impossible.
     containers = await backend.list_managed(namespace)
     by_id = {container.id: container for container in containers}
+    by_label = {c.labels.get(LABEL_SANDBOX_ID, ""): c for c in containers}
     keep: set[str] = set()
     async with sessions() as db:
-        for row in await store.live(db):
+        stale = await _database_now(db) - ORPHAN_GRACE
+        for row in await store.live(db, host_id):
             container = by_id.get(row.container_id or "")
             if row.state == "creating":
-                await store.set_state(db, row.id, "failed", "the server stopped while creating it")
-                report.failed_sandboxes.append(str(row.id))
+                if row.create_time < stale:
+                    await store.set_state(db, row.id, "failed", _STOPPED_CREATING)
+                    report.failed_sandboxes.append(str(row.id))
+                elif (being_made := by_label.get(str(row.id))) is not None:
+                    keep.add(being_made.id)  # perhaps another process is creating it
                 continue
             if container is None or container.status not in _ALIVE:
                 why = "container vanished" if container is None else "container stopped"
@@ -69,10 +84,8 @@ async def reconcile_on_start(
                 continue
             keep.add(container.id)
             await _mirror(db, row, container)
-        orphaned = [o for o in await store.running_executions(db) if o.container_id in keep]
-        await _kill_groups(backend, orphaned)
-        report.lost_executions = await store.mark_running_executions_lost(db)
         await db.commit()
+    report.lost_executions = await orphaned_executions(backend, sessions, host_id)
     report.removed_containers = [c.id for c in containers if c.id not in keep]
     await _remove(backend, report.removed_containers)
     if report.removed_containers or report.lost_sandboxes or report.failed_sandboxes:
@@ -86,6 +99,26 @@ async def reconcile_on_start(
             },
         )
     return report
+
+
+async def orphaned_executions(
+    backend: SandboxBackend, sessions: async_sessionmaker[AsyncSession], host_id: str
+) -> int:
+    """Executions on the host whose process died (lease expired) are marked lost, and what
+    they left running in live containers is killed; answers how many."""
+    async with sessions() as db:
+        count, orphaned = await store.mark_orphaned_executions_lost(db, host_id)
+        await db.commit()
+    await _kill_groups(backend, orphaned)
+    if count:
+        log.info("executions of a stopped server marked lost", extra={"count": count})
+    return count
+
+
+async def _database_now(db: AsyncSession) -> datetime:
+    value = await db.scalar(select(func.now()))
+    assert isinstance(value, datetime)
+    return value
 
 
 async def _kill_groups(backend: SandboxBackend, orphaned: list[store.Orphaned]) -> None:
@@ -112,8 +145,9 @@ async def sweep(
     backend: SandboxBackend,
     sessions: async_sessionmaker[AsyncSession],
     namespace: str,
+    host_id: str,
     pooled: Callable[[str], bool],
-    created_long_ago: Callable[[ContainerInfo], bool],
+    now: datetime,
 ) -> tuple[Report, list[ContainerInfo]]:
     """One pass while serving; also answers the containers it saw (for the warm pool)."""
     report = Report()
@@ -126,7 +160,16 @@ async def sweep(
         except ValueError:
             continue
     async with sessions() as db:
-        for row in await store.live(db):
+        for row in await store.live(db, host_id):
+            if row.state == "creating" and row.create_time < now - ORPHAN_GRACE:
+                # Its process died while creating it (the container, if any, is removed
+                # below once the row has ended).
+                failed = await store.set_state(
+                    db, row.id, "failed", _STOPPED_CREATING, only_from=("creating",)
+                )
+                if failed is not None:
+                    report.failed_sandboxes.append(str(row.id))
+                continue
             if row.state == "creating" or not row.container_id:
                 continue
             container = by_container.get(row.container_id)
@@ -149,7 +192,8 @@ async def sweep(
         stray = (
             state is None
             and not pooled(labelled_container.id)
-            and created_long_ago(labelled_container)
+            and labelled_container.created is not None
+            and now - labelled_container.created > ORPHAN_GRACE
         )
         if ended or stray:
             report.removed_containers.append(labelled_container.id)

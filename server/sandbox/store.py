@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ScalarSelect, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import ProjectMember
@@ -101,8 +112,15 @@ async def list_page(
     return list((await db.execute(query)).scalars())
 
 
-async def live(db: AsyncSession) -> list[SandboxRow]:
-    query = select(SandboxRow).where(SandboxRow.state.in_(LIVE_SANDBOX_STATES))
+def on_host(host_id: str) -> ColumnElement[bool]:
+    """Rows of sandboxes on the Docker host `host_id` (and those made before hosts were
+    recorded)."""
+    return or_(SandboxRow.host_id == host_id, SandboxRow.host_id.is_(None))
+
+
+async def live(db: AsyncSession, host_id: str) -> list[SandboxRow]:
+    """The live sandboxes on the Docker host `host_id`."""
+    query = select(SandboxRow).where(SandboxRow.state.in_(LIVE_SANDBOX_STATES), on_host(host_id))
     return list((await db.execute(query)).scalars())
 
 
@@ -120,10 +138,11 @@ class Expired:
 
 
 async def expired(
-    db: AsyncSession, now: datetime, idle_ttl: timedelta, max_lifetime: timedelta
+    db: AsyncSession, host_id: str, now: datetime, idle_ttl: timedelta, max_lifetime: timedelta
 ) -> list[Expired]:
     query = select(SandboxRow).where(
         SandboxRow.state.in_(("running", "paused")),
+        on_host(host_id),
         or_(
             SandboxRow.last_active_time < now - idle_ttl,
             SandboxRow.create_time < now - max_lifetime,
@@ -185,7 +204,10 @@ async def start_execution(
     command: dict[str, Any],
     working_dir: str,
     start_time: datetime,
+    owner: str,
+    lease: timedelta,
 ) -> None:
+    """Records an execution relayed by the process `owner`, leased to it for `lease`."""
     db.add(
         SandboxExecution(
             id=execution_id,
@@ -195,6 +217,8 @@ async def start_execution(
             working_dir=working_dir,
             state="running",
             start_time=start_time,
+            owner=owner,
+            lease_expires_at=func.now() + lease,
         )
     )
     await touch(db, sandbox_id, start_time)
@@ -231,21 +255,44 @@ class Orphaned:
     process_group: int
 
 
-async def running_executions(db: AsyncSession) -> list[Orphaned]:
-    query = (
-        select(SandboxRow.container_id, SandboxExecution.process_group)
-        .join(SandboxRow, SandboxRow.id == SandboxExecution.sandbox_id)
-        .where(
-            SandboxExecution.state == "running",
-            SandboxExecution.process_group.is_not(None),
-            SandboxRow.container_id.is_not(None),
-        )
-    )
-    return [
+_MARK_ORPHANS_LOST = text(
+    """
+    UPDATE sandbox_executions AS e SET state = 'lost', end_time = now()
+    FROM sandboxes AS s
+    WHERE e.sandbox_id = s.id AND e.state = 'running'
+      AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now())
+      AND (s.host_id = :host_id OR s.host_id IS NULL)
+    RETURNING s.container_id, s.state, e.process_group
+    """
+)
+
+
+async def mark_orphaned_executions_lost(
+    db: AsyncSession, host_id: str
+) -> tuple[int, list[Orphaned]]:
+    """Executions on the host whose process died (their lease expired) are marked lost:
+    how many, and what they may have left running in live containers."""
+    rows = list(await db.execute(_MARK_ORPHANS_LOST, {"host_id": host_id}))
+    orphaned = [
         Orphaned(str(container), int(group))
-        for container, group in await db.execute(query)
-        if container is not None and group is not None
+        for container, state, group in rows
+        if container is not None and group is not None and state in ("running", "paused")
     ]
+    return len(rows), orphaned
+
+
+async def has_running_executions(
+    db: AsyncSession, sandbox_id: uuid.UUID, *, other_than: str
+) -> bool:
+    """Whether an execution in the sandbox is running, relayed by a live process (its lease
+    not expired) other than `other_than`."""
+    query = select(SandboxExecution.id).where(
+        SandboxExecution.sandbox_id == sandbox_id,
+        SandboxExecution.state == "running",
+        SandboxExecution.owner != other_than,
+        SandboxExecution.lease_expires_at > func.now(),
+    )
+    return (await db.execute(query.limit(1))).first() is not None
 
 
 async def get_execution(db: AsyncSession, execution_id: uuid.UUID) -> SandboxExecution | None:

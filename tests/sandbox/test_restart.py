@@ -71,6 +71,8 @@ async def test_sigkill_with_three_sandboxes_then_restart(
         "FORGE_LOG_LEVEL": "WARNING",
         "FORGE_SANDBOX_NAMESPACE": ns,
         "FORGE_SANDBOX_POOL_SIZE": "1",
+        # The second server takes the host's duties over once the first one's lease expires.
+        "FORGE_SANDBOX_HOST_LEASE_SECONDS": "2",
     }
     engine = make_engine(url)
     sessions = make_session_factory(engine)
@@ -140,14 +142,20 @@ async def test_sigkill_with_three_sandboxes_then_restart(
         port = await second.start()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = sandbox_pb2_grpc.SandboxServiceStub(channel)
-            states = [
-                (
+
+            async def reconciled() -> list[sandbox_pb2.Sandbox] | None:
+                found = [
                     await stub.GetSandbox(
                         sandbox_pb2.GetSandboxRequest(sandbox_id=s.id), metadata=editor.metadata
                     )
-                )
-                for s in sandboxes
-            ]
+                    for s in sandboxes
+                ]
+                lost = found[2].state == sandbox_pb2.SANDBOX_STATE_LOST
+                async with sessions() as db:
+                    execution = await store.get_execution(db, uuid.UUID(execution_id))
+                return found if lost and execution and execution.state == "lost" else None
+
+            states = await eventually(reconciled, timeout=30)
             assert [s.state for s in states] == [
                 sandbox_pb2.SANDBOX_STATE_RUNNING,
                 sandbox_pb2.SANDBOX_STATE_RUNNING,
@@ -156,9 +164,14 @@ async def test_sigkill_with_three_sandboxes_then_restart(
             assert states[2].state_message == "container vanished"
             # The survivors work, and what the lost execution left running was killed.
             check = sandbox_pb2.ExecRequest(sandbox_id=sandboxes[0].id, argv=["ps", "-eo", "args="])
-            events = [e async for e in stub.Exec(check, metadata=editor.metadata, timeout=30)]
-            assert events[-1].exit.exit_code == 0
-            assert b"sleep 600" not in b"".join(e.stdout for e in events)
+
+            async def leftovers_killed() -> bool:
+                events = [e async for e in stub.Exec(check, metadata=editor.metadata, timeout=30)]
+                assert events[-1].exit.exit_code == 0
+                return b"sleep 600" not in b"".join(e.stdout for e in events)
+
+            # Killed right after the execution is marked lost.
+            await eventually(leftovers_killed, timeout=10)
 
         async with sessions() as db:
             execution = await store.get_execution(db, uuid.UUID(execution_id))
