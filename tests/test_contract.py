@@ -85,6 +85,13 @@ ADDED_AFTER_THE_PLAN = {
     ("forge.agents.v1.AgentService", "DeleteProviderKey"): (
         "DELETE /v1/users/me/providerKeys/{provider_key_id}"
     ),
+    # Scale-out (issue 17): cancelling from any server process what another one streams.
+    ("forge.agents.v1.AgentService", "CancelAnswer"): (
+        "POST /v1/conversations/{conversation_id}/messages/{message_id}:cancel"
+    ),
+    ("forge.sandbox.v1.SandboxService", "CancelExecution"): (
+        "POST /v1/sandboxes/{sandbox_id}/executions/{execution_id}:cancel"
+    ),
 }
 """RPCs the contract gained after API.md was written (API.md is the starting plan and is not
 edited here); each keeps the AIP style and has its REST route."""

@@ -29,7 +29,7 @@ from server.agents.runs.read_rpcs import ReadRpcs
 from server.agents.runs.tool_rpcs import ToolRpcs
 from server.agents.usage import UsageLedger
 from server.core.context import current_call
-from server.core.errors import FieldViolation, ForgeError, InvalidArgument
+from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unimplemented
 from server.core.fieldmask import update_paths
 from server.core.idempotency import fingerprint_of
 from server.core.idempotent_calls import call_deadline, request_key
@@ -268,6 +268,11 @@ class AgentService(
         ) as events:
             async for event in events:
                 yield event
+
+    async def CancelAnswer(
+        self, request: agents_pb2.CancelAnswerRequest, context: Context
+    ) -> agents_pb2.Message:
+        raise Unimplemented("CancelAnswer is not built yet", "NOT_BUILT")
 
     # --- usage -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.core.context import current_call
-from server.core.errors import FieldViolation, InvalidArgument
+from server.core.errors import FieldViolation, InvalidArgument, Unimplemented
 from server.core.pagination import PageTokens
 from server.core.streaming import server_stream
 from server.sandbox import convert
@@ -117,6 +117,11 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
     ) -> sandbox_pb2.Sandbox:
         caller = current_call().require_caller()
         return convert.sandbox_to_proto(await self._lifecycle.resume(caller, request.sandbox_id))
+
+    async def CancelExecution(
+        self, request: sandbox_pb2.CancelExecutionRequest, context: Context
+    ) -> empty_pb2.Empty:
+        raise Unimplemented("CancelExecution is not built yet", "NOT_BUILT")
 
     async def DeleteSandbox(
         self, request: sandbox_pb2.DeleteSandboxRequest, context: Context
