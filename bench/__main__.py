@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.harness import Report
 from bench.infra import infrastructure
 
-BENCHMARKS = ["chat", "unary", "envoy", "sandbox", "login", "artifacts", "runs"]
+BENCHMARKS = ["chat", "unary", "envoy", "sandbox", "login", "artifacts", "runs", "scaling"]
 README = Path(__file__).with_name("README.md")
 MARKER = re.compile(r"(<!-- results:begin -->\n).*?(<!-- results:end -->)", re.DOTALL)
 

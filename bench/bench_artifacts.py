@@ -26,6 +26,8 @@ _SERVING = re.compile(rb"forge: serving on port (\d+)")
 # reconciliation removes unknown containers of its namespace.
 _NO_SANDBOXES = {
     "FORGE_SANDBOX_POOL_SIZE": "0",
+    # One server process (FORGE_WORKERS), pinned to the server core.
+    "FORGE_WORKERS": "1",
     "FORGE_SANDBOX_NAMESPACE": f"bench-artifacts-{secrets.token_hex(4)}",
 }
 

@@ -49,15 +49,19 @@ class ForgeProcess:
 
 @asynccontextmanager
 async def forge_server(
-    infra: Infra, env: Mapping[str, str] | None = None, *, database_url: str | None = None
+    infra: Infra,
+    env: Mapping[str, str] | None = None,
+    *,
+    database_url: str | None = None,
+    core: str = SERVER_CORE,
 ) -> AsyncIterator[ForgeProcess]:
-    """`python -m server` pinned to the server core, on a fresh database (or on
-    `database_url`, shared with another server process)."""
+    """`python -m server` pinned to the server core (or the cores `core` lists), on a fresh
+    database (or on `database_url`, shared with another server process)."""
     url = database_url or await infra.database()
     data_dir = Path(tempfile.mkdtemp(dir=infra.workdir))
     measured, match = await spawn(
         [sys.executable, "-m", "server"],
-        core=SERVER_CORE,
+        core=core,
         env={
             "FORGE_LISTEN_ADDRESS": "127.0.0.1:0",
             "FORGE_DATABASE_URL": url,
@@ -68,6 +72,8 @@ async def forge_server(
             # the benchmark asks for one.
             "FORGE_SANDBOX_NAMESPACE": f"bench-{data_dir.name}",
             "FORGE_SANDBOX_POOL_SIZE": "0",
+            # One server process (FORGE_WORKERS), pinned to the server core.
+            "FORGE_WORKERS": "1",
             # Benchmarks load one server from a few users on loopback: the fair shares meant
             # for many users would measure the limits, not the server.
             "FORGE_USER_MAX_CONCURRENT_STREAMS": "1000000",

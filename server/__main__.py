@@ -18,11 +18,15 @@ from server.core.logging import configure_logging
 from server.core.module import ModuleBuilder
 from server.db.embedded import DataDirInUse
 from server.services import SERVICE_MODULES
+from server.workers import WorkerFailed, WorkerLink, supervise
 
 log = logging.getLogger("forge")
 
 
-async def serve(settings: Settings, builders: Sequence[ModuleBuilder]) -> None:
+async def serve(
+    settings: Settings, builders: Sequence[ModuleBuilder], link: WorkerLink | None = None
+) -> None:
+    """Serves until SIGTERM/SIGINT; `link`: this is a supervisor's worker (server/workers.py)."""
     app = ForgeServer(settings, builders)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -34,10 +38,15 @@ async def serve(settings: Settings, builders: Sequence[ModuleBuilder]) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
+    if link is not None:
+        link.on_supervisor_gone(on_signal)
     try:
         await app.start()
-        # Tooling (make run, tests) reads this line to learn the bound port.
-        print(f"forge: serving on port {app.port}", file=sys.stderr, flush=True)
+        if link is not None:
+            link.serving(app.port)  # the supervisor prints the line once all workers serve
+        else:
+            # Tooling (make run, tests) reads this line to learn the bound port.
+            print(f"forge: serving on port {app.port}", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await app.stop()
@@ -67,9 +76,12 @@ def main(builders: Sequence[ModuleBuilder] = SERVICE_MODULES) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     try:
-        with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-            runner.run(serve(settings, builders))
-    except (DataDirInUse, InsecureConfiguration) as refused:
+        if settings.workers > 1:
+            supervise(settings, builders)  # N worker processes on one port
+        else:
+            with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+                runner.run(serve(settings, builders))
+    except (DataDirInUse, InsecureConfiguration, WorkerFailed) as refused:
         # A configuration the operator must change: one clear line, no traceback.
         print(f"forge: not starting: {refused}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

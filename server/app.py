@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
+from server.core.cancels import Cancels, cancel_dsn
 from server.core.health_service import HealthService
 from server.core.hooks import Hooks
 from server.core.idempotency import IdempotencyStore
@@ -54,8 +55,9 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", settings.keepalive_min_client_ping_ms),
         ("grpc.http2.max_pings_without_data", 0),
-        # Two servers must never share a port by accident.
-        ("grpc.so_reuseport", 0),
+        # Two servers must never share a port by accident; the workers of one supervisor
+        # (server/workers.py) share theirs on purpose, and the kernel spreads connections.
+        ("grpc.so_reuseport", 1 if settings.worker_index is not None else 0),
         # Accept bursts of new calls (the default refuses above about 1,500 pending).
         ("grpc.server.max_pending_requests", settings.max_pending_requests),
         ("grpc.server.max_pending_requests_hard_limit", settings.max_pending_requests),
@@ -176,6 +178,7 @@ class ForgeServer:
                 lease_seconds=settings.idempotency_lease_seconds,
                 wait_seconds=settings.idempotency_wait_seconds,
             ),
+            cancels=Cancels(cancel_dsn(self._engine.url)),
         )
         self.modules = build_modules(ctx, self.builders)
         # Health follows the database too: it starts first and stops last.
@@ -196,6 +199,8 @@ class ForgeServer:
         self._background.append(self._database)
         await idempotent_calls.start()
         self._background.append(idempotent_calls)
+        await ctx.cancels.start()
+        self._background.append(ctx.cancels)
         for module in self.modules:
             for component in module.background:
                 await component.start()

@@ -38,9 +38,18 @@ async def main() -> None:
     params = args()
     seconds: float = params["seconds"]
     concurrency: int = params["concurrency"]
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{params['port']}") as channel:
-        call = _call(channel, params)
-        await call()  # connected, and the call works
+    # `channels` connections of their own (server workers are picked per connection); the
+    # callers take them in turn.
+    channels = [
+        grpc.aio.insecure_channel(
+            f"127.0.0.1:{params['port']}", options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for _ in range(params.get("channels", 1))
+    ]
+    try:
+        calls = [_call(channel, params) for channel in channels]
+        for call in calls:
+            await call()  # connected, and the call works
 
         latencies: list[float] = []
         errors = 0
@@ -48,7 +57,7 @@ async def main() -> None:
         cpu_started = _cpu()
         until = started + seconds
 
-        async def worker() -> None:
+        async def worker(call: Call) -> None:
             nonlocal errors
             while (begun := time.perf_counter()) < until:
                 try:
@@ -58,9 +67,12 @@ async def main() -> None:
                     continue
                 latencies.append(time.perf_counter() - begun)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(calls[i % len(calls)]) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
         cpu = _cpu() - cpu_started
+    finally:
+        for channel in channels:
+            await channel.close()
     emit(
         {
             "calls": len(latencies),

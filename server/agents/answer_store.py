@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -104,12 +104,16 @@ async def lock_orphans(db: AsyncSession, older_than_seconds: float, limit: int) 
 
 
 async def interrupt(db: AsyncSession, settled: Sequence[tuple[uuid.UUID, int, int]]) -> None:
-    """Settles locked answers as interrupted: (message id, input tokens, output tokens)."""
+    """Settles locked answers as interrupted: (message id, input tokens, output tokens); one
+    someone asked to cancel (CancelAnswer, its writer gone) as cancelled."""
     statement = (
         update(_MESSAGES)
         .where(_MESSAGES.c.id == bindparam("message_id"))
         .values(
-            status="interrupted",
+            status=case(
+                (_MESSAGES.c.cancel_requested_at.is_not(None), "cancelled"),
+                else_="interrupted",
+            ),
             input_tokens=bindparam("input"),
             output_tokens=bindparam("output"),
             update_time=func.now(),

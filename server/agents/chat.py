@@ -10,9 +10,10 @@ stream hands its text so far to the saver, which stores it off the stream), and 
 stream turns into a last `error` event).
 
 Whatever ends the stream, the answer is settled exactly once: `complete`, `failed` (with
-the error) or `cancelled` (the client went away or its deadline passed: the provider stream
-is closed at once). Settling runs in a task of Chat's supervisor that the caller's
-cancellation cannot interrupt, so the partial text is never lost. When the server itself
+the error) or `cancelled` (the client went away or its deadline passed, or CancelAnswer
+stopped it from any process: the provider stream is closed at once; cancel_stream.py).
+Settling runs in a task of Chat's supervisor that the caller's cancellation cannot
+interrupt, so the partial text is never lost. When the server itself
 dies, a sweeper (of any server, the restarted one included) settles the answer as
 `interrupted` with its saved text (sweeper.py).
 """
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import charges, compaction, store
 from server.agents.access import chat_target
+from server.agents.cancel_stream import stoppable
 from server.agents.compaction import NO_HISTORY, ChatCompaction
 from server.agents.generation import GenerationParams
 from server.agents.profiles import AgentProfiles
@@ -48,8 +50,10 @@ from server.agents.views import (
     MessageView,
 )
 from server.core.access import ProjectRole
+from server.core.cancels import Cancels
 from server.core.context import Caller
 from server.core.errors import (
+    Cancelled,
     FieldViolation,
     ForgeError,
     InvalidArgument,
@@ -120,8 +124,11 @@ class Chats:
         saver: AnswerSaver,
         own_keys: OwnKeysLookup = NO_OWN_KEY_LOOKUP,
         summary_max_output_tokens: int = 1024,
+        cancels: Cancels | None = None,
     ) -> None:
         self._sessions = sessions
+        self.cancels = cancels
+        """Where CancelAnswer's requests reach the answers streamed here (cancel_stream.py)."""
         self.sessions = sessions
         self._registry = registry
         self._own_keys = own_keys
@@ -371,7 +378,11 @@ class ChatTurn:
                 yield ChatSummary(turn.summary)
             yield self.started
             meter = answer_meter("chat", turn.model)
-            async with aclosing(turn.provider.stream(turn.request)) as stream:
+            async with aclosing(
+                stoppable(
+                    turn.provider.stream(turn.request), chats.cancels, turn.assistant_message_id
+                )
+            ) as stream:
                 async for event in stream:
                     if type(event) is TextDelta:
                         text += event.text
@@ -414,7 +425,9 @@ class ChatTurn:
             "the model ended its answer without finishing it", PROVIDER_UNAVAILABLE
         )
         usage = Usage(turn.estimated_input_tokens, estimate_tokens(text)) if text else Usage()
-        await chats.tasks.shielded(
-            chats.settle(turn, text, "failed", None, usage, error), name="settle"
-        )
+        if isinstance(error, Cancelled):  # CancelAnswer, from any process: kept as cancelled
+            settling = chats.settle(turn, text, "cancelled", None, usage, None)
+        else:
+            settling = chats.settle(turn, text, "failed", None, usage, error)
+        await chats.tasks.shielded(settling, name="settle")
         raise error

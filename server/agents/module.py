@@ -9,6 +9,7 @@ from __future__ import annotations
 from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 
 from server.agents import store
+from server.agents.cancel_answer import AnswerCancels
 from server.agents.catalog import ModelCatalog
 from server.agents.chat import Chats
 from server.agents.chat_retries import ChatRetries
@@ -83,6 +84,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         saver,
         own_keys=key_use,
         summary_max_output_tokens=settings.summary_max_output_tokens,
+        cancels=ctx.cancels,
     )
     runs = build_runs(ctx, registry, profiles, ledger, own_keys=key_use)
     servicer = AgentService(
@@ -99,6 +101,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         key_use=key_use,
         models=ModelCatalog(sessions, registry, settings),
         providers=providers,
+        answer_cancels=AnswerCancels(sessions, ctx.cancels),
     )
     return ServiceModule(
         name="agents",

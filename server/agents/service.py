@@ -13,6 +13,7 @@ from google.protobuf import empty_pb2
 from server.agents import conversations as conversation_fields
 from server.agents import convert, generation
 from server.agents import profiles as profile_fields
+from server.agents.cancel_answer import AnswerCancels
 from server.agents.catalog import ModelCatalog
 from server.agents.chat import Chats, ChatTurn
 from server.agents.chat_retries import AnswerReplay, ChatRetries, ChatRetry
@@ -29,7 +30,7 @@ from server.agents.runs.read_rpcs import ReadRpcs
 from server.agents.runs.tool_rpcs import ToolRpcs
 from server.agents.usage import UsageLedger
 from server.core.context import current_call
-from server.core.errors import FieldViolation, ForgeError, InvalidArgument, Unimplemented
+from server.core.errors import FieldViolation, ForgeError, InvalidArgument
 from server.core.fieldmask import update_paths
 from server.core.idempotency import fingerprint_of
 from server.core.idempotent_calls import call_deadline, request_key
@@ -71,7 +72,9 @@ class AgentService(
         key_use: ProviderKeyUse,
         models: ModelCatalog,
         providers: Providers,
+        answer_cancels: AnswerCancels,
     ) -> None:
+        self._answer_cancels = answer_cancels
         self._models = models
         self._providers = providers
         self._registry = registry
@@ -272,7 +275,11 @@ class AgentService(
     async def CancelAnswer(
         self, request: agents_pb2.CancelAnswerRequest, context: Context
     ) -> agents_pb2.Message:
-        raise Unimplemented("CancelAnswer is not built yet", "NOT_BUILT")
+        caller = current_call().require_caller()
+        message = await self._answer_cancels.cancel(
+            caller, request.conversation_id, request.message_id
+        )
+        return convert.message_to_proto(message)
 
     # --- usage -----------------------------------------------------------------------
 

@@ -138,6 +138,13 @@ class DeadlineExceeded(ForgeError):
     code = Code.DEADLINE_EXCEEDED
 
 
+@dataclass(eq=False)
+class Cancelled(ForgeError):
+    """Stopped on request (e.g. CancelAnswer), not by the caller of the stream itself."""
+
+    code = Code.CANCELLED
+
+
 class Violations:
     """Collects field violations while validating a request, then raises them all at once."""
 

@@ -35,8 +35,20 @@ def server_secret(settings: Settings) -> bytes:
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(MIN_SECRET_BYTES).encode()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(secret)
+    # Written whole under a name of its own, then published with link(), which fails when
+    # the file exists: processes starting at once (workers) all end with the one secret.
+    draft = path.with_name(f".{_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(secret)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return path.read_bytes().strip()
+    finally:
+        draft.unlink(missing_ok=True)
     log.warning("generated a development JWT secret", extra={"path": str(path)})
     return secret

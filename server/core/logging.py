@@ -13,7 +13,13 @@ from server.core.context import current_request_id
 
 
 class _RequestIdFilter(logging.Filter):
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self._worker = worker
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if self._worker is not None:  # one of a supervisor's workers (server/workers.py)
+            record.worker = self._worker
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id()
         if not hasattr(record, "trace_id"):
@@ -23,9 +29,10 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+def configure_logging(level: str = "INFO", fmt: str = "json", worker: int | None = None) -> None:
+    """`worker`: the index of this worker process, added to every line as `worker`."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
+    handler.addFilter(_RequestIdFilter(worker))
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(
@@ -35,8 +42,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             )
         )
     else:
+        where = "" if worker is None else f"worker {worker} "
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            logging.Formatter(
+                f"%(asctime)s %(levelname)s {where}%(name)s [%(request_id)s] %(message)s"
+            )
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

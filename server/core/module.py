@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
 from server.core.binding import ServiceBinding
+from server.core.cancels import Cancels
 from server.core.credentials import Authenticator
 from server.core.hooks import Hooks, Offers
 from server.core.idempotency import IdempotencyStore
@@ -48,6 +49,9 @@ class BuildContext:
     """Hooks and ports offered by the modules, filled once all are built."""
     idempotency: IdempotencyStore
     """Request ids (AIP-155), for servicers that replay their calls themselves."""
+    cancels: Cancels
+    """Stops requested from any process (server/core/cancels.py); started before the
+    modules' background work, stopped after it."""
 
 
 @dataclass(frozen=True)

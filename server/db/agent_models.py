@@ -114,6 +114,9 @@ class MessageRow(Base):
     # No Python-side default: the chat hot path's one-statement insert names its columns.
     summarized_message_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     author_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    cancel_requested_at: Mapped[datetime | None]
+    """When CancelAnswer asked for this answer to stop (its writer, in any process, is also
+    notified; this catches a notification it missed: server/core/cancels.py)."""
     create_time: Mapped[datetime] = mapped_column(server_default=func.now())
     update_time: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 

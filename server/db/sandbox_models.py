@@ -100,6 +100,9 @@ class SandboxExecution(Base):
     # expires (the process died), the host's duty holder kills what it left and marks it lost.
     owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    cancel_requested_at: Mapped[datetime | None]
+    """When CancelExecution asked for it to stop (its relaying process is also notified;
+    this catches a notification it missed: server/core/cancels.py)."""
     reason: Mapped[str | None] = mapped_column(String(16))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     signal: Mapped[int | None] = mapped_column(Integer)

@@ -3,7 +3,8 @@ how it ended.
 
 The wall-clock timeout, the idle (no output) timeout and the caller's deadline each kill the
 command's whole process group inside the container; so does the caller going away (the
-consumer of `events()` being cancelled or closing it early). The `exit` event says which.
+consumer of `events()` being cancelled or closing it early), and CancelExecution from any
+server process (cancel.py). The `exit` event says which.
 However it ends, every process it started is then killed (leftovers.py), unless it was
 started as a background execution.
 """
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.cancels import Cancels
 from server.core.errors import ResourceExhausted
 from server.core.tasks import TaskSupervisor
 from server.core.timestamps import utcnow
@@ -33,6 +35,7 @@ from server.sandbox.backend import (
     SandboxBackend,
     Stream,
 )
+from server.sandbox.cancel import EXECUTION
 from server.sandbox.leftovers import kill_leftovers
 from server.sandbox.views import ExecEvent, ExecExited, ExecOutput, ExecStarted, ExitReason
 
@@ -137,8 +140,10 @@ class Execution:
         on_end: Callable[[], Awaitable[None]],
         tasks: TaskSupervisor,
         background: bool = False,
+        cancels: Cancels | None = None,
     ) -> None:
         self._backend = backend
+        self._cancels = cancels
         self._sessions = sessions
         self._oom = oom
         self._process = process
@@ -169,6 +174,12 @@ class Execution:
         """`started`, output chunks in order, then `exit`. Raises BackendError if the engine
         fails mid-way (the execution is then recorded as lost)."""
         concluded = False
+        # CancelExecution, from any process (cancel.py): killed like a caller going away.
+        unwatch = (
+            self._cancels.watch(EXECUTION, self.execution_id, self._cancel)
+            if self._cancels is not None
+            else None
+        )
         try:
             yield ExecStarted(str(self.execution_id), str(self._sandbox_id), self._start_time)
             while True:
@@ -181,8 +192,15 @@ class Execution:
             concluded = True
             yield exited
         finally:
+            if unwatch is not None:
+                unwatch()
             if not concluded:
                 await self._tasks.shielded(self._abandon(), name="abandon-execution")
+
+    def _cancel(self) -> None:
+        """Kills the process group; the streams then close and `exit` says CANCELLED."""
+        if not self._ended:
+            self._kill(ExitReason.CANCELLED)
 
     # --- output and limits -------------------------------------------------------------
 

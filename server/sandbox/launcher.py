@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
 from server.core.access import ProjectRole
+from server.core.cancels import Cancels
 from server.core.context import Caller
 from server.core.errors import FieldViolation, InvalidArgument, Violations
 from server.core.ids import new_id, parse_id
@@ -83,9 +84,12 @@ class ExecLauncher:
         exec_shares: ExecShares,
         tasks: TaskSupervisor,
         owner: str,
+        cancels: Cancels | None = None,
     ) -> None:
-        """`owner` names this process in executions' leases (leases.py)."""
+        """`owner` names this process in executions' leases (leases.py); `cancels` brings
+        CancelExecution's requests to the executions relayed here (cancel.py)."""
         self._settings = settings
+        self._cancels = cancels
         self._owner = owner
         self._sessions = sessions
         self._runtimes = runtimes
@@ -262,6 +266,7 @@ class ExecLauncher:
             on_end=ended,
             tasks=self._tasks,
             background=params.background,
+            cancels=self._cancels,
         )
 
     async def _discard(

@@ -13,14 +13,23 @@ from server.core.hooks import Offers
 from server.core.limits import UserShares
 from server.core.module import BuildContext, ServiceModule
 from server.sandbox import store
+from server.sandbox.cancel import ExecutionCancels
 from server.sandbox.parts import assemble
 from server.sandbox.port import SandboxForRuns
 from server.sandbox.service import SandboxService
 
 
 def build(ctx: BuildContext) -> ServiceModule:
-    parts = assemble(ctx.settings, ctx.sessions, UserShares(ctx.hooks.limits, ctx.settings))
-    servicer = SandboxService(parts.lifecycle, parts.executions, parts.files, ctx.page_tokens)
+    parts = assemble(
+        ctx.settings, ctx.sessions, UserShares(ctx.hooks.limits, ctx.settings), ctx.cancels
+    )
+    servicer = SandboxService(
+        parts.lifecycle,
+        parts.executions,
+        parts.files,
+        ctx.page_tokens,
+        ExecutionCancels(ctx.sessions, ctx.cancels),
+    )
     return ServiceModule(
         name="sandbox",
         bindings=[ServiceBinding.of(sandbox_pb2, sandbox_pb2_grpc, "SandboxService", servicer)],

@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
+from server.core.cancels import Cancels
 from server.core.limits import DefaultLimits, LimitsPort
 from server.core.tasks import TaskSupervisor
 from server.sandbox.connection import BackendConnection
@@ -43,9 +44,11 @@ def assemble(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     shares: LimitsPort | None = None,
+    cancels: Cancels | None = None,
 ) -> SandboxParts:
     """The parts on `settings` and `sessions`, enforcing each user's `shares` (the server
-    defaults when None); nothing runs until `connection.start()`."""
+    defaults when None), with executions stopped through `cancels` when given; nothing runs
+    until `connection.start()`."""
     runtimes = Runtimes.from_settings(settings)
     defaults = default_limits(settings)
     lifetimes = Lifetimes(
@@ -96,6 +99,7 @@ def assemble(
             ),
             tasks=work,
             owner=owner,
+            cancels=cancels,
         ),
         files=FileCalls(sessions, engine),
     )

@@ -12,10 +12,11 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.core.context import current_call
-from server.core.errors import FieldViolation, InvalidArgument, Unimplemented
+from server.core.errors import FieldViolation, InvalidArgument
 from server.core.pagination import PageTokens
 from server.core.streaming import server_stream
 from server.sandbox import convert
+from server.sandbox.cancel import ExecutionCancels
 from server.sandbox.executions import Execution
 from server.sandbox.failures import execution_lost
 from server.sandbox.file_calls import FileCalls
@@ -54,7 +55,9 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         executions: ExecLauncher,
         files: FileCalls,
         page_tokens: PageTokens,
+        cancels: ExecutionCancels,
     ) -> None:
+        self._cancels = cancels
         self._lifecycle = lifecycle
         self._executions = executions
         self._files = files
@@ -121,7 +124,9 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
     async def CancelExecution(
         self, request: sandbox_pb2.CancelExecutionRequest, context: Context
     ) -> empty_pb2.Empty:
-        raise Unimplemented("CancelExecution is not built yet", "NOT_BUILT")
+        caller = current_call().require_caller()
+        await self._cancels.cancel(caller, request.sandbox_id, request.execution_id)
+        return empty_pb2.Empty()
 
     async def DeleteSandbox(
         self, request: sandbox_pb2.DeleteSandboxRequest, context: Context

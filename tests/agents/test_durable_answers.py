@@ -185,6 +185,37 @@ async def test_a_killed_servers_answer_is_interrupted_with_its_saved_text_and_ch
         assert await answer_of(b, team.owner, conversation_id) == answer
 
 
+async def test_an_answer_cancelled_after_its_server_died_is_swept_as_cancelled(
+    spawn: Spawn,
+) -> None:
+    first, second = await spawn(FAST_TOKEN_MS), await spawn(FAST_TOKEN_MS)
+    async with channel_to(first) as a, channel_to(second) as b:
+        await register(a, display_name="Admin")
+        team = await new_team(a)
+        conversation_id, call = await start_answer(a, team)
+        read, seen_saved = await saved_while_streaming(a, team, conversation_id, call, 30)
+        answer_id = (await answer_of(b, team.owner, conversation_id)).id
+        first.send_signal(signal.SIGKILL)
+        # Cancelled through the live server before its sweeper finds the answer orphaned
+        # (whether the killed writer saw the cancel or not, the answer ends cancelled).
+        await stub(b).CancelAnswer(
+            agents_pb2.CancelAnswerRequest(conversation_id=conversation_id, message_id=answer_id),
+            metadata=team.owner.metadata,
+            timeout=30,
+        )
+        await first.wait(10)
+        received = read + await received_until_killed(call)
+
+        async def swept() -> agents_pb2.Message | None:
+            answer = await answer_of(b, team.owner, conversation_id)
+            return answer if answer.status != agents_pb2.MESSAGE_STATUS_IN_PROGRESS else None
+
+        answer = await eventually(swept, timeout=30)
+        assert answer.status == agents_pb2.MESSAGE_STATUS_CANCELLED
+        assert answer.content.startswith(seen_saved)
+        assert received.startswith(answer.content) or answer.content.startswith(received)
+
+
 async def test_an_answer_streaming_on_a_live_server_is_never_swept(spawn: Spawn) -> None:
     # The live answer is slow: a delta every 2 s, longer than ORPHAN_AFTER, so only the
     # saver marking it alive keeps the sweepers away; 6 deltas (its agent's limit), ~12 s.

@@ -156,6 +156,7 @@ def fuzzed_server(
         data_dir = tmp_path_factory.mktemp("fuzz")
         env = {
             "FORGE_LISTEN_ADDRESS": "127.0.0.1:0",
+            "FORGE_WORKERS": "1",  # one process: the fuzzer reads its log
             "FORGE_DATABASE_URL": fuzz_database,
             "FORGE_DATA_DIR": str(data_dir),
             "FORGE_JWT_SECRET": secrets.token_hex(32),

@@ -31,6 +31,8 @@ class ServerProcess:
             "FORGE_SANDBOX_POOL_SIZE": "0",
             # SIGTERM stops at once unless a test asks for a drain delay.
             "FORGE_SHUTDOWN_DRAIN_SECONDS": "0",
+            # One process (not one per core) unless a test asks for workers.
+            "FORGE_WORKERS": "1",
             **env,
         }
         self._startup_timeout = startup_timeout
