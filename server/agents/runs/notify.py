@@ -19,12 +19,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.agents.runs.log import EVENTS_CHANNEL
+from server.core.pg_listen import keep_listening
 from server.core.tasks import TaskSupervisor
 from server.db.engine import to_async_url
 
@@ -33,12 +33,6 @@ log = logging.getLogger(__name__)
 CONTROL_CHANNEL = "forge_run_control"
 CONTROL_KINDS = frozenset({"cancel", "claimable"})
 
-FIRST_RETRY_SECONDS = 0.2
-MAX_RETRY_SECONDS = 10.0
-PING_SECONDS = 10.0
-"""A connection silent this long is pinged: a dead socket is not always noticed without
-traffic."""
-PING_TIMEOUT_SECONDS = 5.0
 START_WAIT_SECONDS = 10.0
 REMEMBERED_RUNS = 10_000
 """Runs whose latest notified seq is remembered (closes the race between a watcher's read
@@ -126,35 +120,15 @@ class RunNotifications:
 
     async def _listen(self) -> None:
         """Keeps one listening connection until stopped (reconnecting with backoff)."""
-        delay = FIRST_RETRY_SECONDS
-        while True:
-            try:
-                connection = await asyncpg.connect(self._dsn)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-                log.warning(
-                    "run notifications: cannot connect; retrying",
-                    extra={"error": str(error), "retry_seconds": delay},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
-                continue
-            delay = FIRST_RETRY_SECONDS
-            try:
-                await self._serve(connection)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-                log.warning("run notifications: connection lost", extra={"error": str(error)})
-            finally:
-                self._connection = None
-                self._listening.clear()
-                with contextlib.suppress(Exception):
-                    connection.terminate()
-            await asyncio.sleep(FIRST_RETRY_SECONDS)
+        await keep_listening(
+            self._dsn,
+            "run notifications",
+            {EVENTS_CHANNEL: self._on_event, CONTROL_CHANNEL: self._on_control},
+            self._listening_on,
+            self._lost,
+        )
 
-    async def _serve(self, connection: Any) -> None:
-        lost = asyncio.Event()
-        connection.add_termination_listener(lambda _: lost.set())
-        await connection.add_listener(EVENTS_CHANNEL, self._on_event)
-        await connection.add_listener(CONTROL_CHANNEL, self._on_control)
+    def _listening_on(self, connection: Any) -> None:
         self._connection = connection
         self.connections += 1
         self._listening.set()
@@ -164,12 +138,10 @@ class RunNotifications:
         if self.connections > 1:
             for callback in self._reconnect:
                 self._call(callback)
-        while not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), PING_SECONDS)
-            if not lost.is_set():
-                await asyncio.wait_for(connection.execute("SELECT 1"), PING_TIMEOUT_SECONDS)
-        log.warning("run notifications: connection lost")
+
+    def _lost(self) -> None:
+        self._connection = None
+        self._listening.clear()
 
     def _on_event(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         run_text, _, seq_text = payload.rpartition(":")
