@@ -71,3 +71,28 @@ def next_step(
     if error.code == Code.UNAVAILABLE and idempotent and attempt + 1 < policy.attempts:
         return Step.RETRY
     return Step.RAISE
+
+
+@dataclass
+class Attempts:
+    """Where one call's tries stand: the retries made so far, whether the token was renewed."""
+
+    idempotent: bool
+    policy: RetryPolicy
+    retries: int = 0
+    refreshed: bool = False
+
+    def after(self, error: ForgeError, *, can_refresh: bool) -> tuple[Step, float]:
+        """The step after a try failed with `error`, and the pause before it (retries)."""
+        step = next_step(
+            error,
+            attempt=self.retries,
+            idempotent=self.idempotent,
+            policy=self.policy,
+            can_refresh=can_refresh,
+            refreshed=self.refreshed,
+        )
+        pause = self.policy.backoff(self.retries, error) if step is Step.RETRY else 0.0
+        self.refreshed = self.refreshed or step is Step.REFRESH
+        self.retries += step is Step.RETRY
+        return step, pause

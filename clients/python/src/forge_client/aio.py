@@ -18,7 +18,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
 
 from forge_client._address import DEFAULT_ADDRESS, parse_address
-from forge_client._policy import RetryPolicy, Step, is_idempotent, next_step, with_request_id
+from forge_client._policy import Attempts, RetryPolicy, Step, is_idempotent, with_request_id
 from forge_client._proto.forge.agents import v1 as agents
 from forge_client._proto.forge.artifacts import v1 as artifacts
 from forge_client._proto.forge.auth import v1 as auth
@@ -96,21 +96,12 @@ class _Caller:
             headers.extend((str(key), value) for key, value in items)
         return headers
 
-    async def _after_failure(
-        self, error: ForgeError, attempt: int, idempotent: bool, refreshed: bool, used: str
-    ) -> Step:
-        step = next_step(
-            error,
-            attempt=attempt,
-            idempotent=idempotent,
-            policy=self.retry,
-            can_refresh=self.credentials.can_refresh,
-            refreshed=refreshed,
-        )
+    async def _after_failure(self, error: ForgeError, attempts: Attempts, used: str) -> Step:
+        step, pause = attempts.after(error, can_refresh=self.credentials.can_refresh)
         if step is Step.REFRESH:
             await self.refresh(used)
         elif step is Step.RETRY:
-            await asyncio.sleep(self.retry.backoff(attempt, error))
+            await asyncio.sleep(pause)
         return step
 
     async def refresh(self, used: str = "") -> None:
@@ -148,9 +139,8 @@ class _Caller:
         metadata: Any,
     ) -> T:
         request = with_request_id(request)
-        idempotent = is_idempotent(route, request)
+        attempts = Attempts(is_idempotent(route, request), self.retry)
         deadline = self._deadline(timeout, deadline, self.timeout)
-        attempt, refreshed = 0, False
         while True:
             used = self.credentials.access_token
             stream = self.channel.request(
@@ -171,11 +161,8 @@ class _Caller:
                 failure = _as_forge_error(error, stream)
                 if failure is None:
                     raise
-                step = await self._after_failure(failure, attempt, idempotent, refreshed, used)
-                if step is Step.RAISE:
+                if await self._after_failure(failure, attempts, used) is Step.RAISE:
                     raise failure from error
-                refreshed = refreshed or step is Step.REFRESH
-                attempt += step is Step.RETRY
 
     async def unary_stream(
         self,
@@ -188,9 +175,8 @@ class _Caller:
     ) -> AsyncIterator[T]:
         """Retried (or re-authenticated) only until the first message arrives."""
         request = with_request_id(request)
-        idempotent = is_idempotent(route, request)
+        attempts = Attempts(is_idempotent(route, request), self.retry)
         deadline = self._deadline(timeout, deadline, self.stream_timeout)
-        attempt, refreshed = 0, False
         while True:
             used = self.credentials.access_token
             received = False
@@ -215,11 +201,8 @@ class _Caller:
                     raise
                 if received:
                     raise failure from error
-                step = await self._after_failure(failure, attempt, idempotent, refreshed, used)
-                if step is Step.RAISE:
+                if await self._after_failure(failure, attempts, used) is Step.RAISE:
                     raise failure from error
-                refreshed = refreshed or step is Step.REFRESH
-                attempt += step is Step.RETRY
 
     async def stream_unary(
         self,

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 import grpc
 
 from forge_client._address import DEFAULT_ADDRESS, parse_address
-from forge_client._policy import RetryPolicy, Step, is_idempotent, next_step, with_request_id
+from forge_client._policy import Attempts, RetryPolicy, Step, is_idempotent, with_request_id
 from forge_client._proto.forge.agents import v1 as agents
 from forge_client._proto.forge.artifacts import v1 as artifacts
 from forge_client._proto.forge.auth import v1 as auth
@@ -96,21 +96,12 @@ class _Caller:
     def _remaining(deadline: float | None) -> float | None:
         return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
-    def _after_failure(
-        self, error: ForgeError, attempt: int, idempotent: bool, refreshed: bool, used: str
-    ) -> Step:
-        step = next_step(
-            error,
-            attempt=attempt,
-            idempotent=idempotent,
-            policy=self.retry,
-            can_refresh=self.credentials.can_refresh,
-            refreshed=refreshed,
-        )
+    def _after_failure(self, error: ForgeError, attempts: Attempts, used: str) -> Step:
+        step, pause = attempts.after(error, can_refresh=self.credentials.can_refresh)
         if step is Step.REFRESH:
             self.refresh(used)
         elif step is Step.RETRY:
-            time.sleep(self.retry.backoff(attempt, error))
+            time.sleep(pause)
         return step
 
     def refresh(self, used: str = "") -> None:
@@ -133,30 +124,25 @@ class _Caller:
 
     def unary_unary(self, method: str, ser: Serializer, de: Deserializer, request: Any) -> Any:
         request = with_request_id(request)
-        idempotent = is_idempotent(method, request)
+        attempts = Attempts(is_idempotent(method, request), self.retry)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         call = self.channel.unary_unary(method, ser, de)
-        attempt, refreshed = 0, False
         while True:
             used = self.credentials.access_token
             try:
                 return call(request, timeout=self._remaining(deadline), metadata=self._headers())
             except grpc.RpcError as error:
                 failure = _as_forge_error(error)
-            step = self._after_failure(failure, attempt, idempotent, refreshed, used)
-            if step is Step.RAISE:
+            if self._after_failure(failure, attempts, used) is Step.RAISE:
                 raise failure
-            refreshed = refreshed or step is Step.REFRESH
-            attempt += step is Step.RETRY
 
     def unary_stream(
         self, method: str, ser: Serializer, de: Deserializer, request: Any
     ) -> Iterator[Any]:
         request = with_request_id(request)
-        idempotent = is_idempotent(method, request)
+        attempts = Attempts(is_idempotent(method, request), self.retry)
         deadline = None if self.stream_timeout is None else time.monotonic() + self.stream_timeout
         multicallable = self.channel.unary_stream(method, ser, de)
-        attempt, refreshed = 0, False
         while True:
             used = self.credentials.access_token
             received = False
@@ -174,11 +160,8 @@ class _Caller:
                 call.cancel()  # the caller stopped early: end the stream on the server too
             if received:
                 raise failure
-            step = self._after_failure(failure, attempt, idempotent, refreshed, used)
-            if step is Step.RAISE:
+            if self._after_failure(failure, attempts, used) is Step.RAISE:
                 raise failure
-            refreshed = refreshed or step is Step.REFRESH
-            attempt += step is Step.RETRY
 
     def stream_unary(
         self, method: str, ser: Serializer, de: Deserializer, requests: Iterable[Any]
