@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from server.config_docker import DockerSettings
 from server.config_models import ModelSettings
 from server.config_telemetry import TelemetrySettings
 from server.config_tls import TlsSettings
@@ -26,7 +27,7 @@ def _comma_list(value: object) -> object:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings):
+class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, DockerSettings):
     """Forge server settings. Each option is also read from the environment as
     FORGE_<OPTION> (upper case, underscores), e.g. FORGE_DATABASE_URL."""
 

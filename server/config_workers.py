@@ -14,7 +14,8 @@ class WorkerSettings(BaseSettings):
         "",
         max_length=200,
         description="this Docker engine's id in the database (sandbox rows and the host "
-        "lease); empty: '<sandbox_namespace>@<the engine's ID from docker info>'",
+        "lease), with one engine only; empty: '<sandbox_namespace>@<the engine's ID from "
+        "docker info>', followed by its data root when that is not /var/lib/docker",
     )
     sandbox_host_lease_seconds: float = Field(
         15.0,

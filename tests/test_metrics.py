@@ -4,14 +4,12 @@ and what an operator reads there follows the calls it serves."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiohttp
 import grpc
 import pytest
 from forge.agents.v1 import agents_pb2
-from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import ForgeServer
 from server.db.embedded import EmbeddedPostgres
@@ -23,6 +21,8 @@ from tests.agents.support import (
     read_rest,
     stub,
 )
+from tests.runs.conftest import agents, start_run, watch
+from tests.support.metrics import Samples, scrape, value
 from tests.support.own_server import own_server
 from tests.support.waiting import eventually
 
@@ -30,8 +30,6 @@ CHAT = "/forge.agents.v1.AgentService/Chat"
 CREATE_CONVERSATION = "/forge.agents.v1.AgentService/CreateConversation"
 # The echo model answers word by word, one every 20 ms: about 4 s for this message.
 LONG_MESSAGE = " ".join(f"word{i}" for i in range(200))
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture(scope="module")
@@ -48,24 +46,6 @@ async def metrics_server(
         event_loop_lag_interval_seconds=0.05,
     ) as app:
         yield app
-
-
-async def scrape(app: ForgeServer) -> Samples:
-    assert app.metrics_endpoint is not None
-    url = f"http://127.0.0.1:{app.metrics_endpoint.port}/metrics"
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain")
-        text = await response.text()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_a_streaming_chat_shows_in_the_metrics(metrics_server: ForgeServer) -> None:
@@ -155,3 +135,63 @@ async def test_the_grafana_dashboard_reads_only_series_the_server_exports(
     assert metrics_server.metrics is not None
     exported = {family.name for family in metrics_server.metrics.registry.collect()}
     assert used <= exported, used - exported
+
+
+async def _scraped_when(app: ForgeServer, holds: Callable[[Samples], bool]) -> Samples:
+    async def probe() -> Samples | None:
+        samples = await scrape(app)
+        return samples if holds(samples) else None
+
+    return await eventually(probe, timeout=20)
+
+
+def _ended(samples: Samples, status: str) -> float:
+    return value(samples, "forge_runs_ended_total", status=status)
+
+
+def _run_tokens(samples: Samples) -> float:
+    return value(samples, "forge_relayed_tokens_total", source="run", provider="echo")
+
+
+async def test_a_run_is_active_while_driven_then_counted_by_its_status(
+    metrics_server: ForgeServer,
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{metrics_server.port}") as channel:
+        team = await new_team(channel)
+        before = await scrape(metrics_server)
+        assert value(before, "forge_runs_active") == 0
+        # The echo model answers the goal word by word: about 4 s of streamed text.
+        run = await start_run(channel, team.owner, team.project_id, LONG_MESSAGE)
+        await _scraped_when(metrics_server, lambda s: value(s, "forge_runs_active") == 1)
+        watched = await watch(channel, team.owner, run.id)
+        assert watched.last.completed.status == agents_pb2.RUN_STATUS_SUCCEEDED
+        after = await _scraped_when(
+            metrics_server,
+            lambda s: (
+                _ended(s, "succeeded") == _ended(before, "succeeded") + 1
+                and value(s, "forge_runs_active") == 0
+            ),
+        )
+    assert _run_tokens(after) >= _run_tokens(before) + 200  # one token or more a word
+    assert _ended(after, "cancelled") == _ended(before, "cancelled")
+    assert _ended(after, "failed") == _ended(before, "failed")
+
+
+async def test_a_cancelled_run_is_counted_as_cancelled(metrics_server: ForgeServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{metrics_server.port}") as channel:
+        team = await new_team(channel)
+        before = await scrape(metrics_server)
+        run = await start_run(channel, team.owner, team.project_id, LONG_MESSAGE)
+        await _scraped_when(metrics_server, lambda s: value(s, "forge_runs_active") == 1)
+        cancelled = await agents(channel).CancelRun(
+            agents_pb2.CancelRunRequest(run_id=run.id), metadata=team.owner.metadata, timeout=10
+        )
+        assert cancelled.status == agents_pb2.RUN_STATUS_CANCELLED
+        after = await _scraped_when(
+            metrics_server,
+            lambda s: (
+                _ended(s, "cancelled") == _ended(before, "cancelled") + 1
+                and value(s, "forge_runs_active") == 0
+            ),
+        )
+    assert _ended(after, "succeeded") == _ended(before, "succeeded")

@@ -46,3 +46,42 @@ def test_a_bad_setting_refuses_to_start_in_one_line(variable: str, value: str, n
     assert len(lines) == 1, finished.stderr
     assert named in lines[0]
     assert "Traceback" not in finished.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "unix:///var/run/docker.sock, tcp://10.0.0.2:2376",
+        '["unix:///var/run/docker.sock", {"url": "tcp://10.0.0.2:2376"}]',
+    ],
+)
+def test_docker_hosts_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("FORGE_DOCKER_HOSTS", value)
+    monkeypatch.setenv("FORGE_DOCKER_TLS_DIR", "/etc/forge/docker-tls")
+    settings = Settings()
+    first, second = settings.docker_hosts
+    assert first.url == "unix:///var/run/docker.sock"
+    assert settings.tls_dir_of(first) is None
+    assert str(settings.tls_dir_of(second)) == "/etc/forge/docker-tls"
+
+
+@pytest.mark.parametrize(
+    ("hosts", "complaint"),
+    [
+        ("tcp://10.0.0.2:2376", "TCP without TLS"),
+        ("ssh://builder", "neither unix:// nor tcp://"),
+        ("unix:///a.sock, unix:///a.sock", "names an engine twice"),
+    ],
+)
+def test_docker_hosts_that_cannot_work_refuse_to_start(hosts: str, complaint: str) -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "FORGE_DOCKER_TLS_DIR"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "server"],
+        env={**environment, "FORGE_DOCKER_HOSTS": hosts},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert complaint in finished.stderr

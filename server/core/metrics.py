@@ -8,7 +8,8 @@ tasks run in copies of that context, so the few places that measure something fi
 measuring points cost one context-variable read.
 
 Series are named `forge_*` with their unit in the name and carry low-cardinality labels
-only (method, code, provider, source, state): never a user, project or request id.
+only (method, code, provider, source, state, reason, status): never a user, project or
+request id.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ CHARS_PER_TOKEN = 4
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# Sandbox commands range from a quick `ls` (10 ms) to an hour-long build.
+EXEC_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600)
 
 
 class Metrics:
@@ -105,6 +108,30 @@ class Metrics:
         self.loop_lag_last = Gauge(
             "forge_event_loop_lag_last_seconds",
             "the event loop's scheduling delay at its last measure",
+            registry=registry,
+        )
+        self.exec_seconds = Histogram(
+            "forge_sandbox_exec_duration_seconds",
+            "sandbox executions (Exec, RunCode, run tools), from start to end",
+            buckets=EXEC_BUCKETS,
+            registry=registry,
+        )
+        self.execs = Counter(
+            "forge_sandbox_execs",
+            "sandbox executions ended, by exit reason (exited, timeout, idle_timeout, "
+            "cancelled, killed, oom_killed, sandbox_lost)",
+            ["reason"],
+            registry=registry,
+        )
+        self.runs_ended = Counter(
+            "forge_runs_ended",
+            "agent runs ended by this process, by status (succeeded, failed, cancelled)",
+            ["status"],
+            registry=registry,
+        )
+        self.runs_active = Gauge(
+            "forge_runs_active",
+            "agent runs this process drives now (it holds their lease)",
             registry=registry,
         )
 
@@ -264,3 +291,25 @@ def provider_failed(provider: str, error_reason: str) -> None:
     metrics = _current.get()
     if metrics is not None:
         metrics.provider_errors.labels(provider, error_reason).inc()
+
+
+def execution_ended(reason: str, seconds: float) -> None:
+    """Records one sandbox execution's end: its exit reason and how long it ran."""
+    metrics = _current.get()
+    if metrics is not None:
+        metrics.execs.labels(reason).inc()
+        metrics.exec_seconds.observe(seconds)
+
+
+def run_ended(status: str) -> None:
+    """An agent run this process brought to a terminal status."""
+    metrics = _current.get()
+    if metrics is not None:
+        metrics.runs_ended.labels(status).inc()
+
+
+def runs_driven(count: Callable[[], int]) -> None:
+    """`forge_runs_active` reads `count` at scrape time (the runs this process drives)."""
+    metrics = _current.get()
+    if metrics is not None:
+        metrics.runs_active.set_function(count)

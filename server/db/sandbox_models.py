@@ -133,3 +133,23 @@ class SandboxHostRow(Base):
     lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
     lease_expires_at: Mapped[datetime | None]
     update_time: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class SandboxPoolRow(Base):
+    """A warm container on a Docker host, started ahead of demand with a runtime's default
+    limits (`limits_key`) and the id its sandbox will have: any process claims one (deleting
+    the row in the transaction that creates the sandbox's); the host's duty holder refills."""
+
+    __tablename__ = "sandbox_pool"
+
+    container_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sandbox_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    host_id: Mapped[str] = mapped_column(String(200))
+    runtime: Mapped[str] = mapped_column(String(32))
+    image: Mapped[str] = mapped_column(String(255))
+    limits_key: Mapped[str] = mapped_column(String(100))
+    create_time: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_sandbox_pool_host_id_runtime_create_time", "host_id", "runtime", "create_time"),
+    )

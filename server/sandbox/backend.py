@@ -87,6 +87,27 @@ class ContainerStatus(Enum):
             return cls.DEAD
 
 
+DEFAULT_ROOT_DIR = "/var/lib/docker"
+
+
+@dataclass(frozen=True)
+class EngineDescription:
+    """An engine's own id (Docker's `docker info` ID: stable across its restarts) and what
+    it has for sandboxes."""
+
+    engine_id: str
+    memory_bytes: int
+    cpu_millis: int
+    root_dir: str = DEFAULT_ROOT_DIR
+
+    def host_id(self, namespace: str) -> str:
+        """The engine's name in the database: '<namespace>@<engine id>', plus its data root
+        when that is not the default, as engines on one machine share their id (it comes
+        from /etc/docker/key.json)."""
+        host = f"{namespace}@{self.engine_id}"
+        return host if self.root_dir == DEFAULT_ROOT_DIR else f"{host}{self.root_dir}"
+
+
 @dataclass(frozen=True)
 class ContainerInfo:
     id: str
@@ -180,8 +201,8 @@ class SandboxBackend(Protocol):
         """Raises BackendUnavailable unless the engine answers."""
         ...
 
-    async def engine_id(self) -> str:
-        """The engine's own id (Docker's `docker info` ID): stable across its restarts."""
+    async def describe(self) -> EngineDescription:
+        """The engine's id and capacity."""
         ...
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:

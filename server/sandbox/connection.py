@@ -1,13 +1,9 @@
-"""The connection to the container engine: connecting (or retrying until it answers), bringing
-the engine up in order, following whether it answers, and tearing down.
+"""The connections to the container engines (FORGE_DOCKER_HOSTS, or the one default engine):
+starting each (host_connection.py), saying whether any answers, and tearing down.
 
-Bringing up is: connect, learn the engine's host id, start the host's heartbeat (duties.py:
-the process holding the host's lease reconciles the database with what the engine runs,
-refills the warm pool and follows the engine's events, a container that stops or is removed
-marking its sandbox lost at once), then every reaper interval check the engine and, while
-holding the duties, reap. Without an engine the server still starts: every sandbox call
-answers UNAVAILABLE until one answers. The engine found is put into the shared
-EngineProvider, through which every other part reaches it.
+Without an engine the server still starts: every sandbox call answers UNAVAILABLE until one
+answers. SandboxService's health follows whether any engine answers. The engines found are
+put into the shared EngineProvider, through which every other part reaches them.
 """
 
 from __future__ import annotations
@@ -15,21 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
 from server.core.tasks import TaskSupervisor
-from server.sandbox.backend import BackendError, BackendUnavailable, SandboxBackend
-from server.sandbox.docker_backend import DockerBackend
-from server.sandbox.duties import HostDuties, HostIdentity
-from server.sandbox.engine import Engine, EngineProvider
-from server.sandbox.executions import OomCounter
-from server.sandbox.failures import BACKEND_UNAVAILABLE
-from server.sandbox.files import SandboxFiles
-from server.sandbox.pool import WarmPool
-from server.sandbox.provision import container_spec
+from server.sandbox.docker_connect import engine_addresses
+from server.sandbox.duties import HostDuties
+from server.sandbox.engine import EngineProvider
+from server.sandbox.host_connection import HostConnection
 from server.sandbox.reaper import Reaper
 from server.sandbox.retire import Retirer
 from server.sandbox.runtimes import Runtimes
@@ -56,19 +46,26 @@ class BackendConnection:
         owner: str,
     ) -> None:
         """`work` runs the sandbox's one-shot tasks (recording executions, clean-ups); they
-        use the engine, so stopping waits for them before it closes the engine. `owner`
+        use the engines, so stopping waits for them before it closes the engines. `owner`
         names this process in leases."""
-        self._settings = settings
-        self._owner = owner
-        self._sessions = sessions
-        self._engine = engine
-        self._runtimes = runtimes
-        self._lifetimes = lifetimes
-        self._retirer = retirer
+        self._engines = engine
         self._work = work
         self._tasks = TaskSupervisor("sandbox-connection")
-        self._reaper: Reaper | None = None
-        self._duties: HostDuties | None = None
+        self.hosts = [
+            HostConnection(
+                settings,
+                sessions,
+                engine,
+                address,
+                first=index == 0,
+                runtimes=runtimes,
+                lifetimes=lifetimes,
+                retirer=retirer,
+                owner=owner,
+                changed=self._changed,
+            )
+            for index, address in enumerate(engine_addresses(settings))
+        ]
         self._listeners: list[AvailabilityListener] = []
         # What listeners were last told (None: nothing yet, before start()).
         self._reported: bool | None = None
@@ -76,123 +73,43 @@ class BackendConnection:
 
     @property
     def available(self) -> bool:
-        return self._engine.available
+        """Whether any engine answers."""
+        return self._engines.available
 
     @property
     def reaper(self) -> Reaper | None:
-        """The reaper, once the engine is up."""
-        return self._reaper
+        """The first engine's reaper, once it is up (tests)."""
+        return self.hosts[0].reaper
 
     @property
     def duties(self) -> HostDuties | None:
-        """The Docker host's duties (held by this process or another), once the engine is up."""
-        return self._duties
+        """The first engine's duties (held by this process or another), once it is up."""
+        return self.hosts[0].duties
 
     def follow(self, listener: AvailabilityListener) -> None:
-        """`listener(available)` runs now (if started) and whenever availability changes
-        (the health of SandboxService follows it)."""
+        """`listener(available)` runs now (if started) and whenever whether any engine
+        answers changes (the health of SandboxService follows it)."""
         self._listeners.append(listener)
         if self._reported is not None:
-            self._tasks.spawn(_tell(listener, self._engine.available), name="availability")
+            self._tasks.spawn(_tell(listener, self._engines.available), name="availability")
 
     async def start(self) -> None:
-        if await self._connect():
-            return
-        self._tasks.spawn(self._keep_connecting(), name="connect")
-        await self._set_available(False)
+        await asyncio.gather(*(host.start() for host in self.hosts))
+        await self._changed()
 
     async def stop(self) -> None:
-        """Stops the reaper and the warm pool (removing its containers), waits for the
-        sandbox work in flight, and closes the engine; sandboxes keep running (the next
-        start reconciles them)."""
+        """Stops the reapers and warm pool refills, waits for the sandbox work in flight, and
+        closes the engines; sandboxes and warm containers keep running (the next start
+        reconciles them)."""
         self._stopped = True
         await self._tasks.stop()
-        if self._duties is not None:
-            await self._duties.stop()
+        await asyncio.gather(*(host.stop_duties() for host in self.hosts))
         await self._work.drain(_STOP_WAIT_SECONDS)
         await self._work.stop()
-        engine = self._engine.detach()
-        if engine is not None:
-            await engine.backend.close()
+        await asyncio.gather(*(host.close() for host in self.hosts))
 
-    async def _connect(self, quiet: bool = False) -> bool:
-        try:
-            backend: SandboxBackend = await DockerBackend.connect(self._settings)
-        except BackendError as error:
-            if not quiet:
-                log.warning(
-                    "sandboxes unavailable: no Docker engine",
-                    extra={"reason": BACKEND_UNAVAILABLE, "error": str(error)},
-                )
-            return False
-        try:
-            host_id = self._settings.sandbox_host_id or (
-                f"{self._settings.sandbox_namespace}@{await backend.engine_id()}"
-            )
-        except BackendError as error:
-            log.warning("cannot identify the Docker engine", extra={"error": str(error)})
-            await backend.close()
-            return False
-        await self._bring_up(backend, host_id)
-        return True
-
-    async def _keep_connecting(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.sandbox_backend_retry_seconds)
-            if await self._connect(quiet=True):
-                return
-
-    async def _bring_up(self, backend: SandboxBackend, host_id: str) -> None:
-        settings = self._settings
-        make_spec = partial(container_spec, settings.sandbox_namespace)
-        pool = WarmPool(backend, self._runtimes, make_spec)
-        self._engine.attach(
-            Engine(
-                backend=backend,
-                files=SandboxFiles(backend, settings.sandbox_max_file_bytes),
-                oom=OomCounter(backend),
-                pool=pool,
-                host_id=host_id,
-            )
-        )
-        self._reaper = Reaper(
-            backend=backend,
-            sessions=self._sessions,
-            pool=pool,
-            namespace=settings.sandbox_namespace,
-            host_id=host_id,
-            lifetimes=self._lifetimes,
-            retirer=self._retirer,
-        )
-        identity = HostIdentity(
-            host_id=host_id,
-            namespace=settings.sandbox_namespace,
-            owner=self._owner,
-            lease_seconds=settings.sandbox_host_lease_seconds,
-        )
-        self._duties = HostDuties(identity, self._sessions, backend, pool)
-        await self._duties.start()
-        self._tasks.every("reaper", settings.sandbox_reaper_interval_seconds, self._check_and_reap)
-        await self._set_available(True)
-
-    async def _check_and_reap(self) -> None:
-        """Notices the engine going and coming back; reaps while it answers and this process
-        holds the host's duties."""
-        engine, reaper, duties = self._engine.current, self._reaper, self._duties
-        assert engine is not None
-        assert reaper is not None
-        assert duties is not None
-        try:
-            await engine.backend.ping()
-        except BackendUnavailable:
-            await self._set_available(False)
-            return
-        await self._set_available(True)
-        if duties.held:
-            await reaper.tick()
-
-    async def _set_available(self, available: bool) -> None:
-        self._engine.set_available(available)
+    async def _changed(self) -> None:
+        available = self._engines.available
         if available == self._reported or self._stopped:
             return
         self._reported = available

@@ -22,9 +22,9 @@ import requests.exceptions
 from docker.types import DriverConfig, LogConfig, Mount
 
 import docker
-from server.config import Settings
 from server.sandbox import archive, docker_archive, docker_events
 from server.sandbox.backend import (
+    DEFAULT_ROOT_DIR,
     LABEL_MANAGED,
     LABEL_NAMESPACE,
     SANDBOX_GID,
@@ -39,6 +39,7 @@ from server.sandbox.backend import (
     ContainerPaused,
     ContainerSpec,
     ContainerStatus,
+    EngineDescription,
     ExecSpec,
     HelperResult,
     NewFile,
@@ -54,8 +55,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_API_TIMEOUT_SECONDS = 60
-_CONNECT_TIMEOUT_SECONDS = 5
 # The container's own /tmp tmpfs (also its HOME: the image's home is on the read-only root).
 _CONTAINER_TMP = "/tmp"  # noqa: S108
 _EXIT_POLL_SECONDS = 3.0
@@ -104,37 +103,6 @@ class DockerBackend:
         self._pause_holds = PauseHolds()
         self._starts = StartGate()
 
-    @classmethod
-    async def connect(cls, settings: Settings) -> DockerBackend:
-        """Connects (in a thread) and checks the engine answers; BackendUnavailable if not."""
-        pool = settings.sandbox_docker_threads + settings.sandbox_max_concurrent_execs
-
-        def make() -> docker.APIClient:
-            # A short timeout while connecting: an unreachable engine must not hold up the
-            # server's start for long.
-            if settings.docker_host:
-                api = docker.APIClient(
-                    base_url=settings.docker_host,
-                    timeout=_CONNECT_TIMEOUT_SECONDS,
-                    max_pool_size=pool,
-                    version="auto",
-                )
-            else:
-                api = docker.from_env(timeout=_CONNECT_TIMEOUT_SECONDS, max_pool_size=pool).api
-            api.ping()
-            api.timeout = _API_TIMEOUT_SECONDS
-            return api
-
-        try:
-            api = await asyncio.to_thread(make)
-        except Exception as error:
-            raise BackendUnavailable(f"cannot reach the Docker engine: {error}") from error
-        return cls(
-            api,
-            api_threads=settings.sandbox_docker_threads,
-            exec_threads=settings.sandbox_max_concurrent_execs,
-        )
-
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
 
@@ -156,12 +124,17 @@ class DockerBackend:
     async def ping(self) -> None:
         await self._call(self._api.ping)
 
-    async def engine_id(self) -> str:
+    async def describe(self) -> EngineDescription:
         info = await self._call(self._api.info)
         engine_id = str(info.get("ID") or "") if isinstance(info, dict) else ""
         if not engine_id:
             raise BackendError("the Docker engine did not say its ID")
-        return engine_id
+        return EngineDescription(
+            engine_id=engine_id,
+            memory_bytes=int(info.get("MemTotal") or 0),
+            cpu_millis=int(info.get("NCPU") or 0) * 1000,
+            root_dir=str(info.get("DockerRootDir") or DEFAULT_ROOT_DIR),
+        )
 
     async def create(self, spec: ContainerSpec) -> ContainerInfo:
         return await self._call(self._create, spec)

@@ -6,8 +6,10 @@ reaper are done for the host by the one process holding its lease (leases.py). T
 every third of the lease, renews the leases of the executions this process relays and then
 the host's lease, or claims it when nobody holds it. Taking over reconciles first (what the
 previous holder or a dead process left), then starts the warm pool and follows container
-ends; the reaper ticks (connection.py) only while the duties are held. A process that loses
-the lease (taken over after the database did not answer for a whole lease) stops them.
+ends; should the engine not answer then, the lease is kept and reconciliation tried again on
+each heartbeat (meanwhile the holder may find the host down: `host_down`). The reaper ticks
+(host_connection.py) only while the duties are held. A process that loses the lease (taken
+over after the database did not answer for a whole lease) stops them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.tasks import TaskSupervisor
-from server.sandbox import leases
+from server.sandbox import leases, pool_store, store
 from server.sandbox.backend import BackendError, SandboxBackend
 from server.sandbox.pool import WarmPool
 from server.sandbox.reconcile import container_ended, orphaned_executions, reconcile_on_start
@@ -51,6 +53,7 @@ class HostDuties:
         self._backend = backend
         self._pool = pool
         self._token: int | None = None
+        self._reconciled = False
         self._valid_until = 0.0
         self._heartbeat = TaskSupervisor("sandbox-heartbeat")
         self._held = TaskSupervisor("sandbox-duties")
@@ -116,29 +119,50 @@ class HostDuties:
             log.warning("sandbox host duties taken over by another process")
             await self._give_up()
         elif held_before is None and token is not None:
-            await self._take_over(token)
+            self._token = token
+            log.info("sandbox host duties taken", extra={"host_id": me.host_id})
+            await self._reconcile()
+        elif token is not None and not self._reconciled:
+            await self._reconcile()
         elif token is not None:
             await orphaned_executions(self._backend, self._sessions, me.host_id)
 
-    async def _take_over(self, token: int) -> None:
+    async def _reconcile(self) -> None:
+        """Makes the database and the engine agree, then serves the host's pool and follows
+        its containers; if the engine does not answer, the next heartbeat tries again."""
         me = self._identity
         try:
-            await reconcile_on_start(self._backend, self._sessions, me.namespace, me.host_id)
+            await reconcile_on_start(
+                self._backend, self._sessions, me.namespace, me.host_id, self._pool.accepts
+            )
         except BackendError as error:
             log.warning("sandbox reconciliation failed", extra={"error": str(error)})
-            async with self._sessions() as db:
-                await leases.release_host(db, me.host_id, me.owner, token)
-                await db.commit()
             return
-        self._token = token
+        self._reconciled = True
         self._pool.start()
         self._held.forever("container-ends", self._follow_container_ends)
-        log.info("sandbox host duties taken", extra={"host_id": me.host_id})
+
+    async def host_down(self, message: str) -> list[str]:
+        """The engine has not answered for long: while holding the duties, every live sandbox
+        on it is marked lost and its warm pool forgotten (ids of the sandboxes lost).
+        Reconciliation runs again once it answers (removing what is left of them)."""
+        if not self.held:
+            return []
+        async with self._sessions() as db:
+            lost = await store.mark_host_down(db, self._identity.host_id, message)
+            await pool_store.empty_host(db, self._identity.host_id)
+            await db.commit()
+        if self._reconciled:
+            self._reconciled = False
+            await self._held.stop()
+            await self._pool.stop()
+        return [str(sandbox_id) for sandbox_id in lost]
 
     async def _give_up(self) -> None:
         if self._token is None:
             return
         self._token = None
+        self._reconciled = False
         await self._held.stop()
         await self._pool.stop()
 

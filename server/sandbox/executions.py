@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.cancels import Cancels
 from server.core.errors import ResourceExhausted
+from server.core.metrics import execution_ended
 from server.core.tasks import TaskSupervisor
 from server.core.timestamps import utcnow
 from server.sandbox import store
@@ -389,6 +390,7 @@ class Execution:
             log.exception("could not record an execution's process group")
 
     async def _record(self, exited: ExecExited) -> None:
+        execution_ended(exited.reason.value, exited.duration.total_seconds())
         try:
             async with self._sessions() as db:
                 await store.finish_execution(

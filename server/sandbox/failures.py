@@ -42,6 +42,29 @@ def backend_unavailable() -> Unavailable:
     )
 
 
+def host_unavailable(sandbox_id: str) -> Unavailable:
+    """The sandbox's Docker host does not answer (others may: new sandboxes go there)."""
+    return Unavailable(
+        "the Docker host this sandbox runs on is unavailable",
+        "SANDBOX_HOST_UNAVAILABLE",
+        retry_after=timedelta(seconds=30),
+        metadata={"sandbox_id": sandbox_id},
+    )
+
+
+def hosts_full(memory_bytes: int) -> ResourceExhausted:
+    """No answering Docker host has the memory a new sandbox asks for left."""
+    return ResourceExhausted(
+        f"no Docker host has {memory_bytes // (1024 * 1024)} MiB of memory free for another "
+        "sandbox; delete one or ask for less",
+        "SANDBOX_HOSTS_FULL",
+        quota_violations=[
+            QuotaViolation("sandbox.limits.memory_bytes", "more than any host has free")
+        ],
+        retry_after=timedelta(seconds=30),
+    )
+
+
 def execution_lost() -> Unavailable:
     """An execution's stream failed for a reason of ours (a bug), not the engine's."""
     return Unavailable("the execution was lost", "SANDBOX_EXECUTION_LOST")

@@ -33,12 +33,12 @@ class FileCalls:
         self, caller: Caller, sandbox_id: str, needed: ProjectRole
     ) -> tuple[SandboxRow, str, SandboxFiles]:
         """The sandbox, its container and the files helper, once the caller may do this."""
-        files = self._engine.require().files
+        self._engine.require()
         async with self._sessions() as db:
             row = await sandbox_for(db, caller, sandbox_id, needed)
         require_state(row, ("running", "paused"))
         assert row.container_id is not None
-        return row, row.container_id, files
+        return row, row.container_id, self._engine.for_row(row).files
 
     async def _touch(self, row: SandboxRow) -> None:
         async with self._sessions() as db:

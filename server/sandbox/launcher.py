@@ -120,7 +120,7 @@ class ExecLauncher:
         if len(params.stdin) > settings.sandbox_max_stdin_bytes:
             violations.add("stdin", f"must be at most {settings.sandbox_max_stdin_bytes} bytes")
         check_env(params.env, "env", violations)
-        engine = self._engine.require()
+        self._engine.require()
         async with self._sessions() as db:
             row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
             runtime = self._runtimes.get(row.runtime)
@@ -136,6 +136,7 @@ class ExecLauncher:
                         violations.add(violation.field, violation.description)
             violations.raise_if_any()
             require_state(row, ("running",))
+            engine = self._engine.for_row(row)
             if working_dir != WORKSPACE:
                 await self._require_directory(engine, row, working_dir)
             argv = params.argv or ["/bin/sh", "-c", params.shell]
@@ -226,14 +227,14 @@ class ExecLauncher:
             await db.commit()
         except BaseException:
             release()
-            discard = self._discard(row.container_id, starting, execution_id, row.id)
+            discard = self._discard(engine, row.container_id, starting, execution_id, row.id)
             self._tasks.spawn(discard, name="discard-execution")
             raise
         try:
             process = await starting
         except asyncio.CancelledError:
             release()
-            discard = self._discard(row.container_id, starting, execution_id, row.id)
+            discard = self._discard(engine, row.container_id, starting, execution_id, row.id)
             self._tasks.spawn(discard, name="discard-execution")
             raise
         except BackendError as error:
@@ -271,6 +272,7 @@ class ExecLauncher:
 
     async def _discard(
         self,
+        engine: Engine,
         container_id: str,
         starting: asyncio.Future[ExecProcess],
         execution_id: uuid.UUID,
@@ -284,11 +286,9 @@ class ExecLauncher:
         if process is not None:
             try:
                 group = await asyncio.wait_for(asyncio.shield(process.process_group), 5.0)
-                engine = self._engine.current
-                if group is not None and engine is not None:
+                if group is not None:
                     await engine.backend.kill_process_group(container_id, group)
-                if engine is not None:
-                    await kill_leftovers(engine.backend, container_id, str(execution_id))
+                await kill_leftovers(engine.backend, container_id, str(execution_id))
             finally:
                 await process.close()
         async with self._sessions() as db:
@@ -322,7 +322,7 @@ class ExecLauncher:
             check_timeout(params.timeout, "timeout", runtime.max_limits.exec_timeout, violations)
         violations.raise_if_any()
         assert runtime is not None
-        engine = self._engine.require()
+        self._engine.require()
         # The user's share is taken first: a refused call starts no sandbox.
         project = parse_id(project_id)
         share = await self._exec_shares.take(caller.user_id, project) if project else None
@@ -341,9 +341,12 @@ class ExecLauncher:
             raise
         assert row.container_id is not None
         container_id = row.container_id
+        engine = self._engine.for_row(row)
 
         async def finished() -> None:
-            retire = self._retirer.retire(row.id, container_id, "deleted", "RunCode finished")
+            retire = self._retirer.retire(
+                row.id, row.host_id, container_id, "deleted", "RunCode finished"
+            )
             self._tasks.spawn(retire, name="retire-run-code")
 
         argv = list(runtime.run_argv)
@@ -383,7 +386,7 @@ class ExecLauncher:
             if share is not None:
                 share.release()
             retire = self._retirer.retire(
-                row.id, container_id, "deleted", "RunCode could not start"
+                row.id, row.host_id, container_id, "deleted", "RunCode could not start"
             )
             self._tasks.spawn(retire, name="retire-run-code")
             if isinstance(error, BackendError):

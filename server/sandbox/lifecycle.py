@@ -23,7 +23,7 @@ from server.core.ids import parse_id
 from server.core.pagination import Listed, Page, listed
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import LIVE_SANDBOX_STATES, SandboxRow
-from server.sandbox import store
+from server.sandbox import pool_store, store
 from server.sandbox.access import sandbox_for
 from server.sandbox.backend import BackendError
 from server.sandbox.engine import EngineProvider
@@ -67,10 +67,15 @@ class SandboxLifecycle:
 
     # --- runtimes ------------------------------------------------------------------------
 
-    def list_runtimes(self, page: Page) -> Listed[RuntimeView]:
-        """By name, with how many warm containers each has ready."""
-        pool = self._engine.require().pool
-        views = [RuntimeView(runtime, pool.ready(runtime.name)) for runtime in self._runtimes.all()]
+    async def list_runtimes(self, page: Page) -> Listed[RuntimeView]:
+        """By name, with how many warm containers each has ready on the answering hosts."""
+        self._engine.require()
+        hosts = [engine.host_id for engine in self._engine.answering()]
+        async with self._sessions() as db:
+            ready = await pool_store.ready_by_runtime(db, hosts)
+        views = [
+            RuntimeView(runtime, ready.get(runtime.name, 0)) for runtime in self._runtimes.all()
+        ]
         if page.after:
             views = [view for view in views if view.runtime.name > page.after[0]]
         return listed(views, page, lambda view: [view.runtime.name])
@@ -130,7 +135,7 @@ class SandboxLifecycle:
         return Listed([self._view(row) for row in found.items], found.next_key)
 
     async def pause(self, caller: Caller, sandbox_id: str) -> SandboxView:
-        backend = self._engine.require().backend
+        self._engine.require()
         async with self._sessions() as db:
             row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
             # Those another server process relays count too.
@@ -146,13 +151,13 @@ class SandboxLifecycle:
             )
         assert row.container_id is not None
         try:
-            await backend.pause(row.container_id)
+            await self._engine.for_row(row).backend.pause(row.container_id)
         except BackendError as error:
             raise await failure(self._sessions, error, row) from error
         return await self._transition(row, "paused", "paused", ("running",))
 
     async def resume(self, caller: Caller, sandbox_id: str) -> SandboxView:
-        backend = self._engine.require().backend
+        self._engine.require()
         async with self._sessions() as db:
             row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
         if row.state == "running":
@@ -160,7 +165,7 @@ class SandboxLifecycle:
         require_state(row, ("paused",))
         assert row.container_id is not None
         try:
-            await backend.resume(row.container_id)
+            await self._engine.for_row(row).backend.resume(row.container_id)
         except BackendError as error:
             raise await failure(self._sessions, error, row) from error
         return await self._transition(row, "running", "resumed", ("paused",))
@@ -186,7 +191,7 @@ class SandboxLifecycle:
             row = await sandbox_for(db, caller, sandbox_id, ProjectRole.EDITOR)
         if row.state not in LIVE_SANDBOX_STATES:
             return
-        await self._retirer.retire(row.id, row.container_id, "deleted", "deleted")
+        await self._retirer.retire(row.id, row.host_id, row.container_id, "deleted", "deleted")
 
     async def project_deletion_hook(
         self, db: AsyncSession, project_id: uuid.UUID
@@ -195,12 +200,12 @@ class SandboxLifecycle:
         rows = await store.live_in_project(db, project_id)
         for row in rows:
             await store.set_state(db, row.id, "deleted", "its project was deleted")
-        containers = [row.container_id for row in rows if row.container_id]
+        containers = [(row.host_id, row.container_id) for row in rows if row.container_id]
         if not containers:
             return None
 
         async def remove_containers() -> None:
-            await asyncio.gather(*(self._retirer.destroy(c) for c in containers))
+            await asyncio.gather(*(self._retirer.destroy(h, c) for h, c in containers))
 
         return remove_containers
 

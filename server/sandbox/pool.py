@@ -1,81 +1,79 @@
-"""Warm pool: per runtime, N containers started ahead of demand with the default limits.
+"""Warm pool of one Docker host: per runtime, N containers started ahead of demand with the
+runtime's default limits, recorded in sandbox_pool so any server process claims them
+(pool_store.claim, in the transaction that creates the sandbox's row).
 
-A pool container is created with the id its sandbox will have (label forge.sandbox_id), so
-claiming one is a dictionary pop; a background task per runtime refills the pool (restarted
-by its supervisor should it ever crash). Labels
-cannot change after creation, so a claimed container's forge.project_id label stays empty:
-the sandbox row (same id) says whose it is.
+Only the process holding the host's duties refills (duties.py starts and stops this): a
+task per runtime tops the pool up whenever a look at the database finds it short, looking
+at once when this process claimed one and otherwise every CHECK_SECONDS (other processes'
+claims). A pool container is created with the id its sandbox will have (label
+forge.sandbox_id); labels cannot change after creation, so a claimed container's
+forge.project_id label stays empty: the sandbox row (same id) says whose it is. Stopping
+leaves the ready containers running: they are the host's, not this process's, and the next
+holder (or this server's next start) keeps serving them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.ids import new_id
 from server.core.tasks import TaskSupervisor
+from server.db.sandbox_models import SandboxPoolRow
+from server.sandbox import pool_store
 from server.sandbox.backend import BackendError, ContainerSpec, SandboxBackend
 from server.sandbox.limits import Limits
+from server.sandbox.pool_store import WarmContainer
 from server.sandbox.runtimes import Runtime, Runtimes
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
+CHECK_SECONDS = 1.0
 
 SpecFactory = Callable[[Runtime, uuid.UUID, Limits, str], ContainerSpec]
 
 
-@dataclass(frozen=True)
-class WarmContainer:
-    sandbox_id: uuid.UUID
-    container_id: str
-    runtime: str
-
-
 class WarmPool:
-    def __init__(self, backend: SandboxBackend, runtimes: Runtimes, make_spec: SpecFactory) -> None:
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        runtimes: Runtimes,
+        make_spec: SpecFactory,
+        sessions: async_sessionmaker[AsyncSession],
+        host_id: str,
+    ) -> None:
         self._backend = backend
         self._runtimes = runtimes
         self._make_spec = make_spec
-        self._ready: dict[str, collections.deque[WarmContainer]] = {
-            runtime.name: collections.deque() for runtime in runtimes.all()
-        }
+        self._sessions = sessions
+        self.host_id = host_id
         self._wake = {runtime.name: asyncio.Event() for runtime in runtimes.all()}
-        self._grown = asyncio.Event()
         self._tasks = TaskSupervisor("sandbox-pool")
 
-    def ready(self, runtime: str) -> int:
-        return len(self._ready.get(runtime, ()))
+    def accepts(self, ready: SandboxPoolRow) -> bool:
+        """Whether a ready container still fits its runtime as configured now (image and
+        default limits); reconciliation removes those that do not."""
+        runtime = self._runtimes.get(ready.runtime)
+        return (
+            runtime is not None
+            and runtime.pool_size > 0
+            and ready.image == runtime.image
+            and ready.limits_key == pool_store.limits_key(runtime.default_limits)
+        )
 
-    def owns(self, container_id: str) -> bool:
-        return any(c.container_id == container_id for q in self._ready.values() for c in q)
-
-    def take(self, runtime: Runtime, limits: Limits) -> WarmContainer | None:
-        """A ready container for a sandbox with `limits`, or None (then start one cold)."""
-        if limits.container_key() != runtime.default_limits.container_key():
-            return None
-        ready = self._ready.get(runtime.name)
-        if not ready:
-            return None
-        container = ready.popleft()
-        self._wake[runtime.name].set()
-        return container
-
-    def drop(self, alive: Iterable[str]) -> None:
-        """Forgets ready containers that are no longer running (e.g. removed behind our back)."""
-        alive_ids = set(alive)
-        for name, ready in self._ready.items():
-            kept = [c for c in ready if c.container_id in alive_ids]
-            if len(kept) != len(ready):
-                self._ready[name] = collections.deque(kept)
-                self._wake[name].set()
+    def claimed(self, runtime: str) -> None:
+        """A container of `runtime` was claimed in this process: refill now, if refilling."""
+        event = self._wake.get(runtime)
+        if event is not None:
+            event.set()
 
     def start(self) -> None:
         for runtime in self._runtimes.all():
@@ -87,42 +85,40 @@ class WarmPool:
                     max_delay=RETRY_MAX_SECONDS,
                 )
 
+    async def stop(self) -> None:
+        """Stops refilling (a container being made is removed); ready ones stay."""
+        await self._tasks.stop()
+
     async def wait_ready(self, timeout: float) -> None:
-        """Waits until every pool is full (tests, warm-up); TimeoutError after `timeout`."""
+        """Waits until every runtime's pool on this host is full (tests, warm-up);
+        TimeoutError after `timeout`."""
 
         async def full() -> None:
-            while any(self.ready(r.name) < r.pool_size for r in self._runtimes.all()):
-                self._grown.clear()
-                await self._grown.wait()
+            while True:
+                async with self._sessions() as db:
+                    counts = [
+                        (await pool_store.count(db, self.host_id, r.name), r.pool_size)
+                        for r in self._runtimes.all()
+                    ]
+                if all(ready >= size for ready, size in counts):
+                    return
+                await asyncio.sleep(0.1)
 
         await asyncio.wait_for(full(), timeout)
-
-    async def stop(self) -> None:
-        """Stops refilling and removes the ready containers."""
-        await self._tasks.stop()
-        leftovers = [c for ready in self._ready.values() for c in ready]
-        for ready in self._ready.values():
-            ready.clear()
-        await asyncio.gather(
-            *(self._destroy(c.container_id) for c in leftovers), return_exceptions=True
-        )
-
-    async def _destroy(self, container_id: str) -> None:
-        try:
-            await self._backend.destroy(container_id)
-        except BackendError as error:
-            log.warning("could not remove a warm container", extra={"error": str(error)})
 
     async def _refill(self, runtime: Runtime) -> None:
         wake = self._wake[runtime.name]
         delay = RETRY_FIRST_SECONDS
         while True:
-            if len(self._ready[runtime.name]) >= runtime.pool_size:
+            async with self._sessions() as db:
+                ready = await pool_store.count(db, self.host_id, runtime.name)
+            if ready >= runtime.pool_size:
                 wake.clear()
-                await wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), CHECK_SECONDS)
                 continue
             try:
-                container = await self._create(runtime)
+                await self._add(runtime)
             except BackendError as error:
                 log.warning(
                     "could not start a warm container",
@@ -132,19 +128,28 @@ class WarmPool:
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
             delay = RETRY_FIRST_SECONDS
-            self._ready[runtime.name].append(container)
-            self._grown.set()
 
-    async def _create(self, runtime: Runtime) -> WarmContainer:
+    async def _add(self, runtime: Runtime) -> None:
         sandbox_id = new_id()
         spec = self._make_spec(runtime, sandbox_id, runtime.default_limits, "")
         creating = asyncio.ensure_future(self._backend.create(spec))
         try:
             info = await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            # Stopping: let the creation finish, then remove what it made.
+            made = WarmContainer(sandbox_id, info.id)
+            async with self._sessions() as db:
+                await pool_store.add(
+                    db, self.host_id, runtime.name, runtime.image, runtime.default_limits, made
+                )
+                await db.commit()
+        except BaseException:
+            # Stopping, or the database failed: remove what was made.
             with contextlib.suppress(Exception):
-                made = await creating
-                await self._destroy(made.id)
+                made_info = await creating
+                await self._destroy(made_info.id)
             raise
-        return WarmContainer(sandbox_id, info.id, runtime.name)
+
+    async def _destroy(self, container_id: str) -> None:
+        try:
+            await self._backend.destroy(container_id)
+        except BackendError as error:
+            log.warning("could not remove a warm container", extra={"error": str(error)})

@@ -20,7 +20,7 @@ from server.core.limits import DefaultLimits, LimitsPort, quota_exceeded
 from server.core.tasks import TaskSupervisor
 from server.core.timestamps import utcnow
 from server.db.sandbox_models import SandboxRow
-from server.sandbox import store
+from server.sandbox import pool_store, store
 from server.sandbox.backend import (
     LABEL_MANAGED,
     LABEL_NAMESPACE,
@@ -31,11 +31,12 @@ from server.sandbox.backend import (
     BackendError,
     ContainerInfo,
     ContainerSpec,
-    SandboxBackend,
 )
-from server.sandbox.engine import EngineProvider
+from server.sandbox.engine import Engine, EngineProvider
 from server.sandbox.failures import failure, sandbox_not_found
 from server.sandbox.limits import Limits
+from server.sandbox.placement import place
+from server.sandbox.pool_store import WarmContainer
 from server.sandbox.retire import Retirer
 from server.sandbox.runtimes import Runtime
 
@@ -106,7 +107,7 @@ class Provisioner:
         """A running sandbox for the caller (an editor) in the project; an ephemeral one
         (RunCode's) does not count against the project's quota. `started` is when the
         request began (perf_counter), for the sandbox's start duration."""
-        engine = self._engine.require()
+        self._engine.require()
         allowed = 0 if ephemeral else (await self._shares.limits_of(caller.user_id)).max_sandboxes
         async with self._sessions() as db:
             await require_project_role(db, caller, project_id, ProjectRole.EDITOR)
@@ -123,7 +124,8 @@ class Provisioner:
                             QuotaViolation(f"projects/{pid}", f"at most {quota} live sandboxes")
                         ],
                     )
-            warm = engine.pool.take(runtime, limits)
+            engine = await place(db, self._engine.answering(), limits)
+            warm = await self._claim_warm(db, engine, runtime, limits)
             row = SandboxRow(
                 id=warm.sandbox_id if warm else new_id(),
                 project_id=pid,
@@ -142,19 +144,23 @@ class Provisioner:
             if warm:
                 row.start_duration = timedelta(seconds=time.perf_counter() - started)
             db.add(row)
-            try:
-                await db.commit()
-            except BaseException:
-                if warm:
-                    self._tasks.spawn(self._retirer.destroy(warm.container_id), name="unclaim")
-                raise
+            # A failed commit undoes the claim too: the warm container stays in the pool.
+            await db.commit()
         if warm:
+            engine.pool.claimed(runtime.name)
             return row
-        return await self._start_cold(engine.backend, row, runtime, limits, started)
+        return await self._start_cold(engine, row, runtime, limits, started)
+
+    async def _claim_warm(
+        self, db: AsyncSession, engine: Engine, runtime: Runtime, limits: Limits
+    ) -> WarmContainer | None:
+        if limits.container_key() != runtime.default_limits.container_key():
+            return None
+        return await pool_store.claim(db, engine.host_id, runtime.name, runtime.image, limits)
 
     async def _start_cold(
         self,
-        backend: SandboxBackend,
+        engine: Engine,
         row: SandboxRow,
         runtime: Runtime,
         limits: Limits,
@@ -163,11 +169,13 @@ class Provisioner:
         spec = container_spec(
             self._settings.sandbox_namespace, runtime, row.id, limits, str(row.project_id)
         )
-        creating = asyncio.ensure_future(backend.create(spec))
+        creating = asyncio.ensure_future(engine.backend.create(spec))
         try:
             info = await asyncio.shield(creating)
         except asyncio.CancelledError:
-            self._tasks.spawn(self._abandon_cold(creating, row.id), name="abandon-create")
+            self._tasks.spawn(
+                self._abandon_cold(creating, row.id, engine.host_id), name="abandon-create"
+            )
             raise
         except BackendError as error:
             async with self._sessions() as db:
@@ -186,12 +194,12 @@ class Provisioner:
             )
             await db.commit()
         if updated is None:  # deleted (e.g. with its project) while starting
-            await self._retirer.destroy(info.id)
+            await self._retirer.destroy(engine.host_id, info.id)
             raise sandbox_not_found()
         return updated
 
     async def _abandon_cold(
-        self, creating: asyncio.Future[ContainerInfo], sandbox_id: uuid.UUID
+        self, creating: asyncio.Future[ContainerInfo], sandbox_id: uuid.UUID, host_id: str
     ) -> None:
         """The caller went away while its container was being created: the sandbox fails,
         and the container is removed once it exists."""
@@ -202,4 +210,4 @@ class Provisioner:
             await store.set_state(db, sandbox_id, "failed", "creation was cancelled")
             await db.commit()
         if info is not None:
-            await self._retirer.destroy(info.id)
+            await self._retirer.destroy(host_id, info.id)

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.core.timestamps import utcnow
 from server.sandbox import reconcile, store
 from server.sandbox.backend import BackendError, SandboxBackend
-from server.sandbox.pool import WarmPool
 from server.sandbox.retire import Retirer
 from server.sandbox.views import Lifetimes
 
@@ -25,7 +24,6 @@ class Reaper:
         *,
         backend: SandboxBackend,
         sessions: async_sessionmaker[AsyncSession],
-        pool: WarmPool,
         namespace: str,
         host_id: str,
         lifetimes: Lifetimes,
@@ -33,7 +31,6 @@ class Reaper:
     ) -> None:
         self._backend = backend
         self._sessions = sessions
-        self._pool = pool
         self._namespace = namespace
         self._host_id = host_id
         self._lifetimes = lifetimes
@@ -47,20 +44,15 @@ class Reaper:
                 db, self._host_id, now, self._lifetimes.idle_ttl, self._lifetimes.max_lifetime
             )
         for item in expired:
-            await self._retirer.retire(item.row.id, item.row.container_id, "deleted", item.why)
+            await self._retirer.retire(
+                item.row.id, item.row.host_id, item.row.container_id, "deleted", item.why
+            )
         if expired:
             log.info("reaped sandboxes", extra={"count": len(expired)})
         try:
-            _, containers = await reconcile.sweep(
-                self._backend,
-                self._sessions,
-                self._namespace,
-                self._host_id,
-                self._pool.owns,
-                now,
+            await reconcile.sweep(
+                self._backend, self._sessions, self._namespace, self._host_id, now
             )
         except BackendError as error:
             log.warning("sandbox sweep failed", extra={"error": str(error)})
-        else:
-            self._pool.drop(c.id for c in containers if c.status.value == "running")
         return len(expired)

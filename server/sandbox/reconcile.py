@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db.sandbox_models import SandboxRow
-from server.sandbox import store
+from server.db.sandbox_models import SandboxPoolRow, SandboxRow
+from server.sandbox import pool_store, store
 from server.sandbox.backend import (
     LABEL_SANDBOX_ID,
     BackendError,
@@ -58,7 +58,9 @@ async def reconcile_on_start(
     sessions: async_sessionmaker[AsyncSession],
     namespace: str,
     host_id: str,
+    pool_accepts: Callable[[SandboxPoolRow], bool],
 ) -> Report:
+    """`pool_accepts` says which warm containers still fit their runtime's configuration."""
     report = Report()
     # Containers first, rows second: a sandbox being created commits its row before its
     # container exists, so a container listed here of a row created since is impossible.
@@ -68,6 +70,15 @@ async def reconcile_on_start(
     keep: set[str] = set()
     async with sessions() as db:
         stale = await _database_now(db) - ORPHAN_GRACE
+        dropped: list[str] = []
+        for ready in await pool_store.on_host(db, host_id):
+            container = by_id.get(ready.container_id)
+            alive = container is not None and container.status is ContainerStatus.RUNNING
+            if alive and pool_accepts(ready):
+                keep.add(ready.container_id)
+                continue
+            dropped.append(ready.container_id)
+        await pool_store.remove(db, dropped)
         for row in await store.live(db, host_id):
             container = by_id.get(row.container_id or "")
             if row.state == "creating":
@@ -146,10 +157,9 @@ async def sweep(
     sessions: async_sessionmaker[AsyncSession],
     namespace: str,
     host_id: str,
-    pooled: Callable[[str], bool],
     now: datetime,
-) -> tuple[Report, list[ContainerInfo]]:
-    """One pass while serving; also answers the containers it saw (for the warm pool)."""
+) -> Report:
+    """One pass while serving."""
     report = Report()
     containers = await backend.list_managed(namespace)
     by_container = {container.id: container for container in containers}
@@ -160,6 +170,15 @@ async def sweep(
         except ValueError:
             continue
     async with sessions() as db:
+        pooled: set[str] = set()
+        vanished: list[str] = []
+        for ready in await pool_store.on_host(db, host_id):
+            container = by_container.get(ready.container_id)
+            if container is not None and container.status is ContainerStatus.RUNNING:
+                pooled.add(ready.container_id)
+            else:
+                vanished.append(ready.container_id)
+        await pool_store.remove(db, vanished)
         for row in await store.live(db, host_id):
             if row.state == "creating" and row.create_time < now - ORPHAN_GRACE:
                 # Its process died while creating it (the container, if any, is removed
@@ -191,7 +210,7 @@ async def sweep(
         ended = state in ("deleted", "lost", "failed")
         stray = (
             state is None
-            and not pooled(labelled_container.id)
+            and labelled_container.id not in pooled
             and labelled_container.created is not None
             and now - labelled_container.created > ORPHAN_GRACE
         )
@@ -199,7 +218,7 @@ async def sweep(
             report.removed_containers.append(labelled_container.id)
     report.removed_containers = sorted(set(report.removed_containers))
     await _remove(backend, report.removed_containers)
-    return report, containers
+    return report
 
 
 async def container_ended(

@@ -21,18 +21,24 @@ class Retirer:
         self._engine = engine
 
     async def retire(
-        self, sandbox_id: uuid.UUID, container_id: str | None, state: str, message: str
+        self,
+        sandbox_id: uuid.UUID,
+        host_id: str | None,
+        container_id: str | None,
+        state: str,
+        message: str,
     ) -> None:
         """Ends a sandbox: the row first (so nothing else uses it), then its container."""
         async with self._sessions() as db:
             await store.set_state(db, sandbox_id, state, message)
             await db.commit()
         if container_id:
-            await self.destroy(container_id)
+            await self.destroy(host_id, container_id)
 
-    async def destroy(self, container_id: str) -> None:
-        """Removes a container; a failure is logged (the reaper's sweep removes it later)."""
-        engine = self._engine.current
+    async def destroy(self, host_id: str | None, container_id: str) -> None:
+        """Removes a container of the host; a failure is logged (the host's sweep removes it
+        later, or reconciliation once the host answers again)."""
+        engine = self._engine.of_host(host_id)
         if engine is None:
             return
         try:

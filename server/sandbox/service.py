@@ -68,7 +68,7 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
     ) -> sandbox_pb2.ListRuntimesResponse:
         current_call().require_caller()
         page = self._pages.page("sandbox_runtimes", request.page_size, request.page_token)
-        result = self._lifecycle.list_runtimes(page)
+        result = await self._lifecycle.list_runtimes(page)
         return sandbox_pb2.ListRuntimesResponse(
             runtimes=[convert.runtime_to_proto(view) for view in result.items],
             next_page_token=self._pages.next_token(page, result.next_key),

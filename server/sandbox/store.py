@@ -113,9 +113,33 @@ async def list_page(
 
 
 def on_host(host_id: str) -> ColumnElement[bool]:
-    """Rows of sandboxes on the Docker host `host_id` (and those made before hosts were
-    recorded)."""
-    return or_(SandboxRow.host_id == host_id, SandboxRow.host_id.is_(None))
+    """Rows of sandboxes on the Docker host `host_id`."""
+    return SandboxRow.host_id == host_id
+
+
+async def adopt_unplaced(db: AsyncSession, host_id: str) -> int:
+    """Sandboxes recorded before hosts were (host_id NULL) are on the first engine: how many
+    were adopted."""
+    query = (
+        update(SandboxRow)
+        .where(SandboxRow.host_id.is_(None))
+        .values(host_id=host_id)
+        .execution_options(synchronize_session=False)
+    )
+    result = await db.execute(query)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def mark_host_down(db: AsyncSession, host_id: str, message: str) -> list[uuid.UUID]:
+    """Every live sandbox on a host that stopped answering is lost: their ids."""
+    query = (
+        update(SandboxRow)
+        .where(on_host(host_id), SandboxRow.state.in_(LIVE_SANDBOX_STATES))
+        .values(state="lost", state_message=message[:200], end_time=func.now())
+        .returning(SandboxRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await db.execute(query)).scalars())
 
 
 async def live(db: AsyncSession, host_id: str) -> list[SandboxRow]:
@@ -261,7 +285,7 @@ _MARK_ORPHANS_LOST = text(
     FROM sandboxes AS s
     WHERE e.sandbox_id = s.id AND e.state = 'running'
       AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now())
-      AND (s.host_id = :host_id OR s.host_id IS NULL)
+      AND s.host_id = :host_id
     RETURNING s.container_id, s.state, e.process_group
     """
 )

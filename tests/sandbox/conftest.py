@@ -25,7 +25,7 @@ from server.db.engine import make_engine, make_session_factory
 from server.db.migrate import upgrade
 from server.db.models import Project, ProjectMember
 from server.sandbox.backend import BackendUnavailable
-from server.sandbox.docker_backend import DockerBackend
+from server.sandbox.docker_connect import connect_docker
 from server.sandbox.failures import BACKEND_UNAVAILABLE
 from server.sandbox.parts import SandboxParts, assemble
 from tests.conftest import DESCRIPTOR, make_settings
@@ -66,7 +66,7 @@ async def docker_engine(
     settings = Settings(data_dir=tmp_path_factory.mktemp("docker-probe"))
     problem = ""
     try:
-        backend = await DockerBackend.connect(settings)
+        backend = await connect_docker(settings, None)
     except BackendUnavailable as error:
         problem = str(error)
     else:

@@ -61,8 +61,8 @@ async def test_one_holder_both_serve_and_stop_hands_over(
 
     # A sandbox made by the non-holder records the host, and either side runs commands in it.
     sandbox = await second.lifecycle.create(team.editor, team.project_id, "python", LimitRequest())
-    host_id = first.engine.require().host_id
-    assert host_id == second.engine.require().host_id
+    host_id = first.engine.answering()[0].host_id
+    assert host_id == second.engine.answering()[0].host_id
     async with sessions() as db:
         row = await db.get(SandboxRow, uuid.UUID(sandbox.id))
         assert row is not None

@@ -44,7 +44,7 @@ MiB = 1024 * 1024
 
 
 async def test_warm_create_is_faster_than_cold(sandboxes: SandboxParts, team: Team) -> None:
-    await sandboxes.engine.require().pool.wait_ready(timeout=60)
+    await sandboxes.engine.answering()[0].pool.wait_ready(timeout=60)
     warm = await sandboxes.lifecycle.create(team.editor, team.project_id, "python", LimitRequest())
     # Limits other than the defaults cannot come from the pool: a cold start.
     cold = await sandboxes.lifecycle.create(
@@ -65,7 +65,7 @@ async def test_warm_create_is_faster_than_cold(sandboxes: SandboxParts, team: Te
         ran = await shell(sandboxes, team.editor, sandbox.id, "echo ok")
         assert ran.stdout == b"ok\n"
     # The pool refills in the background.
-    await sandboxes.engine.require().pool.wait_ready(timeout=60)
+    await sandboxes.engine.answering()[0].pool.wait_ready(timeout=60)
 
 
 async def test_pause_refuses_exec_and_resume_restores_it(
@@ -117,7 +117,7 @@ async def test_delete_removes_the_container_and_keeps_the_row(
 
 
 async def test_list_pages_newest_first(sandboxes: SandboxParts, team: Team) -> None:
-    await sandboxes.engine.require().pool.wait_ready(timeout=60)
+    await sandboxes.engine.answering()[0].pool.wait_ready(timeout=60)
     # Warm, cold, warm: the warm ones' ids were made with their containers, before the
     # cold one's, yet the list follows creation.
     made = [
@@ -389,7 +389,7 @@ async def test_without_docker_everything_is_unavailable(
                 await attempt
             assert failure.value.reason == BACKEND_UNAVAILABLE
         with pytest.raises(Unavailable):
-            offline.lifecycle.list_runtimes(page_of(10))
+            await offline.lifecycle.list_runtimes(page_of(10))
         await eventually(lambda: _value(changes == [False]), timeout=5)
     finally:
         await offline.connection.stop()

@@ -120,7 +120,8 @@ async def test_second_process_serves_and_takes_over_after_sigkill(
                 return await python_pool(stub_a) == 1
 
             await eventually(pool_full_on_a, timeout=60)
-            assert await python_pool(stub_b) == 0  # only the duty holder keeps a pool
+            # Only the duty holder fills the pool, but every process claims from it.
+            assert await python_pool(stub_b) == 1
 
             # Sandboxes made through A are served through B, and the other way round.
             made = [
@@ -160,8 +161,12 @@ async def test_second_process_serves_and_takes_over_after_sigkill(
                 )
             assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             claimed = {s.id for s in made}
-            old_pool = await asyncio.to_thread(_pool_containers, ns, claimed)
-            assert len(old_pool) == 1
+
+            async def refilled() -> set[str] | None:
+                ready = await asyncio.to_thread(_pool_containers, ns, claimed)
+                return ready if len(ready) == 1 and await python_pool(stub_a) == 1 else None
+
+            old_pool = await eventually(refilled, timeout=60)
             first.send_signal(signal.SIGKILL)
             assert await first.wait(timeout=10) == -signal.SIGKILL
             running.cancel()
@@ -185,19 +190,27 @@ async def test_second_process_serves_and_takes_over_after_sigkill(
 
             await eventually(leftovers_killed, timeout=10)
 
-            # B refills the pool, and A's warm container is gone.
-            async def pool_full_on_b() -> bool:
-                return await python_pool(stub_b) == 1
-
-            await eventually(pool_full_on_b, timeout=60)
+            # B keeps A's warm container (the pool is the host's), hands it out, and refills.
+            assert await python_pool(stub_b) == 1
             async with sessions() as db:
                 claimed |= {str(i) for i in (await db.execute(select(SandboxRow.id))).scalars()}
+            assert await asyncio.to_thread(_pool_containers, ns, claimed) == old_pool
+            from_old_pool = await stub_b.CreateSandbox(
+                sandbox_pb2.CreateSandboxRequest(
+                    project_id=project_id, sandbox=sandbox_pb2.Sandbox(runtime="python")
+                ),
+                metadata=editor.metadata,
+                timeout=60,
+            )
+            assert from_old_pool.warm
+            claimed.add(from_old_pool.id)
 
-            async def old_pool_removed() -> bool:
+            async def refilled_by_b() -> bool:
                 left = await asyncio.to_thread(_pool_containers, ns, claimed)
-                return not old_pool & left
+                ready = len(left) == 1 and not left & old_pool
+                return ready and await python_pool(stub_b) == 1
 
-            await eventually(old_pool_removed, timeout=30)
+            await eventually(refilled_by_b, timeout=60)
 
             # B's reaper ends a sandbox idle past its timeout.
             async with sessions() as db:

@@ -24,6 +24,7 @@ from server.agents.runs.convert import EventCodec
 from server.agents.runs.events import RunEvent, StoredEvent, ToolCalled
 from server.agents.runs.mirror import TranscriptMessage
 from server.agents.runs.projection import Projection, column_values, project
+from server.core.metrics import run_ended
 from server.db.engine import reading
 
 EVENTS_CHANNEL = "forge_run_events"
@@ -107,6 +108,8 @@ class EventLog:
                 messages = [message.columns() for message in transcript]
                 await store.insert_messages(db, conversation_id, messages)
             await db.execute(select(func.pg_notify(EVENTS_CHANNEL, event_notice(run_id, last_seq))))
+        if projection.ended and projection.status is not None:
+            run_ended(projection.status.value)  # once per run: the fenced UPDATE ends it
         # run_events.create_time defaults to now(), the transaction's start: `now` above.
         return [
             StoredEvent(seq=first + index, event=event, payload=payload, create_time=now)

@@ -15,6 +15,7 @@ from server.agents.charges import UsageCharge, add_usage
 from server.agents.runs.events import ApprovalMode, ToolCalled
 from server.agents.runs.tools import ToolRegistry
 from server.core.errors import DeadlineExceeded, ForgeError
+from server.core.metrics import answer_meter
 from server.llm import (
     ChatRequest,
     Finish,
@@ -59,12 +60,15 @@ async def ask_model(
     limit). A provider failure raises its ForgeError."""
     calls: list[ToolCalled] = []
     finish: Finish | None = None
+    meter = answer_meter("run", model.id)
     try:
         async with asyncio.timeout_at(deadline) as scope:
             async with aclosing(model.provider.stream(request)) as stream:
                 async for event in stream:
                     if type(event) is TextDelta:
                         on_text(event.text)
+                        if meter is not None:
+                            meter.text(event.text)
                     elif type(event) is ToolCallRequest:
                         # Ids must be unique within the turn; a provider may send none.
                         call_id = event.id or f"call-{step}-{len(calls) + 1}"

@@ -30,6 +30,7 @@ from server.agents.runs.leases import Lease
 from server.agents.runs.loop import RunLoop, StopReason
 from server.agents.runs.notify import RunNotifications
 from server.config import Settings
+from server.core.metrics import runs_driven
 from server.core.tasks import TaskSupervisor, Ticker
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class RunWorker:
         self._claimer = self._timers.every("claim", self._claim_interval, self.claim)
         self._timers.every("renew", self._lease_seconds / 3, self.renew)
         self._claimer.poke()  # runs a dead process left behind
+        runs_driven(lambda: len(self._owned))
 
     async def stop(self) -> None:
         self._stopping = True
