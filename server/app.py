@@ -240,6 +240,7 @@ class ForgeServer:
         policy = CallPolicy(
             public=[path for b in bindings for path in b.public_paths()],
             unimplemented=[path for b in bindings for path in b.unimplemented_paths()],
+            caller_if_given=[path for b in bindings for path in b.caller_if_given_paths()],
         )
         server = grpc.aio.server(
             interceptors=[

@@ -70,7 +70,12 @@ def build(ctx: BuildContext) -> ServiceModule:
         name="auth",
         bindings=[
             ServiceBinding.of(
-                auth_pb2, auth_pb2_grpc, "AuthService", servicer, public_methods=PUBLIC_METHODS
+                auth_pb2,
+                auth_pb2_grpc,
+                "AuthService",
+                servicer,
+                public_methods=PUBLIC_METHODS,
+                caller_if_given=("Logout",),
             )
         ],
         # Stopped in reverse: the sender first, then the bcrypt threads.

@@ -234,7 +234,7 @@ class Sessions:
                 session_id, user_id = uuid.UUID(caller.session_id), caller.user_id
             else:
                 raise InvalidArgument.of(
-                    [FieldViolation("refresh_token", "is required without an access token")]
+                    [FieldViolation("refresh_token", "is required without a valid access token")]
                 )
             await store.revoke_session(db, session_id, "logout")
             record(db, Action.LOGOUT, actor_id=user_id, subject_id=user_id, target=str(session_id))

@@ -19,6 +19,7 @@ class ServiceBinding:
     base: type
     public_methods: frozenset[str] = frozenset()
     replayed_by_servicer: frozenset[str] = frozenset()
+    caller_if_given: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -29,12 +30,15 @@ class ServiceBinding:
         servicer: Any,
         public_methods: Iterable[str] = (),
         replayed_by_servicer: Iterable[str] = (),
+        caller_if_given: Iterable[str] = (),
     ) -> ServiceBinding:
         """Binds `servicer` (an instance of the generated `<name>Servicer` or a subclass).
 
         `public_methods` are the RPC names callers may use without credentials;
-        `replayed_by_servicer` those whose request ids the servicer handles itself
-        (server/core/idempotent_calls.py handles the others')."""
+        `caller_if_given` those of them that still identify a caller whose credentials are
+        sent (valid ones; others leave the call anonymous); `replayed_by_servicer` those whose
+        request ids the servicer handles itself (server/core/idempotent_calls.py handles the
+        others')."""
         base = getattr(pb2_grpc, f"{name}Servicer")
         if not isinstance(servicer, base):
             raise TypeError(f"{type(servicer).__name__} does not implement {name}")
@@ -45,6 +49,7 @@ class ServiceBinding:
             base=base,
             public_methods=frozenset(public_methods),
             replayed_by_servicer=frozenset(replayed_by_servicer),
+            caller_if_given=frozenset(caller_if_given),
         )
 
     @property
@@ -53,6 +58,9 @@ class ServiceBinding:
 
     def public_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.public_methods)]
+
+    def caller_if_given_paths(self) -> list[str]:
+        return [f"/{self.full_name}/{name}" for name in sorted(self.caller_if_given)]
 
     def replayed_by_servicer_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.replayed_by_servicer)]

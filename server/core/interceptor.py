@@ -7,6 +7,7 @@ one per concern; the concerns themselves live in their own modules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import ipaddress
 import logging
@@ -51,11 +52,18 @@ def _new_id() -> str:
 
 
 class CallPolicy:
-    """Which methods need no credentials and which are not built yet."""
+    """Which methods need no credentials (and which of those still identify a caller who
+    sends valid ones), and which are not built yet."""
 
-    def __init__(self, public: Iterable[str] = (), unimplemented: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        public: Iterable[str] = (),
+        unimplemented: Iterable[str] = (),
+        caller_if_given: Iterable[str] = (),
+    ) -> None:
         self.public = frozenset(public)
         self.unimplemented = frozenset(unimplemented)
+        self.caller_if_given = frozenset(caller_if_given)
 
     def is_public(self, method: str) -> bool:
         return method in self.public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
@@ -160,6 +168,8 @@ class _CallScope:
         if self._method in policy.unimplemented:
             raise Unimplemented(f"{self._method} is not implemented yet", "NOT_IMPLEMENTED")
         if policy.is_public(self._method):
+            if self._method in policy.caller_if_given:
+                await self._identify_if_possible(ctx)
             return
         credential = extract_credential(self._metadata)
         if credential is None:
@@ -173,6 +183,16 @@ class _CallScope:
         caller = ctx.caller = await interceptor._authenticator.authenticate(credential)
         if caller.scopes is not None:
             check_api_key_call(self._method, caller.scopes)
+
+    async def _identify_if_possible(self, ctx: CallContext) -> None:
+        """A public call sent with credentials: the caller if they are valid (e.g. Logout
+        with only an access token); with invalid ones the call goes on anonymous."""
+        credential = extract_credential(self._metadata)
+        authenticator = self._interceptor._authenticator
+        if credential is None or authenticator is None:
+            return
+        with contextlib.suppress(Unauthenticated):
+            ctx.caller = await authenticator.authenticate(credential)
 
     async def fail(self, context: Context, error: BaseException) -> None:
         """Ends the call with the status for `error` (always raises)."""

@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -140,10 +141,16 @@ class Metrics:
         Gauge(name, documentation, registry=self.registry).set_function(read)
 
     def labelled_gauge(
-        self, name: str, documentation: str, label: str, read: Callable[[], dict[str, float]]
+        self,
+        name: str,
+        documentation: str,
+        labels: str | tuple[str, ...],
+        read: Callable[[], Mapping[Any, float]],
     ) -> None:
-        """A gauge with one label whose values are all read at scrape time."""
-        self.registry.register(_LabelledGauge(name, documentation, label, read))
+        """A gauge whose labelled values are all read at scrape time: `read()` maps each
+        label value (a tuple of them with several labels) to its number."""
+        names = (labels,) if isinstance(labels, str) else labels
+        self.registry.register(_LabelledGauge(name, documentation, names, read))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -151,17 +158,21 @@ class Metrics:
 
 class _LabelledGauge(Collector):
     def __init__(
-        self, name: str, documentation: str, label: str, read: Callable[[], dict[str, float]]
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Mapping[Any, float]],
     ) -> None:
         self._name = name
         self._documentation = documentation
-        self._label = label
+        self._labels = labels
         self._read = read
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self._name, self._documentation, labels=[self._label])
+        family = GaugeMetricFamily(self._name, self._documentation, labels=list(self._labels))
         for value, number in self._read().items():
-            family.add_metric([value], number)
+            family.add_metric(list(value) if isinstance(value, tuple) else [value], number)
         yield family
 
     def describe(self) -> list[Metric]:

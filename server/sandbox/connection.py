@@ -86,6 +86,28 @@ class BackendConnection:
         """The first engine's duties (held by this process or another), once it is up."""
         return self.hosts[0].duties
 
+    def sandboxes_by_host(self) -> dict[tuple[str, str], float]:
+        """(host, state) → live sandboxes, for the hosts whose duties this process holds."""
+        return {
+            (host.host_id or "", state): count
+            for host in self.hosts
+            for state, count in host.census.sandboxes.items()
+        }
+
+    def pool_by_host(self) -> dict[tuple[str, str], float]:
+        """(host, runtime) → warm containers ready, for the hosts whose duties this holds."""
+        return {
+            (host.host_id or "", runtime): count
+            for host in self.hosts
+            for runtime, count in host.census.ready.items()
+        }
+
+    def engines_answering(self) -> dict[str, float]:
+        """host → 1 if its engine answers this process, else 0."""
+        return {
+            host.host_id: float(host.answering) for host in self.hosts if host.host_id is not None
+        }
+
     def follow(self, listener: AvailabilityListener) -> None:
         """`listener(available)` runs now (if started) and whenever whether any engine
         answers changes (the health of SandboxService follows it)."""

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.config import Settings
 from server.config_docker import DockerHostAddress
 from server.core.tasks import TaskSupervisor
-from server.sandbox import store
+from server.sandbox import pool_store, store
 from server.sandbox.backend import (
     BackendError,
     BackendUnavailable,
@@ -46,6 +47,16 @@ from server.sandbox.views import Lifetimes
 log = logging.getLogger(__name__)
 
 HOST_DOWN_MESSAGE = "its Docker host stopped answering"
+
+
+@dataclass(frozen=True)
+class HostCensus:
+    """What the host holds, as its duty holder last counted (empty elsewhere)."""
+
+    sandboxes: dict[str, int] = field(default_factory=dict)
+    """Live sandboxes by state."""
+    ready: dict[str, int] = field(default_factory=dict)
+    """Warm containers by runtime."""
 
 
 class HostConnection:
@@ -80,8 +91,13 @@ class HostConnection:
         self.reaper: Reaper | None = None
         self.duties: HostDuties | None = None
         self._answering = False
+        self.census = HostCensus()
         self._silent_since: float | None = None
         self._reported_down = False
+
+    @property
+    def answering(self) -> bool:
+        return self._answering
 
     @property
     def name(self) -> str:
@@ -205,6 +221,17 @@ class HostConnection:
         await self._set_answering(True)
         if duties.held:
             await reaper.tick()
+            await self._count()
+        else:
+            self.census = HostCensus()
+
+    async def _count(self) -> None:
+        """The duty holder's count of the host's sandboxes and warm containers (metrics)."""
+        assert self.host_id is not None
+        async with self._sessions() as db:
+            sandboxes = await store.census(db, self.host_id)
+            ready = await pool_store.ready_by_runtime(db, [self.host_id])
+        self.census = HostCensus(sandboxes, ready)
 
     async def _maybe_down(self, duties: HostDuties) -> None:
         now = time.monotonic()
@@ -217,6 +244,7 @@ class HostConnection:
             return  # the holder reports it (or this process, once it holds the duties)
         lost = await duties.host_down(HOST_DOWN_MESSAGE)
         self._reported_down = True
+        self.census = HostCensus()
         log.warning(
             "Docker host down: its sandboxes are lost",
             extra={"engine": self.name, "host_id": self.host_id, "lost_sandboxes": len(lost)},

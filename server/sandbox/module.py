@@ -11,6 +11,7 @@ from forge.sandbox.v1 import sandbox_pb2, sandbox_pb2_grpc
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.limits import UserShares
+from server.core.metrics import current_metrics
 from server.core.module import BuildContext, ServiceModule
 from server.sandbox import store
 from server.sandbox.cancel import ExecutionCancels
@@ -30,6 +31,29 @@ def build(ctx: BuildContext) -> ServiceModule:
         ctx.page_tokens,
         ExecutionCancels(ctx.sessions, ctx.cancels),
     )
+    metrics = current_metrics()
+    if metrics is not None:
+        connection = parts.connection
+        metrics.labelled_gauge(
+            "forge_sandboxes",
+            "live sandboxes by Docker host and state, exported by the process holding the "
+            "host's duties (counted every reaper interval)",
+            ("host", "state"),
+            connection.sandboxes_by_host,
+        )
+        metrics.labelled_gauge(
+            "forge_sandbox_pool_ready",
+            "warm containers ready by Docker host and runtime, exported by the process holding "
+            "the host's duties",
+            ("host", "runtime"),
+            connection.pool_by_host,
+        )
+        metrics.labelled_gauge(
+            "forge_docker_engine_up",
+            "1 while a Docker engine answers this process, 0 while it does not",
+            "host",
+            connection.engines_answering,
+        )
     return ServiceModule(
         name="sandbox",
         bindings=[ServiceBinding.of(sandbox_pb2, sandbox_pb2_grpc, "SandboxService", servicer)],

@@ -130,6 +130,18 @@ async def adopt_unplaced(db: AsyncSession, host_id: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def census(db: AsyncSession, host_id: str) -> dict[str, int]:
+    """How many sandboxes on the host are in each live state."""
+    query = (
+        select(SandboxRow.state, func.count())
+        .where(on_host(host_id), SandboxRow.state.in_(LIVE_SANDBOX_STATES))
+        .group_by(SandboxRow.state)
+    )
+    counts = {state: 0 for state in LIVE_SANDBOX_STATES}
+    counts.update({str(state): int(n) for state, n in await db.execute(query)})
+    return counts
+
+
 async def mark_host_down(db: AsyncSession, host_id: str, message: str) -> list[uuid.UUID]:
     """Every live sandbox on a host that stopped answering is lost: their ids."""
     query = (

@@ -184,3 +184,35 @@ async def test_revoke_another_session(channel: grpc.aio.Channel) -> None:
             metadata=stranger.metadata,
         )
     assert not_found.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_logout_with_only_the_access_token_ends_its_session(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    email = unique_email()
+    registered = await stub.Register(
+        auth_pb2.RegisterRequest(email=email, password=PASSWORD, display_name="Leaver"),
+        timeout=10,
+    )
+    other = await stub.Login(auth_pb2.LoginRequest(email=email, password=PASSWORD), timeout=10)
+    await stub.Logout(
+        auth_pb2.LogoutRequest(), metadata=_auth(registered.tokens.access_token), timeout=10
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as logged_out:
+        await stub.GetCurrentUser(
+            auth_pb2.GetCurrentUserRequest(),
+            metadata=_auth(registered.tokens.access_token),
+            timeout=10,
+        )
+    assert error_info(logged_out.value).reason == "SESSION_REVOKED"
+    # Only that session ended: the other one still works.
+    await stub.GetCurrentUser(
+        auth_pb2.GetCurrentUserRequest(), metadata=_auth(other.tokens.access_token), timeout=10
+    )
+    # Now that the token is revoked, it identifies nobody: the refresh token is needed.
+    with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+        await stub.Logout(
+            auth_pb2.LogoutRequest(), metadata=_auth(registered.tokens.access_token), timeout=10
+        )
+    assert anonymous.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -26,6 +26,7 @@ from server.sandbox.host_connection import HOST_DOWN_MESSAGE
 from tests.sandbox.conftest import sandbox_settings, start_server
 from tests.sandbox.support import namespace
 from tests.support.accounts import Account, register
+from tests.support.metrics import scrape, value
 from tests.support.second_dockerd import (
     SecondEngine,
     close_second_engine,
@@ -91,6 +92,7 @@ async def test_sandboxes_spread_over_two_engines_and_a_stopped_one_loses_its_own
         sandbox_pool_sizes={"node": 0},
         sandbox_reaper_interval_seconds=0.5,
         sandbox_host_down_after_seconds=1.0,
+        metrics_address="127.0.0.1:0",
     )
     app = await start_server(settings)
     db_engine = make_engine(url)
@@ -149,6 +151,20 @@ async def test_sandboxes_spread_over_two_engines_and_a_stopped_one_loses_its_own
             assert len(on_second & set(made)) == 2
             second_ids = sorted(on_second & set(made))
             first_ids = sorted(on_first & set(made))
+            first_host = await _host_of(sessions, first_ids[0])
+            second_host = await _host_of(sessions, second_ids[0])
+
+            async def counted_on_both() -> bool:
+                samples = await scrape(app)
+                return all(
+                    value(samples, "forge_sandboxes", host=host, state="running") == 2
+                    and value(samples, "forge_sandbox_pool_ready", host=host, runtime="python") == 1
+                    and value(samples, "forge_docker_engine_up", host=host) == 1
+                    for host in (first_host, second_host)
+                )
+
+            # The operator sees both engines up, two sandboxes running on each and their pools.
+            await eventually(counted_on_both, timeout=30)
 
             # The second engine stops answering (it dies; its containers run on unseen).
             await asyncio.to_thread(second_engine.kill)
@@ -165,13 +181,14 @@ async def test_sandboxes_spread_over_two_engines_and_a_stopped_one_loses_its_own
 
             lost = await eventually(second_lost, timeout=60)
             assert {s.state_message for s in lost} == {HOST_DOWN_MESSAGE}
+            samples = await scrape(app)
+            assert value(samples, "forge_docker_engine_up", host=second_host) == 0
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await _echo(stub, editor, second_ids[0])
             assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             # The first engine's sandboxes are untouched, and new ones all go there.
             for sandbox_id in first_ids:
                 assert await _echo(stub, editor, sandbox_id) == f"{sandbox_id}\n".encode()
-            first_host = await _host_of(sessions, first_ids[0])
             for _ in range(2):
                 sandbox_id = await create()
                 assert await _host_of(sessions, sandbox_id) == first_host
@@ -194,7 +211,6 @@ async def test_sandboxes_spread_over_two_engines_and_a_stopped_one_loses_its_own
 
             await eventually(second_back, timeout=90)
             # It has the most room now (no live sandbox), so both go there.
-            second_host = await _host_of(sessions, second_ids[0])
             placed = {await _host_of(sessions, await create()) for _ in range(2)}
             assert placed == {second_host}
     finally:
