@@ -16,6 +16,9 @@ CLI (``make run``)::
 ``--upstream`` repeats for replicas (balanced, each health-checked); with ``--print-config``
 it renders the deployable configs (deploy/compose/envoy.yaml, the Kubernetes ConfigMap).
 
+``--stats-port P`` adds a listener serving Envoy's own Prometheus stats, and nothing else of
+the admin, at ``:P/stats/prometheus`` (gateway/stats.py; the admin stays on 127.0.0.1).
+
 The CLI also serves the web console at /console/ when it is built (clients/console/dist;
 ``--console DIR`` / ``--no-console``); library callers opt in with ``console_dir``.
 
@@ -29,6 +32,7 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import http.client
 import importlib
 import ipaddress
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
 
 import yaml
 
-from gateway import console
+from gateway import console, stats
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "envoy.yaml"
 LISTENER_NAME = "forge_http"
@@ -95,6 +99,10 @@ class EnvoyConfig:
     # GET /healthz answers 200 while at least this percentage of the upstream hosts pass the
     # gRPC health check; None keeps the template's 100 (every host: right for one server).
     healthz_min_healthy_percent: float | None = None
+    # A listener serving only GET /stats/prometheus (Envoy's own stats, from the admin) for a
+    # scraper outside Envoy's container (gateway/stats.py); None: none. 0 picks a free port.
+    stats_port: int | None = None
+    stats_host: str = ANY_ADDRESS
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -227,6 +235,9 @@ def render_config(cfg: EnvoyConfig, template: Path = DEFAULT_TEMPLATE) -> str:
         _find_named(resources["clusters"], CLUSTER_NAME, "cluster"),
         [(cfg.upstream_host, cfg.upstream_port), *cfg.more_upstreams],
     )
+    if cfg.stats_port is not None:
+        admin = _connect_host(cfg.admin_host).strip("[]")
+        stats.add_to(resources, cfg.stats_host, cfg.stats_port, admin, cfg.admin_port)
     return yaml.dump(doc, Dumper=_NoAliasDumper, sort_keys=False, width=4096)
 
 
@@ -306,6 +317,7 @@ class EnvoyProcess:
         self.log_path: Path | None = None
         self.listen_port: int | None = None
         self.admin_port: int | None = None
+        self.stats_port: int | None = None  # set once started, when cfg.stats_port is set
 
     # -- addresses -------------------------------------------------------------------------
     @property
@@ -319,6 +331,13 @@ class EnvoyProcess:
         if self.admin_port is None:
             raise RuntimeError("Envoy is not started")
         return f"http://{_connect_host(self.cfg.admin_host)}:{self.admin_port}"
+
+    @property
+    def stats_url(self) -> str:
+        """Where Envoy's Prometheus stats are served outside the admin (cfg.stats_port)."""
+        if self.stats_port is None:
+            raise RuntimeError("Envoy is not started, or has no stats listener")
+        return f"http://{_connect_host(self.cfg.stats_host)}:{self.stats_port}{stats.PATH}"
 
     @property
     def running(self) -> bool:
@@ -347,7 +366,11 @@ class EnvoyProcess:
     async def start(self) -> None:
         if self.proc is not None:
             raise RuntimeError("Envoy already started")
-        rendered = render_config(self.cfg, self.template)
+        cfg = self.cfg
+        if cfg.stats_port is not None and not cfg.admin_port:
+            # the stats listener's cluster names the admin port: choose it now
+            cfg = dataclasses.replace(cfg, admin_port=stats.free_port(cfg.admin_host))
+        rendered = render_config(cfg, self.template)
         self.workdir = Path(tempfile.mkdtemp(prefix="forge-envoy-"))
         config_path = self.workdir / "envoy.yaml"
         config_path.write_text(rendered)
@@ -413,19 +436,24 @@ class EnvoyProcess:
                 break
             self._check_deadline(deadline, f"/ready (last: {status} {body.strip()[:80]})")
             await asyncio.sleep(0.05)
-        # 3) the listener's bound port (differs from the config when it is 0)
-        if self.cfg.listen_port:
-            self.listen_port = self.cfg.listen_port
-            return
+        # 3) the listeners' bound ports (differ from the config when it is 0)
+        self.listen_port = await self._bound_port(LISTENER_NAME, self.cfg.listen_port, deadline)
+        if self.cfg.stats_port is not None:
+            self.stats_port = await self._bound_port(
+                stats.LISTENER_NAME, self.cfg.stats_port, deadline
+            )
+
+    async def _bound_port(self, listener: str, configured: int, deadline: float) -> int:
+        if configured:
+            return configured
         while True:
             self._check_alive()
             status, body = await self.admin_get("/listeners?format=json", 1.0)
             if status == 200:
-                port = _listener_port(body, LISTENER_NAME)
+                port = _listener_port(body, listener)
                 if port:
-                    self.listen_port = port
-                    return
-            self._check_deadline(deadline, "listener port")
+                    return port
+            self._check_deadline(deadline, f"{listener} port")
             await asyncio.sleep(0.05)
 
     def _check_alive(self) -> None:
@@ -531,6 +559,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen-host", default=ANY_ADDRESS)
     p.add_argument("--admin", type=int, default=9901, help="admin port on 127.0.0.1 (0 = any)")
     p.add_argument(
+        "--stats-port",
+        type=int,
+        help="also serve GET /stats/prometheus (only that) on this port, for a scraper outside "
+        "Envoy's container (default: none; 0 = any)",
+    )
+    p.add_argument("--stats-host", default=ANY_ADDRESS, help="address the stats port binds")
+    p.add_argument(
         "--upstream",
         type=_parse_hostport,
         action="append",
@@ -574,8 +609,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 async def _run_foreground(proc: EnvoyProcess) -> int:
     await proc.start()
+    scrape = f", stats {proc.stats_url}" if proc.stats_port is not None else ""
     print(
-        f"gateway: Envoy ready at {proc.base_url} (admin {proc.admin_url}), "
+        f"gateway: Envoy ready at {proc.base_url} (admin {proc.admin_url}{scrape}), "
         f"upstream {proc.cfg.upstream_host}:{proc.cfg.upstream_port}",
         file=sys.stderr,
         flush=True,
@@ -629,6 +665,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         more_upstreams=more_upstreams,
         descriptor_in_config=args.descriptor_in_config,
         healthz_min_healthy_percent=args.healthz_min_healthy_percent,
+        stats_port=args.stats_port,
+        stats_host=args.stats_host,
     )
     if args.print_config:
         sys.stdout.write(render_config(cfg, args.template))

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.config import Settings
 from server.core.cancels import Cancels, cancel_dsn
 from server.core.health_service import HealthService
+from server.core.holds import Holds
 from server.core.hooks import Hooks
 from server.core.idempotency import IdempotencyStore
 from server.core.idempotent_calls import IdempotentCalls
@@ -178,6 +179,7 @@ class ForgeServer:
                 wait_seconds=settings.idempotency_wait_seconds,
             ),
             cancels=Cancels(cancel_dsn(self._engine.url)),
+            holds=Holds(sessions, settings.process_lease_seconds),
         )
         self.modules = build_modules(ctx, self.builders)
         # Health follows the database too: it starts first and stops last.
@@ -192,7 +194,7 @@ class ForgeServer:
                 for path in b.replayed_by_servicer_paths()
             ],
         )
-        streams = StreamShares(UserShares(ctx.hooks.limits, settings))
+        streams = StreamShares(UserShares(ctx.hooks.limits, settings), ctx.holds)
         server = self._build_server(self.modules, idempotent_calls, streams)
         await self._database.start()
         self._background.append(self._database)
@@ -200,6 +202,8 @@ class ForgeServer:
         self._background.append(idempotent_calls)
         await ctx.cancels.start()
         self._background.append(ctx.cancels)
+        await ctx.holds.start()
+        self._background.append(ctx.holds)
         for module in self.modules:
             for component in module.background:
                 await component.start()

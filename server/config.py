@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,20 +10,12 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from server.config_docker import DockerSettings
 from server.config_models import ModelSettings
+from server.config_parsing import comma_list
 from server.config_telemetry import TelemetrySettings
 from server.config_tls import TlsSettings
 from server.config_workers import WorkerSettings
 
 MiB = 1024 * 1024
-
-
-def _comma_list(value: object) -> object:
-    """A list setting from the environment: "a, b" or a JSON list."""
-    if not isinstance(value, str):
-        return value
-    if value.lstrip().startswith("["):
-        return json.loads(value)
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, DockerSettings):
@@ -395,12 +386,12 @@ class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, Do
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_addresses(cls, value: object) -> object:
-        return _comma_list(value)
+        return comma_list(value)
 
     @field_validator("admin_emails", mode="before")
     @classmethod
     def _split_emails(cls, value: object) -> object:
-        listed = _comma_list(value)
+        listed = comma_list(value)
         return [str(email).lower() for email in listed] if isinstance(listed, list) else listed
 
     @property

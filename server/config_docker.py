@@ -3,12 +3,13 @@ them. One engine (the default) is `docker_host`, or DOCKER_HOST, or the local so
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode
+
+from server.config_parsing import comma_list
 
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 """What a TLS directory holds, as Docker names them (DOCKER_CERT_PATH)."""
@@ -55,12 +56,7 @@ class DockerSettings(BaseSettings):
     @field_validator("docker_hosts", mode="before")
     @classmethod
     def _parse_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                value = json.loads(text)
-            else:
-                value = [part.strip() for part in text.split(",") if part.strip()]
+        value = comma_list(value)
         if isinstance(value, list):
             return [{"url": item} if isinstance(item, str) else item for item in value]
         return value

@@ -25,6 +25,14 @@ class WorkerSettings(BaseSettings):
         "warm pool, container ends) and its executions without renewing; renewed every third "
         "of it, and taken over by another process once it expires",
     )
+    process_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="how long a server process's concurrency places (open streams, running "
+        "executions: counted across every process) outlive it if it dies without giving "
+        "them back; renewed every third of it",
+    )
     # --- worker processes (server/workers.py) -----------------------------------------
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1,

@@ -1,7 +1,8 @@
 """The production-like deployment (docker-compose.yml): its file is valid (images cannot be
 pulled here, so it is validated rather than run), its Envoy config is the one the launcher
-renders from gateway/envoy.yaml, and that config balances two real servers with active gRPC
-health checks."""
+renders from gateway/envoy.yaml, that config balances two real servers with active gRPC
+health checks, and Prometheus scrapes the replicas and Envoy's stats listener (which serves
+nothing else of Envoy's admin)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import json
 import os
 import shlex
 import shutil
@@ -21,8 +23,9 @@ import aiohttp
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import launcher
+from gateway import launcher, stats
 from gateway.launcher import EnvoyConfig, EnvoyProcess
 from server.app import ForgeServer
 from tests.conftest import DESCRIPTOR, make_settings
@@ -32,11 +35,15 @@ from tests.support.waiting import eventually
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 COMPOSE_ENVOY = REPO_ROOT / "deploy" / "compose" / "envoy.yaml"
+PROMETHEUS_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
+METRICS_PORT = 9464  # the replicas' FORGE_METRICS_ADDRESS port
+ENVOY_STATS_PORT = 9902
 REGENERATE = "FORGE_REGENERATE_DEPLOY"
 REPLICAS = ("server-a", "server-b")
 ENVOY_ADDRESS = "172.28.57.10"
 # The rendering of deploy/compose/envoy.yaml: the two replicas by service name, the
-# descriptor where the gateway image has it, /healthz up while one replica is.
+# descriptor where the gateway image has it, /healthz up while one replica is, and Envoy's
+# stats for Prometheus on a port of their own.
 COMPOSE_ENVOY_ARGS = (
     "--print-config",
     "--no-console",
@@ -45,6 +52,8 @@ COMPOSE_ENVOY_ARGS = (
     "/app/gen/forge.binpb",
     "--healthz-min-healthy-percent",
     "1",
+    "--stats-port",
+    str(ENVOY_STATS_PORT),
 )
 # Envoy checks every 5 s and needs two failures: leave room on a busy machine.
 HEALTH_FOLLOWS_WITHIN = 45.0
@@ -159,8 +168,14 @@ def _mounts(service: dict[str, Any]) -> dict[str, str]:
 
 async def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) >= {"postgres", "minio", "minio-bucket", *REPLICAS, "envoy"}
-    assert set(compose["volumes"]) >= {"pgdata", "miniodata", "forge-a-data", "forge-b-data"}
+    assert set(services) >= {"postgres", "minio", "minio-bucket", *REPLICAS, "envoy", "prometheus"}
+    assert set(compose["volumes"]) >= {
+        "pgdata",
+        "miniodata",
+        "forge-a-data",
+        "forge-b-data",
+        "prometheus-data",
+    }
     assert _mounts(services["postgres"])["/var/lib/postgresql/data"] == "pgdata"
     assert _mounts(services["minio"])["/data"] == "miniodata"
 
@@ -243,6 +258,137 @@ async def test_compose_envoy_balances_both_replicas(compose: dict[str, Any]) -> 
     ]
     assert {(h["address"], h["port_value"]) for h in hosts} == {(r, 50051) for r in REPLICAS}
     assert cluster["health_checks"][0]["grpc_health_check"] == {}
+
+
+def _volume_is_read_only(service: dict[str, Any], target: str) -> bool:
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            if volume.split(":")[1] == target:
+                return volume.endswith(":ro")
+        elif volume["target"] == target:
+            return bool(volume.get("read_only"))
+    raise AssertionError(f"no volume at {target}")
+
+
+def _published_ports(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host address, host port) of a service's published ports, in either form."""
+    published = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            published.append((str(port.get("host_ip", "")), str(port.get("published", ""))))
+        else:
+            parts = str(port).split(":")
+            published.append((parts[0], parts[1]) if len(parts) == 3 else ("", parts[0]))
+    return published
+
+
+async def test_compose_replicas_export_metrics(compose: dict[str, Any]) -> None:
+    for replica in REPLICAS:
+        env = _env(compose["services"][replica])
+        assert env["FORGE_METRICS_ADDRESS"] == f"0.0.0.0:{METRICS_PORT}"
+        # one process per replica, so one scrape target each (worker i would use 9464+i)
+        assert env["FORGE_WORKERS"] == "1"
+        assert "ports" not in compose["services"][replica]  # scraped on the compose network
+
+
+async def test_compose_prometheus_scrapes_the_replicas_and_envoy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    name, _, tag = prometheus["image"].partition(":")
+    assert name == "prom/prometheus"
+    assert tag.startswith("v")  # pinned (not latest)
+    mounts = _mounts(prometheus)
+    assert Path(mounts["/etc/prometheus/prometheus.yml"]) == PROMETHEUS_CONFIG
+    assert _volume_is_read_only(prometheus, "/etc/prometheus/prometheus.yml")
+    assert mounts["/prometheus"] in compose["volumes"]
+    # its UI and API (which can delete series with the admin API on) stay off the network
+    assert all(host == "127.0.0.1" for host, _ in _published_ports(prometheus))
+
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = {
+        (job.get("metrics_path", "/metrics"), target)
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert targets == {
+        *(("/metrics", f"{replica}:{METRICS_PORT}") for replica in REPLICAS),
+        (stats.PATH, f"envoy:{ENVOY_STATS_PORT}"),
+    }
+    # every target is a service on Prometheus's network, on the port it serves
+    for _, target in targets:
+        host = target.split(":")[0]
+        assert set(prometheus["networks"]) <= set(services[host]["networks"]), host
+    envoy_listeners = yaml.safe_load(COMPOSE_ENVOY.read_text())["static_resources"]["listeners"]
+    listener = next(item for item in envoy_listeners if item["name"] == stats.LISTENER_NAME)
+    assert listener["address"]["socket_address"] == {
+        "address": launcher.ANY_ADDRESS,
+        "port_value": ENVOY_STATS_PORT,
+    }
+    assert str(ENVOY_STATS_PORT) in [str(port) for port in services["envoy"]["expose"]]
+    # and not published on the host: only Prometheus reads it
+    assert all(port != str(ENVOY_STATS_PORT) for _, port in _published_ports(services["envoy"]))
+
+
+async def test_compose_envoy_stats_port_serves_only_prometheus_stats(tmp_path: Path) -> None:
+    """deploy/compose/envoy.yaml run for real (on free loopback ports): its stats listener
+    serves Envoy's Prometheus stats from the admin and refuses every other admin page."""
+    doc = yaml.safe_load(COMPOSE_ENVOY.read_text())
+    resources = doc["static_resources"]
+    listener = next(item for item in resources["listeners"] if item["name"] == stats.LISTENER_NAME)
+    admin_cluster = next(
+        item for item in resources["clusters"] if item["name"] == stats.CLUSTER_NAME
+    )
+    ((endpoint,),) = [
+        group["lb_endpoints"] for group in admin_cluster["load_assignment"]["endpoints"]
+    ]
+    to_admin = endpoint["endpoint"]["address"]["socket_address"]
+    assert to_admin == doc["admin"]["address"]["socket_address"]
+    assert to_admin["address"] == "127.0.0.1"  # the admin itself stays private
+
+    admin_port = stats.free_port()
+    to_admin["port_value"] = admin_port
+    listener["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
+    template = tmp_path / "compose-envoy.yaml"
+    template.write_text(yaml.safe_dump(doc))
+    config = EnvoyConfig(
+        listen_port=0,
+        admin_port=admin_port,
+        upstream_host="127.0.0.1",
+        upstream_port=stats.free_port(),  # no server: Envoy's own stats are enough here
+        descriptor_path=DESCRIPTOR,
+        listen_host="127.0.0.1",
+        access_log=False,
+    )
+    async with EnvoyProcess(config, template=template) as envoy:
+        _, listeners = await envoy.admin_get("/listeners?format=json")
+        port = next(
+            status["local_address"]["socket_address"]["port_value"]
+            for status in json.loads(listeners)["listener_statuses"]
+            if status["name"] == stats.LISTENER_NAME
+        )
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            async with http.get(stats.PATH) as answer:
+                assert answer.status == 200
+                text = await answer.text()
+            samples = {
+                (sample.name, sample.labels.get("envoy_cluster_name")): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+            }
+            assert samples[("envoy_server_live", None)] == 1
+            assert ("envoy_cluster_upstream_cx_total", "forge_grpc") in samples
+            for method, path in (
+                ("POST", "/quitquitquit"),
+                ("POST", "/stats/reset"),
+                ("GET", "/config_dump"),
+                ("GET", "/stats"),
+                ("POST", stats.PATH),
+            ):
+                async with http.request(method, path) as answer:
+                    assert answer.status in (404, 405), (method, path, answer.status)
+        assert envoy.running
+        assert await envoy.admin_get("/ready") == (200, "LIVE\n")
 
 
 async def test_compose_refuses_to_start_without_its_secrets() -> None:

@@ -1,7 +1,8 @@
 """deploy/kubernetes/: every manifest is valid against the Kubernetes API schemas (offline,
 the schemas bundled with kubernetes-validate), and the parts fit together: probes on gRPC
 health, selectors matching labels, the PDB and HPA on the server Deployment, Envoy's config
-rendered from gateway/envoy.yaml, and no secret value committed."""
+rendered from gateway/envoy.yaml, Prometheus annotations naming ports that serve metrics,
+and no secret value committed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway import launcher
+from gateway import launcher, stats
 from tests.conftest import DESCRIPTOR
 from tests.test_deployment import check_generated, generated_header, render_launcher
 
@@ -26,6 +27,8 @@ NAMESPACE = "forge"
 # Oldest (gRPC probes are GA from 1.27) and newest Kubernetes versions checked.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 GRPC_PORT = 50051
+METRICS_PORT = 9464
+ENVOY_STATS_PORT = 9902
 SERVER_UPSTREAM = f"forge-grpc.{NAMESPACE}.svc.cluster.local:{GRPC_PORT}"
 ENVOY_ARGS = (
     "--print-config",
@@ -36,6 +39,8 @@ ENVOY_ARGS = (
     "/app/gen/forge.binpb",
     "--healthz-min-healthy-percent",
     "1",
+    "--stats-port",
+    str(ENVOY_STATS_PORT),
 )
 SECRET_KEYS = {
     "FORGE_DATABASE_URL",
@@ -194,8 +199,60 @@ def test_selectors_match_the_pods_they_mean() -> None:
         assert pdb["minAvailable"] >= 1
     policy = _one("NetworkPolicy", "forge-server")["spec"]
     assert _matches(policy["podSelector"]["matchLabels"], server_labels)
-    (rule,) = policy["ingress"]
-    assert _matches(rule["from"][0]["podSelector"]["matchLabels"], gateway_labels)
+    (rule,) = [r for r in policy["ingress"] if {"port": "grpc", "protocol": "TCP"} in r["ports"]]
+    (source,) = rule["from"]
+    assert _matches(source["podSelector"]["matchLabels"], gateway_labels)
+
+
+def _port_named(container: dict[str, Any], name: str) -> int:
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == name]
+    assert isinstance(port, int)
+    return port
+
+
+def test_prometheus_annotations_name_the_ports_serving_metrics() -> None:
+    server = _one("Deployment", "forge-server")["spec"]["template"]
+    gateway = _one("Deployment", "forge-gateway")["spec"]["template"]
+    for template, path in ((server, "/metrics"), (gateway, stats.PATH)):
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/path"] == path
+        (container,) = template["spec"]["containers"]
+        assert int(annotations["prometheus.io/port"]) == _port_named(container, "metrics")
+    # the server serves its metrics on that port, on every interface of the pod
+    (server_container,) = server["spec"]["containers"]
+    config = _one("ConfigMap", "forge-server")["data"]
+    assert config["FORGE_METRICS_ADDRESS"] == f"0.0.0.0:{METRICS_PORT}"
+    assert _port_named(server_container, "metrics") == METRICS_PORT
+    assert config["FORGE_WORKERS"] == "1"  # one process, one port (worker i would use P+i)
+    # Envoy serves its stats there, from the config the pod mounts, and the admin stays local
+    (gateway_container,) = gateway["spec"]["containers"]
+    envoy = yaml.safe_load(_one("ConfigMap", "forge-envoy")["data"]["envoy.yaml"])
+    listeners = {item["name"]: item for item in envoy["static_resources"]["listeners"]}
+    assert listeners[stats.LISTENER_NAME]["address"]["socket_address"] == {
+        "address": launcher.ANY_ADDRESS,
+        "port_value": _port_named(gateway_container, "metrics"),
+    }
+    assert envoy["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    # and the Service does not publish the stats port (scraped per pod)
+    service_ports = _one("Service", "forge-gateway")["spec"]["ports"]
+    assert [p["targetPort"] for p in service_ports] == ["http"]
+
+
+def test_network_policy_lets_a_scraper_reach_the_metrics_port_only() -> None:
+    policy = _one("NetworkPolicy", "forge-server")["spec"]
+    rules = [r for r in policy["ingress"] if {"port": "metrics", "protocol": "TCP"} in r["ports"]]
+    (rule,) = rules
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert rule["from"]  # from the scraper's namespace, not from everywhere
+    # and the gRPC port is still the gateway's alone
+    grpc_sources = [
+        source
+        for r in policy["ingress"]
+        if any(p["port"] == "grpc" for p in r["ports"])
+        for source in r["from"]
+    ]
+    assert all("namespaceSelector" not in source for source in grpc_sources)
 
 
 def test_hpa_scales_the_server_deployment_on_cpu() -> None:

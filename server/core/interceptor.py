@@ -21,12 +21,13 @@ import grpc
 from server.core.context import CallContext, bind_call
 from server.core.credentials import Authenticator, extract_credential
 from server.core.errors import Code, ForgeError, InvalidArgument, Unauthenticated, Unimplemented
+from server.core.holds import Hold
 from server.core.idempotent_calls import IdempotentCalls
 from server.core.metrics import Metrics
 from server.core.scopes import check_api_key_call
 from server.core.service_identity import ServiceIdentities, service_caller
 from server.core.status import internal_status, to_grpc_status
-from server.core.stream_shares import Share, StreamShares
+from server.core.stream_shares import StreamShares
 from server.db.unavailable import (
     DATABASE_UNAVAILABLE,
     database_unavailable,
@@ -395,13 +396,13 @@ def _streaming(
 ) -> Callable[..., AsyncIterator[Any]]:
     async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
         scope = _CallScope(interceptor, method, _metadata(context))
-        share: Share | None = None
+        share: Hold | None = None
         streams = interceptor._metrics.streams.labels(method) if interceptor._metrics else None
         if streams is not None:
             streams.inc()
         try:
             await scope.enter(context)
-            # Each user's share of this server's open streams (core/stream_shares.py).
+            # Each user's share of the open streams (core/stream_shares.py).
             caller = scope.ctx.caller if scope.ctx else None
             if interceptor._stream_shares is not None and caller is not None:
                 share = await interceptor._stream_shares.take(caller.user_id)

@@ -17,6 +17,7 @@ from server.config import Settings
 from server.core.binding import ServiceBinding
 from server.core.cancels import Cancels
 from server.core.credentials import Authenticator
+from server.core.holds import Holds
 from server.core.hooks import Hooks, Offers
 from server.core.idempotency import IdempotencyStore
 from server.core.pagination import PageTokens
@@ -51,6 +52,9 @@ class BuildContext:
     """Request ids (AIP-155), for servicers that replay their calls themselves."""
     cancels: Cancels
     """Stops requested from any process (server/core/cancels.py); started before the
+    modules' background work, stopped after it."""
+    holds: Holds
+    """Places counted across every process (server/core/holds.py); started before the
     modules' background work, stopped after it."""
 
 

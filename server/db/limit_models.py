@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, func
+from sqlalchemy import ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.artifact_models import ArtifactVersionRow
@@ -52,3 +52,31 @@ Index(
     ArtifactVersionRow.creator_id,
     ArtifactVersionRow.size_bytes,
 )
+
+
+class ServerProcessRow(Base):
+    """A running server process: its concurrency holds count while its lease runs."""
+
+    __tablename__ = "server_processes"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lease_expires_at: Mapped[datetime]
+    start_time: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ConcurrencyHoldRow(Base):
+    """One place held: an open stream of a user, a running execution of a user or project
+    (`kind`), by the process `owner` (server/core/holds.py)."""
+
+    __tablename__ = "concurrency_holds"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[uuid.UUID]
+    owner: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_concurrency_holds_kind_subject", "kind", "subject"),
+        Index("ix_concurrency_holds_owner", "owner"),
+    )

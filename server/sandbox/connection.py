@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
+from server.core.holds import Holds
 from server.core.tasks import TaskSupervisor
 from server.sandbox.docker_connect import engine_addresses
 from server.sandbox.duties import HostDuties
@@ -44,10 +45,13 @@ class BackendConnection:
         retirer: Retirer,
         work: TaskSupervisor,
         owner: str,
+        own_holds: Holds | None = None,
     ) -> None:
         """`work` runs the sandbox's one-shot tasks (recording executions, clean-ups); they
         use the engines, so stopping waits for them before it closes the engines. `owner`
-        names this process in leases."""
+        names this process in leases. `own_holds`: the parts' own concurrency places (no
+        server's), started first and stopped last."""
+        self._own_holds = own_holds
         self._engines = engine
         self._work = work
         self._tasks = TaskSupervisor("sandbox-connection")
@@ -116,6 +120,8 @@ class BackendConnection:
             self._tasks.spawn(_tell(listener, self._engines.available), name="availability")
 
     async def start(self) -> None:
+        if self._own_holds is not None:
+            await self._own_holds.start()
         await asyncio.gather(*(host.start() for host in self.hosts))
         await self._changed()
 
@@ -129,6 +135,8 @@ class BackendConnection:
         await self._work.drain(_STOP_WAIT_SECONDS)
         await self._work.stop()
         await asyncio.gather(*(host.close() for host in self.hosts))
+        if self._own_holds is not None:
+            await self._own_holds.stop()
 
     async def _changed(self) -> None:
         available = self._engines.available

@@ -22,7 +22,11 @@ from server.sandbox.service import SandboxService
 
 def build(ctx: BuildContext) -> ServiceModule:
     parts = assemble(
-        ctx.settings, ctx.sessions, UserShares(ctx.hooks.limits, ctx.settings), ctx.cancels
+        ctx.settings,
+        ctx.sessions,
+        UserShares(ctx.hooks.limits, ctx.settings),
+        ctx.cancels,
+        ctx.holds,
     )
     servicer = SandboxService(
         parts.lifecycle,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
 from server.core.cancels import Cancels
+from server.core.holds import Holds
 from server.core.limits import DefaultLimits, LimitsPort
 from server.core.tasks import TaskSupervisor
 from server.sandbox.connection import BackendConnection
@@ -45,10 +46,14 @@ def assemble(
     sessions: async_sessionmaker[AsyncSession],
     shares: LimitsPort | None = None,
     cancels: Cancels | None = None,
+    holds: Holds | None = None,
 ) -> SandboxParts:
     """The parts on `settings` and `sessions`, enforcing each user's `shares` (the server
-    defaults when None), with executions stopped through `cancels` when given; nothing runs
-    until `connection.start()`."""
+    defaults when None) counted in `holds` (the server's; None: the parts' own, which the
+    connection starts and stops), with executions stopped through `cancels` when given;
+    nothing runs until `connection.start()`."""
+    own_holds = holds is None
+    holds = holds or Holds(sessions, settings.process_lease_seconds)
     runtimes = Runtimes.from_settings(settings)
     defaults = default_limits(settings)
     lifetimes = Lifetimes(
@@ -73,6 +78,7 @@ def assemble(
             retirer=retirer,
             work=work,
             owner=owner,
+            own_holds=holds if own_holds else None,
         ),
         lifecycle=SandboxLifecycle(
             sessions,
@@ -95,7 +101,7 @@ def assemble(
             retirer=retirer,
             slots=slots,
             exec_shares=ExecShares(
-                shares or DefaultLimits(settings), settings.project_max_concurrent_execs
+                shares or DefaultLimits(settings), settings.project_max_concurrent_execs, holds
             ),
             tasks=work,
             owner=owner,
