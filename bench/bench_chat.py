@@ -44,6 +44,10 @@ CORE_SHARE_LIMIT = 0.85
 RSS_TARGET_MIB = 200
 
 _UVICORN = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+_FLOOR = re.compile(rb"chat floor: serving on port (\d+)")
+# Issue 18: Forge's CPU per token at most the peer's, or 1.15x the bare grpc.aio floor when
+# the floor itself is above the peer.
+FLOOR_RATIO_TARGET = 1.15
 # The chat benchmarks measure chats alone: no warm sandbox containers being started.
 _QUIET = {"FORGE_SANDBOX_POOL_SIZE": "0"}
 
@@ -80,6 +84,19 @@ async def _start_peer(delay_ms: int) -> tuple[Measured, int]:
     return measured, int(match.group(1))
 
 
+async def _start_floor(delay_ms: int) -> tuple[Measured, int]:
+    """The bare grpc.aio streaming server (bench/peers/grpc_chat_floor.py), on the server
+    core, on uvloop as Forge is."""
+    measured, match = await spawn(
+        [sys.executable, "-m", "bench.peers.grpc_chat_floor", '{"uvloop": true}'],
+        core=SERVER_CORE,
+        env={"FORGE_ECHO_TOKEN_DELAY_MS": str(delay_ms)},
+        ready=_FLOOR,
+    )
+    assert match is not None
+    return measured, int(match.group(1))
+
+
 def _relay(target: str) -> dict[str, Any]:
     return {
         "kind": "relay",
@@ -96,6 +113,7 @@ async def run(infra: Infra, report: Report) -> None:
     # Forge and the peer run side by side on the server core and take turns: each relay
     # window of one is followed by one of the other, so both meet the same noisy machine.
     peer, peer_port = await _start_peer(RELAY_DELAY_MS)
+    floor, floor_port = await _start_floor(RELAY_DELAY_MS)
     try:
         async with forge_server(
             infra, {**_QUIET, "FORGE_ECHO_TOKEN_DELAY_MS": str(RELAY_DELAY_MS)}
@@ -116,6 +134,12 @@ async def run(infra: Infra, report: Report) -> None:
                             "base_url": f"http://127.0.0.1:{peer_port}",
                             "path": "/chat",
                             "pid": peer.proc.pid,
+                        },
+                        "floor": {
+                            "transport": "grpc",
+                            "port": floor_port,
+                            "bare": True,
+                            "pid": floor.proc.pid,
                         },
                     },
                     "phases": [
@@ -144,7 +168,7 @@ async def run(infra: Infra, report: Report) -> None:
                         *[
                             _relay(target)
                             for _ in range(RELAY_ROUNDS)
-                            for target in ("forge", "peer")
+                            for target in ("forge", "peer", "floor")
                         ],
                         {
                             "kind": "fixed",
@@ -158,6 +182,7 @@ async def run(infra: Infra, report: Report) -> None:
             )
             relay_usage = await server.measured.end()
     finally:
+        await stop(floor)
         await stop(peer)
     phases = result["phases"]
     ttft = phases[2]
@@ -215,8 +240,13 @@ def _relay_rows(report: Report, relays: list[dict[str, Any]]) -> float:
     """Rows for the relay windows; returns Forge's CPU per token (median of its windows)."""
     forge = [r for r in relays if r["target"] == "forge"]
     peer = [r for r in relays if r["target"] == "peer"]
+    floor = [r for r in relays if r["target"] == "floor"]
     forge_us = median([_per_token_us(r["window"], "forge") for r in forge])
     peer_us = median([_per_token_us(r["window"], "peer") for r in peer])
+    floor_us = median([_per_token_us(r["window"], "floor") for r in floor])
+    floor_spread = ", ".join(f"{_per_token_us(r['window'], 'floor'):.1f}" for r in floor)
+    # Met when at most the peer's, or within 1.15x the floor when the floor is above the peer.
+    target_us = FLOOR_RATIO_TARGET * floor_us if floor_us > peer_us else peer_us
     client_us = median([_per_token_us(r["window"], "client") for r in forge])
     rate = median([r["window"]["tokens"] / r["window"]["seconds"] for r in forge])
     spread = ", ".join(f"{_per_token_us(r['window'], 'forge'):.1f}" for r in forge)
@@ -238,6 +268,19 @@ def _relay_rows(report: Report, relays: list[dict[str, Any]]) -> float:
             "peer CPU per token (FastAPI SSE, same generator)",
             f"{peer_us:.1f} µs",
             note=f"Forge/peer {forge_us / peer_us:.2f}; windows {peer_spread}",
+        ),
+        Row(
+            B,
+            "floor CPU per token (bare grpc.aio stream, same events, no auth/DB)",
+            f"{floor_us:.1f} µs",
+            note=f"Forge/floor {forge_us / floor_us:.2f}; windows {floor_spread}",
+        ),
+        Row(
+            B,
+            "Forge CPU per token vs peer and floor",
+            f"{forge_us / peer_us:.2f}x peer, {forge_us / floor_us:.2f}x floor",
+            "<= 1.0x peer, or <= 1.15x floor when the floor is above the peer",
+            forge_us <= target_us,
         ),
         Row(
             B,

@@ -251,5 +251,13 @@ async def run(infra: Infra, report: Report) -> None:
             f"{through.cpu_us_per_call - bare.cpu_us_per_call:.0f} µs",
             note=f"bare {bare.cpu_us_per_call:.0f} µs / {bare.qps:,.0f} QPS, "
             f"through {through.cpu_us_per_call:.0f} µs / {through.qps:,.0f} QPS",
-        )
+        ),
+        # The floor: a bare grpc.aio unary server (no interceptor, auth or database) on uvloop.
+        Row(
+            B,
+            "GetProject CPU per call vs the bare grpc.aio floor (Echo)",
+            f"{forge.cpu_us_per_call / bare.cpu_us_per_call:.2f}x floor",
+            note=f"{forge.cpu_us_per_call:.0f} vs {bare.cpu_us_per_call:.0f} µs; peer "
+            f"{best.cpu_us_per_call / bare.cpu_us_per_call:.2f}x floor",
+        ),
     )

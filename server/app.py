@@ -8,12 +8,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
-from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
@@ -33,12 +32,17 @@ from server.core.service_identity import ServiceIdentities
 from server.core.shutdown import ShutdownSignal, serving_under
 from server.core.stream_shares import StreamShares
 from server.core.tls import bind_port
-from server.core.tracing import Tracing
 from server.db.embedded import EmbeddedPostgres, open_database
 from server.db.engine import dispose, make_engine, make_session_factory
 from server.db.health import DatabaseHealth
 from server.db.migrate import upgrade
 from server.services import SERVICE_MODULES
+
+if TYPE_CHECKING:
+    # The OpenTelemetry SDK is imported only by a server that traces (start()).
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from server.core.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,8 @@ class ForgeServer:
     async def start(self) -> None:
         settings = self.settings
         if settings.otlp_endpoint or self.span_processors:
+            from server.core.tracing import Tracing
+
             self.tracing = Tracing(
                 settings.service_name,
                 settings.trace_sample_ratio,

@@ -2,7 +2,8 @@
 
 Arguments (JSON): targets {name: target}, a target being {"transport": "grpc" | "sse",
 "port": Forge's gRPC port (set-up: an account, a project and a conversation per chat; and
-the grpc transport), "base_url" and "path" (sse), "channels" (gRPC connections), "pid"};
+the grpc transport), "base_url" and "path" (sse), "channels" (gRPC connections), "pid",
+"bare" (a gRPC floor server: no accounts or conversations)};
 pids {name: pid} of further processes whose CPU each window reads (Envoy); phases, run in
 order, each naming its `target`:
 
@@ -277,17 +278,19 @@ async def main() -> None:
         for name, spec in params["targets"].items():
             pids[name] = spec["pid"]
             client: Client
-            if "port" in spec:  # Forge
+            metadata: tuple[tuple[str, str], ...] = ()
+            if "port" in spec and not spec.get("bare"):  # Forge
                 world = await forge_world(
                     spec["port"], _chats_needed(phases, name), f"bench-{name}@example.com"
                 )
                 conversations: Iterator[str] = iter(world.conversations)
                 headers = {"authorization": f"Bearer {world.access_token}"}
-            else:
+                metadata = tuple(world.metadata)
+            else:  # a peer or floor: no accounts, no conversations
                 conversations = itertools.repeat("")
                 headers = {}
             if spec["transport"] == "grpc":
-                client = ForgeGrpcChats(spec["port"], world.metadata, spec.get("channels", 1))
+                client = ForgeGrpcChats(spec["port"], metadata, spec.get("channels", 1))
             else:
                 client = SseChats(spec["base_url"], spec["path"], headers)
             targets[name] = Target(client, conversations)

@@ -6,7 +6,8 @@ run several servers (tests). So the first server with tracing on installs one pr
 the instrumentation (asyncpg, the httpx2 transport the provider SDKs use), and each server
 adds its own span processors to it while it runs (`Tracing.start`/`stop`); the gRPC server
 span comes from an interceptor each traced server puts first. A process whose servers trace
-nothing installs nothing and pays nothing.
+nothing installs nothing and pays nothing: server/app.py imports this module (and with it
+the OpenTelemetry SDK and its exporter) only for a server that traces.
 """
 
 from __future__ import annotations

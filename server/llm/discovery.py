@@ -1,7 +1,8 @@
 """Asking an OpenAI-compatible endpoint which models it serves: `GET {base_url}/models`
 (OpenAI, DeepSeek, OpenRouter; Ollama and vLLM serve the same route), through the official
 SDK (`client.models.list()`), with a client of its own built from the endpoint's settings
-and closed after the call.
+and closed after the call. The SDK is imported on the first discovery, not with this module
+(the agents service imports this module at start-up; most servers never discover).
 
 A failure raises `DiscoveryFailed` carrying only what is safe to log: the provider's name and
 what went wrong (an HTTP status or the error's type), never the key or the response body.
@@ -9,8 +10,6 @@ what went wrong (an HTTP status or the error's type), never the key or the respo
 
 from __future__ import annotations
 
-import httpx2
-import openai
 from pydantic import SecretStr
 
 from server.config_endpoints import OpenAIEndpoint
@@ -37,6 +36,9 @@ async def discover_models(
 ) -> list[str]:
     """The model names `endpoint` lists, in its order, without duplicates; `api_key` (a
     caller's own) instead of the endpoint's."""
+    import httpx2
+    import openai
+
     key = api_key or endpoint.api_key
     client = openai.AsyncOpenAI(
         api_key=key.get_secret_value() if key is not None else KEYLESS_PLACEHOLDER,

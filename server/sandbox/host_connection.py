@@ -13,6 +13,7 @@ lost; new sandboxes go to the engines that answer (placement.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -195,6 +196,9 @@ class HostConnection:
         )
         self.duties = HostDuties(identity, self._sessions, backend, pool)
         await self.duties.start()
+        if self.duties.held:  # (the metrics need not wait for the first reaper pass)
+            with contextlib.suppress(Exception):
+                await self._count()
         self._tasks.every("reaper", settings.sandbox_reaper_interval_seconds, self._check_and_reap)
         await self._set_answering(True)
         log.info(

@@ -20,9 +20,13 @@ class ServerProcess:
         startup_timeout: float = 60.0,
         *,
         with_testing_service: bool = False,
+        module: str | None = None,
     ) -> None:
-        # `python -m server`, or the same main with the test-only TestingService added.
-        self._module = "tests.support.serve_testing" if with_testing_service else "server"
+        # `python -m server`, or the same main with the test-only TestingService added, or
+        # another module running that main (`module`).
+        self._module = module or (
+            "tests.support.serve_testing" if with_testing_service else "server"
+        )
         self._env = {
             **os.environ,
             "FORGE_LISTEN_ADDRESS": "127.0.0.1:0",

@@ -1,0 +1,45 @@
+"""`python -m tests.support.serve_reporting_modules`: `python -m server` that, as it exits,
+writes which of the heavy SDKs it loaded during its life to stderr, as one line:
+
+    forge: loaded sdks: ["anthropic"]
+
+(tests/test_lazy_imports.py: an idle server loads none of them)."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+
+from server.__main__ import main
+
+REPORT_PREFIX = "forge: loaded sdks: "
+SDKS = (
+    "anthropic",
+    "openai",
+    "google.genai",
+    "aioboto3",
+    "aiobotocore",
+    "boto3",
+    "botocore",
+    "opentelemetry.sdk",
+    "opentelemetry.exporter",
+)
+
+
+def loaded_sdks() -> list[str]:
+    """The SDKs of SDKS with at least one module loaded in this process."""
+    return [
+        sdk
+        for sdk in SDKS
+        if any(name == sdk or name.startswith(f"{sdk}.") for name in list(sys.modules))
+    ]
+
+
+def report() -> None:
+    print(f"{REPORT_PREFIX}{json.dumps(loaded_sdks())}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    atexit.register(report)
+    main()

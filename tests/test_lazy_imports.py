@@ -1,0 +1,121 @@
+"""A server loads a heavy SDK only once a setting asks for it: a provider's key (anthropic,
+openai, google-genai), `blob_store=s3` (aioboto3/botocore), `otlp_endpoint` (the
+OpenTelemetry SDK and exporter). Every worker process would otherwise carry them idle (the
+Anthropic SDK alone is about 80 MB).
+
+Checked on `python -m server` in a child process, which writes the SDKs it loaded during its
+life as it exits (tests/support/serve_reporting_modules.py), after it has served a chat:
+echo only, local blobs and no tracing load none; with an Anthropic key (pointing at the fake
+Anthropic API) the chat is answered through the SDK, which is then loaded, and only it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+import pytest
+
+from server.db.embedded import EmbeddedPostgres
+from tests.agents.support import chat, new_conversation, new_team
+from tests.fakes.anthropic_fake import AnthropicFake
+from tests.fakes.script import Script, words
+from tests.support.process import ServerProcess
+from tests.support.serve_reporting_modules import REPORT_PREFIX
+
+CONFIGURING_AN_SDK = (
+    "FORGE_ANTHROPIC_API_KEY",
+    "FORGE_GEMINI_API_KEY",
+    "FORGE_OPENAI_ENDPOINTS",
+    "FORGE_OTLP_ENDPOINT",
+    "FORGE_BLOB_STORE",
+    "FORGE_DEFAULT_MODEL",
+    "FORGE_IMAGE_MODEL",
+)
+"""Settings that would load an SDK (or name a model of one), kept out of the children's
+environment whatever the one running the tests holds."""
+
+Spawn = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+async def spawn(
+    postgres: EmbeddedPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Spawn]:
+    """Starts `python -m server` (reporting its SDKs at exit) with local blobs, no tracing
+    and no provider key unless `env` gives one."""
+    for name in CONFIGURING_AN_SDK:
+        monkeypatch.delenv(name, raising=False)
+    url = await postgres.ensure_database("forge_lazy_imports")
+    started: list[ServerProcess] = []
+
+    async def start(**env: str) -> ServerProcess:
+        process = ServerProcess(
+            {
+                "FORGE_DATABASE_URL": url,
+                "FORGE_JWT_SECRET": secrets.token_hex(32),
+                "FORGE_DATA_DIR": str(tmp_path_factory.mktemp("lazy")),
+                "FORGE_BLOB_STORE": "local",
+                "FORGE_LOG_FORMAT": "text",
+                "FORGE_LOG_LEVEL": "WARNING",
+                "FORGE_BCRYPT_ROUNDS": "4",
+                **env,
+            },
+            module="tests.support.serve_reporting_modules",
+        )
+        started.append(process)
+        await process.start()
+        return process
+
+    yield start
+    for process in started:
+        await process.kill()
+
+
+async def answer_text(process: ServerProcess, model: str) -> str:
+    """A project, a conversation with `model` and one chat in it; the answer's text."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+        team = await new_team(channel)
+        conversation = await new_conversation(channel, team.owner, team.project_id, model=model)
+        result = await chat(channel, team.owner, conversation.id, "hello there")
+    assert result.error is None, result.error
+    assert result.kinds[0] == "started"
+    assert result.kinds[-1] == "completed"
+    assert result.started.model == model
+    return result.text
+
+
+async def sdks_loaded_by(process: ServerProcess) -> list[str]:
+    """Stops the server (SIGTERM) and reads the SDKs it reported loaded as it exited."""
+    process.send_signal(signal.SIGTERM)
+    assert await process.wait(30) == 0, process.text()
+    reports = [
+        line.removeprefix(REPORT_PREFIX)
+        for line in process.text().splitlines()
+        if line.startswith(REPORT_PREFIX)
+    ]
+    assert len(reports) == 1, process.text()
+    loaded = json.loads(reports[0])
+    assert isinstance(loaded, list)
+    return [str(name) for name in loaded]
+
+
+async def test_an_echo_only_server_loads_no_sdk(spawn: Spawn) -> None:
+    process = await spawn()
+    assert await answer_text(process, "echo")
+    assert await sdks_loaded_by(process) == []
+
+
+async def test_a_provider_key_loads_only_that_providers_sdk(spawn: Spawn) -> None:
+    tokens = words(5)
+    async with AnthropicFake(Script(tokens=tokens)) as base_url:
+        process = await spawn(
+            FORGE_ANTHROPIC_API_KEY="sk-ant-forge-lazy-test",
+            FORGE_ANTHROPIC_BASE_URL=base_url,
+        )
+        assert await answer_text(process, "anthropic/claude-test") == "".join(tokens)
+        assert await sdks_loaded_by(process) == ["anthropic"]
