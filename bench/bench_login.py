@@ -12,7 +12,11 @@ LAG_TARGET_MS = 10.0
 
 
 async def run(infra: Infra, report: Report) -> None:
-    async with forge_server(infra, {"FORGE_BCRYPT_ROUNDS": "12"}) as server:
+    # 20 parallel sign-ins of one account from one address, all with the right password:
+    # the failed-sign-in gate counts each as pending until bcrypt proves it right, so its
+    # per-address limit (10) is raised here: this measures bcrypt beside the event loop.
+    env = {"FORGE_BCRYPT_ROUNDS": "12", "FORGE_LOGIN_MAX_FAILURES": "1000"}
+    async with forge_server(infra, env) as server:
         server.measured.begin()
         result = await run_load(
             "login", {"port": server.port, "seconds": SECONDS, "concurrency": CONCURRENCY}

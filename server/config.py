@@ -288,6 +288,15 @@ class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, Do
     chat_sweep_interval_seconds: float = Field(
         5.0, gt=0, description="how often a server looks for interrupted answers"
     )
+    chat_open_concurrency: int = Field(
+        32, ge=1, description="chats a server process opens at once (checks, reads, writes)"
+    )
+    chat_open_backlog: int = Field(
+        256,
+        ge=0,
+        description="chats that may wait to be opened beyond chat_open_concurrency; more are "
+        "refused at once with RESOURCE_EXHAUSTED SERVER_BUSY and RetryInfo",
+    )
 
     # --- retries (AIP-155 request ids) ---
     idempotency_ttl_seconds: float = Field(

@@ -248,7 +248,14 @@ class Runner:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
-        return {"levels": results, "answer_tokens": answer_tokens(words), **starts}
+        busy = sum(c.busy_retries for c in log.chats)
+        return {
+            "levels": results,
+            "answer_tokens": answer_tokens(words),
+            "busy_retries": busy,
+            "chats_retried": sum(1 for c in log.chats if c.busy_retries),
+            **starts,
+        }
 
 
 def _gaps(chats: list[Chat], t0: float, t1: float) -> list[float]:

@@ -18,6 +18,7 @@ import grpc
 from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 from forge.projects.v1 import projects_pb2, projects_pb2_grpc
+from google.rpc import error_details_pb2, status_pb2
 
 PASSWORD = "Bench-Passw0rd"
 CHAT_METHOD = "/forge.agents.v1.AgentService/Chat"
@@ -76,6 +77,9 @@ class Chat:
     error: str = ""
     arrivals: list[float] | None = None
     """Arrival time of every delta (kept for sampled chats only)."""
+    busy_retries: int = 0
+    """Times the server refused to open it yet (SERVER_BUSY) and it was tried again after
+    the RetryInfo delay, as a well-behaved client does; its times count from the first try."""
 
 
 @dataclass
@@ -112,6 +116,18 @@ class ForgeGrpcChats:
     async def chat(
         self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
     ) -> None:
+        while True:
+            delay = await self._chat_once(index, conversation_id, content, log, chat)
+            if delay is None:
+                return
+            chat.busy_retries += 1
+            chat.error = ""
+            await asyncio.sleep(delay)
+
+    async def _chat_once(
+        self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
+    ) -> float | None:
+        """Runs the chat; the RetryInfo delay when the server was too busy to open it."""
         call = self._calls[index % len(self._calls)](
             agents_pb2.ChatRequest(conversation_id=conversation_id, content=content),
             metadata=self._metadata,
@@ -135,13 +151,38 @@ class ForgeGrpcChats:
                 elif event.HasField("started"):
                     chat.started = now()
         except grpc.aio.AioRpcError as error:
+            if not chat.started and (delay := _busy_retry_delay(error)) is not None:
+                return delay
             if error.code() != grpc.StatusCode.CANCELLED:
                 chat.error = f"{error.code().name}: {error.details()}"
         chat.ended = now()
+        return None
 
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
+
+
+def _busy_retry_delay(error: grpc.aio.AioRpcError) -> float | None:
+    """The RetryInfo delay of a SERVER_BUSY refusal (RESOURCE_EXHAUSTED), else None."""
+    if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    details = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if not isinstance(details, bytes):
+        return None
+    status = status_pb2.Status.FromString(details)
+    busy = False
+    delay = 1.0
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            busy = info.reason == "SERVER_BUSY"
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            delay = retry.retry_delay.ToTimedelta().total_seconds()
+    return delay if busy else None
 
 
 class SseChats:

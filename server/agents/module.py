@@ -25,6 +25,7 @@ from server.agents.saver import AnswerSaver
 from server.agents.service import AgentService
 from server.agents.sweeper import AnswerSweeper
 from server.agents.usage import UsageLedger
+from server.core.admission import Admission
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
@@ -85,6 +86,12 @@ def build(ctx: BuildContext) -> ServiceModule:
         own_keys=key_use,
         summary_max_output_tokens=settings.summary_max_output_tokens,
         cancels=ctx.cancels,
+        admission=Admission(
+            "opening chats",
+            settings.chat_open_concurrency,
+            settings.chat_open_backlog,
+            retry_after=1.0,
+        ),
     )
     runs = build_runs(ctx, registry, profiles, ledger, own_keys=key_use)
     servicer = AgentService(

@@ -1,0 +1,124 @@
+"""Admission of chat opens under a burst (core/admission.py): a bounded number open at once,
+a bounded number wait in order, the rest are refused at once with SERVER_BUSY and RetryInfo;
+and through a real server, a burst of chats is served or refused that way, never left to
+wait without bound."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from server.app import ForgeServer
+from server.core.admission import SERVER_BUSY, Admission
+from server.core.errors import ResourceExhausted
+from server.db.embedded import EmbeddedPostgres
+from tests.agents.support import (
+    chat_call,
+    new_conversation,
+    new_team,
+    read_rest,
+    retry_info,
+)
+from tests.support.own_server import own_server
+from tests.support.rpc import error_info
+
+
+async def test_places_are_handed_in_order_and_the_backlog_is_bounded() -> None:
+    admission = Admission("testing", concurrency=1, backlog=2, retry_after=1.5)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def one(index: int) -> None:
+        async with admission.admitted():
+            order.append(index)
+            await release.wait()
+
+    first = asyncio.create_task(one(0))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(one(i)) for i in (1, 2)]
+    await asyncio.sleep(0)
+    assert (admission.running, admission.waiting) == (1, 2)
+    with pytest.raises(ResourceExhausted) as refused:
+        async with admission.admitted():
+            pass
+    assert refused.value.reason == SERVER_BUSY
+    assert refused.value.retry_after is not None
+    assert refused.value.retry_after.total_seconds() == 1.5
+    release.set()
+    await asyncio.gather(first, *waiting)
+    assert order == [0, 1, 2]
+    assert (admission.running, admission.waiting) == (0, 0)
+
+
+async def test_a_waiter_that_goes_away_gives_its_turn_to_the_next() -> None:
+    admission = Admission("testing", concurrency=1, backlog=5, retry_after=1.0)
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def one(index: int) -> None:
+        async with admission.admitted():
+            await release.wait()
+            done.append(index)
+
+    holder = asyncio.create_task(one(0))
+    await asyncio.sleep(0)
+    gone, next_in_line = asyncio.create_task(one(1)), asyncio.create_task(one(2))
+    await asyncio.sleep(0)
+    gone.cancel()
+    release.set()
+    await asyncio.gather(holder, next_in_line)
+    assert done == [0, 2]
+    assert (admission.running, admission.waiting) == (0, 0)
+
+
+@pytest.fixture(scope="module")
+async def busy_server(
+    postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ForgeServer]:
+    url = await postgres.ensure_database("forge_admission")
+    async with own_server(
+        url,
+        tmp_path_factory.mktemp("admission"),
+        "admission-admin",
+        chat_open_concurrency=1,
+        chat_open_backlog=0,
+        user_max_concurrent_streams=1000,
+    ) as app:
+        yield app
+
+
+async def test_a_burst_of_chats_is_served_or_refused_with_retry_info(
+    busy_server: ForgeServer,
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{busy_server.port}") as channel:
+        team = await new_team(channel)
+        conversations = [
+            await new_conversation(channel, team.owner, team.project_id) for _ in range(40)
+        ]
+
+        async def chat(conversation_id: str) -> str:
+            refusal: grpc.aio.AioRpcError | None = None
+            try:
+                events = await read_rest(
+                    chat_call(channel, team.owner, conversation_id, "hello there")
+                )
+            except grpc.aio.AioRpcError as error:
+                refusal = error
+            if refusal is None:
+                assert events[-1].HasField("completed")
+                return "served"
+            assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
+            assert error_info(refusal).reason == SERVER_BUSY
+            info = retry_info(refusal)
+            assert info is not None
+            assert info.retry_delay.seconds >= 1
+            return "refused"
+
+        outcomes = await asyncio.gather(*(chat(c.id) for c in conversations))
+        assert "served" in outcomes
+        assert "refused" in outcomes
+        # Once the burst is over, a chat is served at once.
+        assert await chat(conversations[0].id) == "served"
