@@ -264,6 +264,9 @@ class ForgeServer:
                     stream_shares=streams,
                     metrics=self.metrics,
                     services=ServiceIdentities(self.settings.tls_service_identities),
+                    admissions={
+                        path: gate for b in bindings for path, gate in b.admitted_paths().items()
+                    },
                 ),
             ],
             options=grpc_options(self.settings),

@@ -289,13 +289,17 @@ class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, Do
         5.0, gt=0, description="how often a server looks for interrupted answers"
     )
     chat_open_concurrency: int = Field(
-        32, ge=1, description="chats a server process opens at once (checks, reads, writes)"
+        16,
+        ge=1,
+        description="chats a server process opens at once (authentication, checks, reads and "
+        "writes, up to the first event)",
     )
     chat_open_backlog: int = Field(
-        256,
+        64,
         ge=0,
-        description="chats that may wait to be opened beyond chat_open_concurrency; more are "
-        "refused at once with RESOURCE_EXHAUSTED SERVER_BUSY and RetryInfo",
+        description="chats that may wait their turn to be opened beyond chat_open_concurrency; "
+        "more are refused at once with RESOURCE_EXHAUSTED SERVER_BUSY and a RetryInfo of about "
+        "the time the queue needs",
     )
 
     # --- retries (AIP-155 request ids) ---

@@ -98,6 +98,8 @@ def _ttfts(chats: list[Chat]) -> dict[str, list[float]]:
     return {
         "first_delta": [c.first_delta - c.sent for c in chats if c.first_delta],
         "started": [c.started - c.sent for c in chats if c.started],
+        # The try that was let in, alone (SERVER_BUSY refusals before it not counted).
+        "started_admitted": [c.started - (c.tried or c.sent) for c in chats if c.started],
     }
 
 

@@ -77,6 +77,8 @@ class Chat:
     error: str = ""
     arrivals: list[float] | None = None
     """Arrival time of every delta (kept for sampled chats only)."""
+    tried: float = 0.0
+    """When the try that opened it was sent (after SERVER_BUSY refusals, the last one)."""
     busy_retries: int = 0
     """Times the server refused to open it yet (SERVER_BUSY) and it was tried again after
     the RetryInfo delay, as a well-behaved client does; its times count from the first try."""
@@ -117,6 +119,7 @@ class ForgeGrpcChats:
         self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
     ) -> None:
         while True:
+            chat.tried = time.perf_counter()
             delay = await self._chat_once(index, conversation_id, content, log, chat)
             if delay is None:
                 return

@@ -50,7 +50,6 @@ from server.agents.views import (
     MessageView,
 )
 from server.core.access import ProjectRole
-from server.core.admission import Admission
 from server.core.cancels import Cancels
 from server.core.context import Caller
 from server.core.errors import (
@@ -126,11 +125,8 @@ class Chats:
         own_keys: OwnKeysLookup = NO_OWN_KEY_LOOKUP,
         summary_max_output_tokens: int = 1024,
         cancels: Cancels | None = None,
-        admission: Admission | None = None,
     ) -> None:
         self._sessions = sessions
-        self._admission = admission or Admission("opening chats", 1_000_000, 0, 1.0)
-        """How many chats open at once, and how many more may wait (core/admission.py)."""
         self.cancels = cancels
         """Where CancelAnswer's requests reach the answers streamed here (cancel_stream.py)."""
         self.sessions = sessions
@@ -168,18 +164,17 @@ class Chats:
             violations.append(FieldViolation("content", "must not contain NUL characters"))
         if violations:
             raise InvalidArgument.of(violations)
-        async with self._admission.admitted():
-            opening = self.tasks.spawn(
-                self._open(caller, conversation_id, content, model, params),
-                name="open",
-                log_failure=False,
-            )
-            try:
-                turn = await asyncio.shield(opening)
-            except asyncio.CancelledError:
-                # Gone before the answer started: once stored, it is settled as cancelled.
-                opening.add_done_callback(self._settle_if_opened)
-                raise
+        opening = self.tasks.spawn(
+            self._open(caller, conversation_id, content, model, params),
+            name="open",
+            log_failure=False,
+        )
+        try:
+            turn = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Gone before the answer started: once stored, it is settled as cancelled.
+            opening.add_done_callback(self._settle_if_opened)
+            raise
         return ChatTurn(self, turn)
 
     async def _open(

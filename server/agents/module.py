@@ -86,12 +86,6 @@ def build(ctx: BuildContext) -> ServiceModule:
         own_keys=key_use,
         summary_max_output_tokens=settings.summary_max_output_tokens,
         cancels=ctx.cancels,
-        admission=Admission(
-            "opening chats",
-            settings.chat_open_concurrency,
-            settings.chat_open_backlog,
-            retry_after=1.0,
-        ),
     )
     runs = build_runs(ctx, registry, profiles, ledger, own_keys=key_use)
     servicer = AgentService(
@@ -119,6 +113,11 @@ def build(ctx: BuildContext) -> ServiceModule:
                 "AgentService",
                 servicer,
                 replayed_by_servicer=["Chat"],
+                admitted={
+                    "Chat": Admission(
+                        "opening chats", settings.chat_open_concurrency, settings.chat_open_backlog
+                    )
+                },
             )
         ],
         # Stopped in reverse order: runs hand over (their loops use the providers) before

@@ -1,31 +1,38 @@
-"""Admission of expensive starts (opening a chat: its checks, reads and writes) under a
-burst: at most `concurrency` run at once, at most `backlog` more wait their turn in order,
-and the rest are refused at once with RESOURCE_EXHAUSTED SERVER_BUSY and RetryInfo, rather
-than each waiting behind thousands of others for tens of seconds while the streams already
-open starve for the event loop.
+"""Admission of expensive stream opens (a chat: authentication, its share, checks, reads and
+writes, up to its first event) under a burst: at most `concurrency` open at once, at most
+`backlog` more wait their turn in order, and the rest are refused at once — before any of
+that work, so a refusal costs next to nothing — with RESOURCE_EXHAUSTED SERVER_BUSY and a
+RetryInfo delay of about how long the queue ahead would take, spread at random so that
+refused clients do not all come back together. The opens let in stay quick (a bounded
+queue), and the streams already open keep the event loop.
+
+The call interceptor admits the methods a binding names (ServiceBinding.admitted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import random
+import time
 from datetime import timedelta
 
 from server.core.errors import ResourceExhausted
 
 SERVER_BUSY = "SERVER_BUSY"
+MIN_RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 30.0
+_SMOOTHING = 0.1  # weight of the newest open in the moving average of open times
 
 
 class Admission:
-    def __init__(self, what: str, concurrency: int, backlog: int, retry_after: float) -> None:
+    def __init__(self, what: str, concurrency: int, backlog: int) -> None:
         self._what = what
         self._concurrency = concurrency
         self._backlog = backlog
-        self._retry_after = timedelta(seconds=retry_after)
         self._running = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._open_seconds = 0.01  # moving average of an admitted open's duration
 
     @property
     def running(self) -> int:
@@ -35,41 +42,46 @@ class Admission:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    @asynccontextmanager
-    async def admitted(self) -> AsyncIterator[None]:
-        """Runs the block once admitted; SERVER_BUSY when the backlog is full."""
+    async def enter(self) -> float:
+        """Waits for a place (in order) and takes it; its start time, for `leave`.
+        SERVER_BUSY at once when the backlog is full."""
         if self._running < self._concurrency and not self._waiting:
             self._running += 1
-        else:
-            await self._wait_turn()
-        try:
-            yield
-        finally:
-            self._leave()
-
-    async def _wait_turn(self) -> None:
+            return time.monotonic()
         if len(self._waiting) >= self._backlog:
-            raise ResourceExhausted(
-                f"the server is busy {self._what}; retry in a moment",
-                SERVER_BUSY,
-                retry_after=self._retry_after,
-                metadata={"running": str(self._running), "waiting": str(len(self._waiting))},
-            )
+            raise self._busy()
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(turn)
         try:
-            await turn  # the place is handed over by _leave (running stays counted)
+            await turn  # the place is handed over by leave (running stays counted)
         except BaseException:
             if turn.done() and not turn.cancelled():
-                self._leave()  # handed a place just as it went: pass it on
+                self._pass_on()  # handed a place just as it went: pass it on
             else:
                 self._waiting.remove(turn)
             raise
+        return time.monotonic()
 
-    def _leave(self) -> None:
+    def leave(self, entered: float) -> None:
+        """Gives the place taken at `entered` back (to the next in line, if any)."""
+        elapsed = time.monotonic() - entered
+        self._open_seconds += _SMOOTHING * (elapsed - self._open_seconds)
+        self._pass_on()
+
+    def _pass_on(self) -> None:
         while self._waiting:
             turn = self._waiting.popleft()
             if not turn.done():
-                turn.set_result(None)  # the place passes to the next in line
+                turn.set_result(None)
                 return
         self._running -= 1
+
+    def _busy(self) -> ResourceExhausted:
+        ahead = (self._running + len(self._waiting)) / self._concurrency * self._open_seconds
+        delay = min(max(ahead, MIN_RETRY_SECONDS) * random.uniform(1.0, 2.0), MAX_RETRY_SECONDS)  # noqa: S311
+        return ResourceExhausted(
+            f"the server is busy {self._what}; retry after the delay given",
+            SERVER_BUSY,
+            retry_after=timedelta(seconds=round(delay, 3)),
+            metadata={"running": str(self._running), "waiting": str(len(self._waiting))},
+        )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
+
+from server.core.admission import Admission
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class ServiceBinding:
     public_methods: frozenset[str] = frozenset()
     replayed_by_servicer: frozenset[str] = frozenset()
     caller_if_given: frozenset[str] = frozenset()
+    admitted: Mapping[str, Admission] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -31,6 +34,7 @@ class ServiceBinding:
         public_methods: Iterable[str] = (),
         replayed_by_servicer: Iterable[str] = (),
         caller_if_given: Iterable[str] = (),
+        admitted: Mapping[str, Admission] | None = None,
     ) -> ServiceBinding:
         """Binds `servicer` (an instance of the generated `<name>Servicer` or a subclass).
 
@@ -38,7 +42,8 @@ class ServiceBinding:
         `caller_if_given` those of them that still identify a caller whose credentials are
         sent (valid ones; others leave the call anonymous); `replayed_by_servicer` those whose
         request ids the servicer handles itself (server/core/idempotent_calls.py handles the
-        others')."""
+        others'); `admitted` the streaming RPCs whose opens (up to their first message) an
+        Admission bounds (server/core/admission.py)."""
         base = getattr(pb2_grpc, f"{name}Servicer")
         if not isinstance(servicer, base):
             raise TypeError(f"{type(servicer).__name__} does not implement {name}")
@@ -50,6 +55,7 @@ class ServiceBinding:
             public_methods=frozenset(public_methods),
             replayed_by_servicer=frozenset(replayed_by_servicer),
             caller_if_given=frozenset(caller_if_given),
+            admitted=dict(admitted or {}),
         )
 
     @property
@@ -58,6 +64,9 @@ class ServiceBinding:
 
     def public_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.public_methods)]
+
+    def admitted_paths(self) -> dict[str, Admission]:
+        return {f"/{self.full_name}/{name}": gate for name, gate in self.admitted.items()}
 
     def caller_if_given_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.caller_if_given)]

@@ -13,11 +13,12 @@ import ipaddress
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeAlias, cast
 
 import grpc
 
+from server.core.admission import Admission
 from server.core.context import CallContext, bind_call
 from server.core.credentials import Authenticator, extract_credential
 from server.core.errors import Code, ForgeError, InvalidArgument, Unauthenticated, Unimplemented
@@ -101,10 +102,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         stream_shares: StreamShares | None = None,
         metrics: Metrics | None = None,
         services: ServiceIdentities | None = None,
+        admissions: Mapping[str, Admission] | None = None,
     ) -> None:
         """`on_database_unavailable` runs when a call ends because the database could not
-        be reached (health probes it at once); `idempotency` runs the calls it covers."""
+        be reached (health probes it at once); `idempotency` runs the calls it covers;
+        `admissions` bound the opens of the streaming methods they name (full paths)."""
         self._policy = policy
+        self._admissions = dict(admissions or {})
         self._idempotency = idempotency
         self._stream_shares = stream_shares
         self._metrics = metrics
@@ -149,7 +153,9 @@ class _CallScope:
         self._started = 0.0
         self.ctx: CallContext | None = None
 
-    async def enter(self, context: Context) -> None:
+    async def enter(self, context: Context, admission: Admission | None = None) -> float | None:
+        """Binds the call's context and authenticates it; with `admission`, first takes a
+        place in it (returning when), so that a refusal under a burst costs next to nothing."""
         self._started = time.perf_counter()
         request_id = self._metadata.get("x-request-id", "")[:MAX_REQUEST_ID_LENGTH] or _new_id()
         peer = context.peer() or ""
@@ -168,6 +174,18 @@ class _CallScope:
         policy = interceptor._policy
         if self._method in policy.unimplemented:
             raise Unimplemented(f"{self._method} is not implemented yet", "NOT_IMPLEMENTED")
+        admitted = await admission.enter() if admission is not None else None
+        try:
+            await self._authenticate(context, ctx)
+        except BaseException:
+            if admitted is not None and admission is not None:
+                admission.leave(admitted)
+            raise
+        return admitted
+
+    async def _authenticate(self, context: Context, ctx: CallContext) -> None:
+        interceptor = self._interceptor
+        policy = interceptor._policy
         if policy.is_public(self._method):
             if self._method in policy.caller_if_given:
                 await self._identify_if_possible(ctx)
@@ -400,8 +418,10 @@ def _streaming(
         streams = interceptor._metrics.streams.labels(method) if interceptor._metrics else None
         if streams is not None:
             streams.inc()
+        admission = interceptor._admissions.get(method)
+        admitted: float | None = None
         try:
-            await scope.enter(context)
+            admitted = await scope.enter(context, admission)
             # Each user's share of the open streams (core/stream_shares.py).
             caller = scope.ctx.caller if scope.ctx else None
             if interceptor._stream_shares is not None and caller is not None:
@@ -413,6 +433,10 @@ def _streaming(
                 result = idempotency.stream(method, request, context, result)
             if inspect.isasyncgen(result):
                 async for response in result:
+                    if admitted is not None and admission is not None:
+                        # Open: its first message is out of the servicer.
+                        admission.leave(admitted)
+                        admitted = None
                     yield response
             else:
                 await result
@@ -424,6 +448,8 @@ def _streaming(
                 raise
             await scope.fail(context, error)
         finally:
+            if admitted is not None and admission is not None:
+                admission.leave(admitted)
             if share is not None:
                 share.release()
             if streams is not None:

@@ -14,6 +14,7 @@ from forge_client.errors import Code, ForgeError
 M = TypeVar("M")
 
 _READ_PREFIXES = ("Get", "List", "Watch", "Download", "Export", "Read")
+SERVER_BUSY = "SERVER_BUSY"
 
 
 class Step(Enum):
@@ -25,7 +26,8 @@ class Step(Enum):
 @dataclass(frozen=True)
 class RetryPolicy:
     """UNAVAILABLE is retried for idempotent calls (reads, and calls carrying a request_id),
-    at most `attempts` times in all, with exponential backoff (or the server's RetryInfo)."""
+    and SERVER_BUSY (refused before any work, e.g. a chat under a burst) for every call, at
+    most `attempts` times in all, with exponential backoff (or the server's RetryInfo)."""
 
     attempts: int = 4
     base_delay: float = 0.1
@@ -68,8 +70,12 @@ def next_step(
         and not refreshed
     ):
         return Step.REFRESH
-    if error.code == Code.UNAVAILABLE and idempotent and attempt + 1 < policy.attempts:
+    if attempt + 1 >= policy.attempts:
+        return Step.RAISE
+    if error.code == Code.UNAVAILABLE and idempotent:
         return Step.RETRY
+    if error.code == Code.RESOURCE_EXHAUSTED and error.reason == SERVER_BUSY:
+        return Step.RETRY  # refused before it started: safe to send again
     return Step.RAISE
 
 
