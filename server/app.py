@@ -16,13 +16,14 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
+from server.core.call_policy import CallPolicy
 from server.core.cancels import Cancels, cancel_dsn
 from server.core.health_service import HealthService
 from server.core.holds import Holds
 from server.core.hooks import Hooks
 from server.core.idempotency import IdempotencyStore
 from server.core.idempotent_calls import IdempotentCalls
-from server.core.interceptor import CallInterceptor, CallPolicy
+from server.core.interceptor import CallInterceptor
 from server.core.keys import server_secret
 from server.core.limits import UserShares
 from server.core.metrics import Metrics, MetricsEndpoint, database_pool_usage, measuring

@@ -14,7 +14,8 @@ import grpc
 from forge.testing.v1 import testing_pb2, testing_pb2_grpc
 
 from bench.loadgen.common import args
-from server.core.interceptor import CallInterceptor, CallPolicy
+from server.core.call_policy import CallPolicy
+from server.core.interceptor import CallInterceptor
 from tests.support.testing_service import TestingService
 
 ECHO = "/forge.testing.v1.TestingService/Echo"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import ipaddress
 import logging
 import random
 import time
@@ -19,6 +18,7 @@ from typing import Any, TypeAlias, cast
 import grpc
 
 from server.core.admission import Admission
+from server.core.call_policy import CallPolicy, client_address
 from server.core.context import CallContext, bind_call
 from server.core.credentials import Authenticator, extract_credential
 from server.core.errors import Code, ForgeError, InvalidArgument, Unauthenticated, Unimplemented
@@ -38,7 +38,6 @@ from server.db.unavailable import (
 
 log = logging.getLogger("forge.access")
 
-ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 MAX_REQUEST_ID_LENGTH = 128
 
 # grpc's classes are generic only in its type stubs, hence the string aliases.
@@ -51,44 +50,6 @@ def _new_id() -> str:
     """A request id: 128 random bits as 32 hex digits, like uuid4().hex. Only unique, never a
     secret, so the fast PRNG serves (uuid4 reads os.urandom: a system call per call)."""
     return f"{random.getrandbits(128):032x}"
-
-
-class CallPolicy:
-    """Which methods need no credentials (and which of those still identify a caller who
-    sends valid ones), and which are not built yet."""
-
-    def __init__(
-        self,
-        public: Iterable[str] = (),
-        unimplemented: Iterable[str] = (),
-        caller_if_given: Iterable[str] = (),
-    ) -> None:
-        self.public = frozenset(public)
-        self.unimplemented = frozenset(unimplemented)
-        self.caller_if_given = frozenset(caller_if_given)
-
-    def is_public(self, method: str) -> bool:
-        return method in self.public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
-
-
-def _client_address(peer: str, metadata: dict[str, str], trusted_proxies: frozenset[str]) -> str:
-    """The caller's IP: the peer, or the last x-forwarded-for hop when the peer is our proxy."""
-    address = peer
-    if peer.startswith(("ipv4:", "ipv6:")):
-        address = peer.split(":", 1)[1]
-        if address.startswith("["):
-            address = address[1 : address.index("]")]
-        else:
-            address = address.rsplit(":", 1)[0]
-    forwarded = metadata.get("x-forwarded-for")
-    if forwarded and address in trusted_proxies:
-        candidate = forwarded.split(",")[-1].strip()
-        try:
-            ipaddress.ip_address(candidate)
-        except ValueError:
-            return address
-        return candidate
-    return address
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
@@ -164,7 +125,7 @@ class _CallScope:
             request_id=request_id,
             method=self._method,
             peer=peer,
-            client_address=_client_address(peer, self._metadata, interceptor._trusted_proxies),
+            client_address=client_address(peer, self._metadata, interceptor._trusted_proxies),
             user_agent=self._metadata.get("user-agent", ""),
             metadata=self._metadata,
         )
