@@ -1,6 +1,7 @@
 """A server loads a heavy SDK only once a setting asks for it: a provider's key (anthropic,
 openai, google-genai), `blob_store=s3` (aioboto3/botocore), `otlp_endpoint` (the
-OpenTelemetry SDK and exporter). Every worker process would otherwise carry them idle (the
+OpenTelemetry SDK and exporter), `metrics_address` (aiohttp's web server). Every worker
+process would otherwise carry them idle (the
 Anthropic SDK alone is about 80 MB).
 
 Checked on `python -m server` in a child process, which writes the SDKs it loaded during its

@@ -24,6 +24,7 @@ SDKS = (
     "botocore",
     "opentelemetry.sdk",
     "opentelemetry.exporter",
+    "aiohttp.web",  # the metrics endpoint's server, when metrics are on
 )
 
 
