@@ -18,7 +18,7 @@ from server.sandbox.limits import LimitRequest
 from server.sandbox.parts import SandboxParts, assemble
 from server.sandbox.views import ExecExited, ExitReason
 from tests.sandbox.conftest import sandbox_settings
-from tests.sandbox.support import Team, params, shell, stdout_until
+from tests.sandbox.support import Team, namespace, params, shell, stdout_until
 from tests.support.waiting import eventually
 
 LEASE_SECONDS = 1.0
@@ -34,7 +34,7 @@ async def pair(
     settings = sandbox_settings(
         sandbox_database,
         tmp_path,
-        sandbox_namespace=f"forge-test-duties-{uuid.uuid4().hex[:8]}",
+        sandbox_namespace=namespace("duties"),  # (so the run's clean-up removes its containers)
         sandbox_pool_size=0,
         sandbox_host_lease_seconds=LEASE_SECONDS,
     )
