@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.core.ids import new_id
+from server.core.ids import new_id, process_owner_id
 from server.core.tasks import TaskSupervisor
 from server.db.limit_models import ConcurrencyHoldRow
 from server.db.reads import DirectRead, DirectWrite
@@ -76,10 +73,6 @@ _LEAVE = text("DELETE FROM server_processes WHERE owner = :owner")
 _LEAVE_HOLDS = text("DELETE FROM concurrency_holds WHERE owner = :owner")
 
 
-def _new_owner() -> str:
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
 @dataclass(frozen=True)
 class Refused:
     """The place was not taken: `used` places are held already."""
@@ -108,7 +101,7 @@ class Holds:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], lease_seconds: float) -> None:
         self._sessions = sessions
         self._lease_seconds = lease_seconds
-        self.owner = _new_owner()
+        self.owner = process_owner_id()
         self._held: set[uuid.UUID] = set()
         # Given back, their rows being deleted: they count no more.
         self._given_back: set[uuid.UUID] = set()

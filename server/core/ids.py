@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import uuid
 
 import uuid_utils
@@ -17,3 +20,9 @@ def parse_id(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def process_owner_id() -> str:
+    """A server process's name in leases and holds: unique per process start, at most 64
+    characters (host, pid, random)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"

@@ -10,10 +10,6 @@ host's duty holder kills what they left and marks them lost (`reconcile.orphaned
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,11 +50,6 @@ _RENEW_EXECUTIONS = text(
     WHERE owner = :owner AND state = 'running'
     """
 )
-
-
-def new_owner_id() -> str:
-    """This process's name in leases: unique per process start (at most 64 characters)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 async def claim_host(db: AsyncSession, host: str, owner: str, lease_seconds: float) -> int | None:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.config import Settings
 from server.core.cancels import Cancels
 from server.core.holds import Holds
+from server.core.ids import process_owner_id
 from server.core.limits import DefaultLimits, LimitsPort
 from server.core.tasks import TaskSupervisor
 from server.sandbox.connection import BackendConnection
@@ -22,7 +23,6 @@ from server.sandbox.exec_shares import ExecShares
 from server.sandbox.executions import ExecutionSlots
 from server.sandbox.file_calls import FileCalls
 from server.sandbox.launcher import ExecLauncher
-from server.sandbox.leases import new_owner_id
 from server.sandbox.lifecycle import SandboxLifecycle
 from server.sandbox.provision import Provisioner
 from server.sandbox.retire import Retirer
@@ -61,7 +61,7 @@ def assemble(
         max_lifetime=timedelta(seconds=settings.sandbox_max_lifetime_seconds),
     )
     engine = EngineProvider()
-    owner = new_owner_id()
+    owner = process_owner_id()
     work = TaskSupervisor("sandbox")
     retirer = Retirer(sessions, engine)
     provisioner = Provisioner(settings, sessions, engine, retirer, work, shares)

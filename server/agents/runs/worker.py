@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +27,7 @@ from server.agents.runs.leases import Lease
 from server.agents.runs.loop import RunLoop, StopReason
 from server.agents.runs.notify import RunNotifications
 from server.config import Settings
+from server.core.ids import process_owner_id
 from server.core.metrics import runs_driven
 from server.core.tasks import TaskSupervisor, Ticker
 
@@ -43,10 +41,6 @@ HANDOVER_SECONDS = 5.0
 """At stop, how long loops may take to flush what they hold."""
 
 LoopFactory = Callable[[uuid.UUID, int], RunLoop]
-
-
-def new_owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -72,7 +66,7 @@ class RunWorker:
         self._make_loop = make_loop
         self._lease_seconds = settings.run_lease_seconds
         self._claim_interval = settings.run_claim_interval_seconds
-        self.owner = new_owner_id()
+        self.owner = process_owner_id()
         self._owned: dict[uuid.UUID, _Owned] = {}
         self._timers = TaskSupervisor("run-leases")
         self._loops = TaskSupervisor("run")
