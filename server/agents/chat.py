@@ -2,8 +2,9 @@
 
 `Chats.open` checks access and quota, stores the user message and an IN_PROGRESS assistant
 message, and plans the provider request (history trimmed to the token budget, newest turns
-kept). `ChatTurn.events()` then yields `ChatStarted`, the provider's `TextDelta`s exactly as
-they arrive (nothing is written per delta: about once per `chat_save_interval_seconds` the
+kept). `ChatTurn.events()` then yields `ChatStarted`, the provider's `TextDelta`s as they
+arrive (those that arrive while the previous event is still being sent go out as one,
+llm/coalesce.py; nothing is written per delta: about once per `chat_save_interval_seconds` the
 stream hands its text so far to the saver, which stores it off the stream), and at the end
 `ChatUsage`, one `ChatArtifact` per artifact the answer listeners produced, and
 `ChatCompleted`; or, when the provider fails, raises its `ForgeError` (which the servicer's
@@ -75,6 +76,7 @@ from server.llm import (
     Usage,
     estimate_tokens,
 )
+from server.llm.coalesce import coalesced
 from server.llm.errors import UNAVAILABLE as PROVIDER_UNAVAILABLE
 from server.llm.own_keys import NO_OWN_KEY_LOOKUP, OwnKeysLookup
 
@@ -379,8 +381,12 @@ class ChatTurn:
             yield self.started
             meter = answer_meter("chat", turn.model)
             async with aclosing(
-                stoppable(
-                    turn.provider.stream(turn.request), chats.cancels, turn.assistant_message_id
+                coalesced(
+                    stoppable(
+                        turn.provider.stream(turn.request),
+                        chats.cancels,
+                        turn.assistant_message_id,
+                    )
                 )
             ) as stream:
                 async for event in stream:

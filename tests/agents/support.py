@@ -107,6 +107,13 @@ class ChatResult:
         return [str(event.WhichOneof("event")) for event in self.events]
 
     @property
+    def shape(self) -> list[str]:
+        """`kinds` with each run of deltas as one "delta" (deltas that arrive while the
+        previous event is still being sent go out as one: how many there are depends on
+        timing, their text does not)."""
+        return event_shape(self.events)
+
+    @property
     def deltas(self) -> list[str]:
         return [event.delta.text for event in self.events if event.HasField("delta")]
 
@@ -146,6 +153,41 @@ async def read_rest(
     while (event := await call.read()) is not grpc.aio.EOF:
         assert isinstance(event, agents_pb2.ChatEvent)
         events.append(event)
+    return events
+
+
+def event_shape(events: Sequence[agents_pb2.ChatEvent]) -> list[str]:
+    """The events' kinds, each run of deltas as one "delta" (see `ChatResult.shape`)."""
+    shape: list[str] = []
+    for event in events:
+        kind = str(event.WhichOneof("event"))
+        if kind != "delta" or shape[-1:] != ["delta"]:
+            shape.append(kind)
+    return shape
+
+
+def delta_text(events: Sequence[agents_pb2.ChatEvent]) -> str:
+    return "".join(event.delta.text for event in events if event.HasField("delta"))
+
+
+async def read_text(
+    call: grpc.aio.UnaryStreamCall[agents_pb2.ChatRequest, agents_pb2.ChatEvent],
+    text: str,
+    *,
+    of: str | None = None,
+) -> list[agents_pb2.ChatEvent]:
+    """Events read (with `read()`) until their deltas spell `text`; fails if they go past
+    it or the stream ends first. With `of` (the whole answer), reading stops at `text` or
+    past it, as the deltas happen to fall (see `delta_text`)."""
+    whole = text if of is None else of
+    events: list[agents_pb2.ChatEvent] = []
+    seen = ""
+    while not seen.startswith(text):
+        event = await call.read()
+        assert isinstance(event, agents_pb2.ChatEvent), (event, seen)
+        events.append(event)
+        seen += event.delta.text
+        assert whole.startswith(seen), (seen, whole)
     return events
 
 

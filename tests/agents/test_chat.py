@@ -26,12 +26,14 @@ from tests.agents.support import (
     Team,
     chat,
     chat_call,
+    delta_text,
     error_reason,
+    event_shape,
     messages,
     new_conversation,
     quota_failure,
-    read_events,
     read_rest,
+    read_text,
     rescript,
     retry_info,
     stub,
@@ -86,18 +88,17 @@ async def test_each_provider_relays_deltas_as_they_arrive(
     fake = rescript(fakes[kind], Script(tokens=tokens, hold_after=24))
     conversation_id = await conversation_for(agents_channel, team, kind)
     call = chat_call(agents_channel, team.owner, conversation_id, "Tell me something")
-    events = await read_events(call, 25)
-    # Started plus 24 deltas reached the client while the fake still holds its last token.
+    events = await read_text(call, "".join(tokens[:24]))
+    # Started and 24 tokens reached the client while the fake still holds its last token.
     assert fake.holding.is_set()
     assert not fake.last_token_sent.is_set()
     fake.release.set()
     events.extend(await read_rest(call))
     assert await call.code() == grpc.StatusCode.OK
 
-    kinds = [event.WhichOneof("event") for event in events]
-    assert kinds == ["started"] + ["delta"] * 25 + ["usage", "completed"]
+    assert event_shape(events) == ["started", "delta", "usage", "completed"]
     assert [event.seq for event in events] == list(range(1, len(events) + 1))
-    assert [event.delta.text for event in events[1:26]] == tokens
+    assert delta_text(events) == "".join(tokens)
     started = events[0].started
     assert started.model == MODELS[kind]
     assert events[-2].usage == agents_pb2.TokenUsage(input_tokens=17, output_tokens=25)
@@ -121,6 +122,30 @@ async def test_each_provider_relays_deltas_as_they_arrive(
     assert answer.finish_reason == agents_pb2.FINISH_REASON_STOP
 
 
+async def test_a_client_that_falls_behind_gets_the_answer_in_fewer_larger_deltas(
+    anthropic_fake: AnthropicFake, agents_channel: grpc.aio.Channel, team: Team
+) -> None:
+    # ~400 KB of answer: far more than the call's flow-control window, so once the client
+    # stops reading, the server's writes wait, and what the model sends meanwhile piles up.
+    tokens = [f"{i:04d}{'x' * 95} " for i in range(4000)]
+    fake = rescript(anthropic_fake, Script(tokens=tokens, hold_after=1))
+    conversation_id = await conversation_for(agents_channel, team, "anthropic")
+    call = chat_call(agents_channel, team.owner, conversation_id, "a long answer please")
+    events = await read_text(call, tokens[0])
+    fake.release.set()
+    await within(fake.last_token_sent, "the model sending its whole answer")  # unread so far
+    events.extend(await read_rest(call))
+    assert await call.code() == grpc.StatusCode.OK
+
+    assert event_shape(events) == ["started", "delta", "usage", "completed"]
+    assert delta_text(events) == "".join(tokens)
+    assert [event.seq for event in events] == list(range(1, len(events) + 1))
+    deltas = sum(1 for event in events if event.HasField("delta"))
+    assert deltas < len(tokens) / 2, deltas
+    answer = (await messages(agents_channel, team.owner, conversation_id))[-1]
+    assert answer.content == "".join(tokens)
+
+
 async def test_echo_streams_word_by_word_as_produced(
     agents_channel: grpc.aio.Channel, team: Team
 ) -> None:
@@ -141,7 +166,7 @@ async def test_echo_streams_word_by_word_as_produced(
     assert spread >= (len(deltas) - 1) * ECHO_DELAY_MS / 1000 * 0.5
 
 
-async def test_chat_through_envoy_is_one_sse_event_per_delta(
+async def test_chat_through_envoy_streams_sse_events_as_they_arrive(
     anthropic_fake: AnthropicFake,
     agents_channel: grpc.aio.Channel,
     agents_http: aiohttp.ClientSession,
@@ -165,12 +190,14 @@ async def test_chat_through_envoy_is_one_sse_event_per_delta(
                 frame, buffer = buffer.split(b"\n\n", 1)
                 assert frame.startswith(b"data: "), frame
                 frames.append(json.loads(frame.removeprefix(b"data: ")))
-                if len(frames) == 22:  # started + 21 deltas, while the fake holds
+                seen = "".join(str(f["delta"]["text"]) for f in frames if "delta" in f)  # type: ignore[index]
+                if seen == "".join(tokens[:21]):  # while the fake holds the last token
                     assert fake.holding.is_set()
                     assert not fake.last_token_sent.is_set()
                     fake.release.set()
     deltas = [frame["delta"] for frame in frames if "delta" in frame]
-    assert deltas == [{"text": token} for token in tokens]
+    assert "".join(str(delta["text"]) for delta in deltas) == "".join(tokens)  # type: ignore[index]
+    assert fake.release.is_set()  # the first 21 arrived while the fake held the last one
     assert [frame["seq"] for frame in frames] == [str(n) for n in range(1, len(frames) + 1)]
     assert "started" in frames[0]
     assert frames[-2]["usage"] == {"inputTokens": "17", "outputTokens": "22"}
@@ -200,9 +227,7 @@ async def test_cancel_after_five_deltas_closes_the_provider_and_keeps_the_part(
     fake = rescript(fakes[kind], script)
     conversation_id = await conversation_for(agents_channel, team, kind)
     call = chat_call(agents_channel, team.owner, conversation_id, "a long answer please")
-    events = await read_events(call, 6)
-    seen = "".join(event.delta.text for event in events[1:])
-    assert seen == "".join(words(5))
+    seen = delta_text(await read_text(call, "".join(words(5)), of="".join(script.tokens)))
     call.cancel()
     await within(fake.disconnected, "the fake provider seeing its connection closed")
     assert fake.streams_completed == 0
@@ -250,7 +275,7 @@ async def test_rate_limited_twice_then_the_chat_succeeds(
     conversation_id = await conversation_for(agents_channel, team, kind)
     result = await chat(agents_channel, team.owner, conversation_id)
     assert result.error is None
-    assert result.deltas == words(20)
+    assert result.text == "".join(words(20))
     assert result.kinds[-1] == "completed"
     assert len(fake.requests) == 3
 
@@ -285,8 +310,9 @@ async def test_an_error_after_ten_tokens_is_in_band_and_keeps_the_ten(
     rescript(fakes[kind], Script(tokens=words(30), error_after=10))
     conversation_id = await conversation_for(agents_channel, team, kind)
     result = await chat(agents_channel, team.owner, conversation_id)
-    assert result.kinds == ["started"] + ["delta"] * 10 + ["error"]
-    assert [event.seq for event in result.events] == list(range(1, 13))
+    assert result.shape == ["started", "delta", "error"]
+    assert result.text == "".join(words(10))
+    assert [event.seq for event in result.events] == list(range(1, len(result.events) + 1))
     in_band = result.events[-1].error
     assert in_band.code == code_pb2.UNAVAILABLE
     assert error_reason(in_band) == "PROVIDER_UNAVAILABLE"

@@ -15,10 +15,12 @@ from tests.agents.support import (
     Team,
     chat,
     chat_call,
+    delta_text,
+    event_shape,
     messages,
     new_conversation,
-    read_events,
     read_rest,
+    read_text,
     rescript,
     stub,
 )
@@ -50,17 +52,17 @@ async def test_each_endpoint_relays_deltas_as_they_arrive(
     fake = rescript(fakes[endpoint], Script(tokens=tokens, hold_after=24))
     conversation_id = await conversation_for(agents_channel, team, endpoint)
     call = chat_call(agents_channel, team.owner, conversation_id, "Tell me something")
-    events = await read_events(call, 25)
-    # Started plus 24 deltas reached the client while the fake still holds its last token.
+    events = await read_text(call, "".join(tokens[:24]))
+    # Started and 24 tokens reached the client while the fake still holds its last token.
     assert fake.holding.is_set()
     assert not fake.last_token_sent.is_set()
     fake.release.set()
     events.extend(await read_rest(call))
     assert await call.code() == grpc.StatusCode.OK
 
-    kinds = [event.WhichOneof("event") for event in events]
-    assert kinds == ["started"] + ["delta"] * 25 + ["usage", "completed"]
-    assert [event.delta.text for event in events[1:26]] == tokens
+    assert event_shape(events) == ["started", "delta", "usage", "completed"]
+    assert [event.seq for event in events] == list(range(1, len(events) + 1))
+    assert delta_text(events) == "".join(tokens)
     assert events[0].started.model == MODELS[endpoint]
     assert events[-2].usage == agents_pb2.TokenUsage(input_tokens=17, output_tokens=25)
     assert events[-1].completed.finish_reason == agents_pb2.FINISH_REASON_STOP
@@ -83,7 +85,7 @@ async def test_rate_limited_twice_then_the_chat_succeeds(
     conversation_id = await conversation_for(agents_channel, team, "openai")
     result = await chat(agents_channel, team.owner, conversation_id)
     assert result.error is None
-    assert result.deltas == words(20)
+    assert result.text == "".join(words(20))
     assert len(fake.requests) == 3
 
 

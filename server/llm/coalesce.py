@@ -1,0 +1,117 @@
+"""A provider stream read ahead of its consumer, text deltas merged while the consumer is busy.
+
+The provider stream is read in a task of its own (the producer) for as long as the consumer
+iterates; what it reads waits in a short queue, where a text delta arriving behind another
+one that is still waiting is appended to it. So while a chat stream's previous event is
+still being written (or the server is too busy to write it yet), the deltas that arrive in
+the meantime go out as one event, and a server that falls behind sends fewer, larger events
+instead of falling further behind. When the consumer keeps up, every delta goes out as it
+came: there is no timer, so nothing waits for company. (A provider whose SDK parses several
+deltas out of one network read hands them over back to back; they merge too.)
+
+The whole provider stream, opening and closing included, runs in the producer task: SDK
+streams that enter anyio cancel scopes must leave them in the task that entered them. When
+the consumer stops early (closed, cancelled), the producer is cancelled and awaited, so the
+provider stream is closed before the consumer's own cleanup goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+from server.llm.base import ProviderEvent, TextDelta
+
+
+class _Text:
+    """Deltas waiting to go out as one; joined once, when it is taken."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, text: str) -> None:
+        self.parts = [text]
+
+
+class _Ahead:
+    """What the producer has read and the consumer not yet taken."""
+
+    __slots__ = ("ended", "failure", "queue", "waiter")
+
+    def __init__(self) -> None:
+        self.queue: deque[ProviderEvent | _Text] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.ended = False
+        self.failure: BaseException | None = None
+
+    def put(self, event: ProviderEvent) -> None:
+        queue = self.queue
+        if type(event) is TextDelta:
+            if queue and type(last := queue[-1]) is _Text:
+                last.parts.append(event.text)
+                return
+            queue.append(_Text(event.text))
+        else:
+            queue.append(event)
+        self._wake()
+
+    def end(self, failure: BaseException | None) -> None:
+        self.ended = True
+        self.failure = failure
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+async def _produce(stream: AsyncGenerator[ProviderEvent, None], ahead: _Ahead) -> None:
+    try:
+        async with aclosing(stream):
+            async for event in stream:
+                ahead.put(event)
+    except asyncio.CancelledError:
+        ahead.end(None)  # the consumer stopped it
+        raise
+    except BaseException as failure:
+        ahead.end(failure)
+    else:
+        ahead.end(None)
+
+
+async def coalesced(
+    stream: AsyncGenerator[ProviderEvent, None],
+) -> AsyncGenerator[ProviderEvent, None]:
+    """`stream`'s events in order, runs of text deltas the consumer was not ready for merged
+    into one; the stream's failure is raised here after the events before it."""
+    ahead = _Ahead()
+    queue = ahead.queue
+    loop = asyncio.get_running_loop()
+    producer = loop.create_task(_produce(stream, ahead), name="provider-stream")
+    try:
+        while True:
+            if queue:
+                item = queue.popleft()
+                if type(item) is _Text:
+                    parts = item.parts
+                    yield TextDelta(parts[0] if len(parts) == 1 else "".join(parts))
+                else:
+                    yield item  # type: ignore[misc]  # (not a _Text, so a ProviderEvent)
+            elif ahead.ended:
+                break
+            else:
+                ahead.waiter = loop.create_future()
+                try:
+                    await ahead.waiter
+                finally:
+                    ahead.waiter = None
+        if ahead.failure is not None:
+            raise ahead.failure
+    finally:
+        if not producer.done():
+            producer.cancel()
+            await asyncio.wait((producer,))
+        if not producer.cancelled():
+            producer.exception()  # retrieved: its failure, if any, was raised above
