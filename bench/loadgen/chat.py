@@ -14,8 +14,11 @@ order, each naming its `target`:
   of s in which no chat opens or ends: CPU of each process and tokens received (a window
   with fewer tokens than the pace makes is taken again, `attempts` windows at most; then
   the streams are cancelled);
-- fixed: `chats` short chats, `concurrency` at a time: CPU and tokens of the whole phase
-  (the per-chat cost is what remains after the per-token cost is taken out);
+- fixed: `chats` short chats, `concurrency` at a time (answers cut at `max_output_tokens`
+  if given): CPU and tokens of the whole phase (the per-chat cost is what remains after the
+  per-token cost is taken out);
+- unary: `calls` GetProject calls on the target's project, `concurrency` at a time: CPU of
+  the whole phase (what a chat's fixed cost is compared with, on the same server);
 - levels: streams opened at `open_rate`/s up to each of `levels`; at each, after `settle`
   s, a `window` of s: CPU, tokens and the gaps between deltas of every 20th stream (a window
   with fewer tokens than the pace makes is taken again, `attempts` windows at most).
@@ -51,7 +54,13 @@ GAP_SAMPLE_EVERY = 20
 
 class Client(Protocol):
     async def chat(
-        self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
+        self,
+        index: int,
+        conversation_id: str,
+        content: str,
+        log: ChatLog,
+        chat: Chat,
+        max_output_tokens: int = 0,
     ) -> None: ...
 
     async def close(self) -> None: ...
@@ -104,17 +113,22 @@ def _ttfts(chats: list[Chat]) -> dict[str, list[float]]:
 
 
 class Target:
-    def __init__(self, client: Client, conversations: Iterator[str]) -> None:
+    def __init__(self, client: Client, conversations: Iterator[str], project_id: str) -> None:
         self.client = client
         self.conversations = conversations
+        self.project_id = project_id
         self.index = itertools.count()
 
-    def start(self, log: ChatLog, content: str, sample: bool = False) -> asyncio.Task[None]:
+    def start(
+        self, log: ChatLog, content: str, sample: bool = False, max_output_tokens: int = 0
+    ) -> asyncio.Task[None]:
         chat = Chat(arrivals=[] if sample else None)
         log.chats.append(chat)
         chat.sent = time.perf_counter()
         return asyncio.create_task(
-            self.client.chat(next(self.index), next(self.conversations), content, log, chat)
+            self.client.chat(
+                next(self.index), next(self.conversations), content, log, chat, max_output_tokens
+            )
         )
 
 
@@ -136,6 +150,20 @@ class Runner:
         return {
             name: {**_ttfts(log.chats), **describe_errors(log.chats)} for name, log in logs.items()
         }
+
+    async def unary(self, p: dict[str, Any]) -> dict[str, Any]:
+        target = self.targets[p["target"]]
+        client = target.client
+        assert isinstance(client, ForgeGrpcChats)
+        semaphore = asyncio.Semaphore(p["concurrency"])
+
+        async def one() -> None:
+            async with semaphore:
+                await client.get_project(target.project_id)
+
+        window = Window(self.cpu, ChatLog())
+        await asyncio.gather(*(one() for _ in range(p["calls"])))
+        return {"window": window.close(), "calls": p["calls"]}
 
     async def relay(self, p: dict[str, Any]) -> dict[str, Any]:
         log = ChatLog()
@@ -186,7 +214,7 @@ class Runner:
 
         async def one() -> None:
             async with semaphore:
-                await target.start(log, content)
+                await target.start(log, content, max_output_tokens=p.get("max_output_tokens", 0))
 
         window = Window(self.cpu, log)
         await asyncio.gather(*(one() for _ in range(p["chats"])))
@@ -293,16 +321,18 @@ async def main() -> None:
                     spec["port"], _chats_needed(phases, name), f"bench-{name}@example.com"
                 )
                 conversations: Iterator[str] = iter(world.conversations)
+                project_id = world.project_id
                 headers = {"authorization": f"Bearer {world.access_token}"}
                 metadata = tuple(world.metadata)
             else:  # a peer or floor: no accounts, no conversations
                 conversations = itertools.repeat("")
+                project_id = ""
                 headers = {}
             if spec["transport"] == "grpc":
                 client = ForgeGrpcChats(spec["port"], metadata, spec.get("channels", 1))
             else:
                 client = SseChats(spec["base_url"], spec["path"], headers)
-            targets[name] = Target(client, conversations)
+            targets[name] = Target(client, conversations, project_id)
         runner = Runner(targets, Cpu(pids))
         results = []
         for phase in phases:

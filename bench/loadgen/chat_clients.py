@@ -114,25 +114,42 @@ class ForgeGrpcChats:
             for channel in self._channels
         ]
         self._metadata = tuple(metadata)
+        self._get_project = projects_pb2_grpc.ProjectServiceStub(self._channels[0]).GetProject
 
     async def chat(
-        self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
+        self,
+        index: int,
+        conversation_id: str,
+        content: str,
+        log: ChatLog,
+        chat: Chat,
+        max_output_tokens: int = 0,
     ) -> None:
+        request = agents_pb2.ChatRequest(conversation_id=conversation_id, content=content)
+        if max_output_tokens:
+            request.parameters.max_output_tokens = max_output_tokens
         while True:
             chat.tried = time.perf_counter()
-            delay = await self._chat_once(index, conversation_id, content, log, chat)
+            delay = await self._chat_once(index, request, log, chat)
             if delay is None:
                 return
             chat.busy_retries += 1
             chat.error = ""
             await asyncio.sleep(delay)
 
+    async def get_project(self, project_id: str) -> None:
+        await self._get_project(
+            projects_pb2.GetProjectRequest(project_id=project_id),
+            metadata=self._metadata,
+            timeout=60,
+        )
+
     async def _chat_once(
-        self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
+        self, index: int, request: agents_pb2.ChatRequest, log: ChatLog, chat: Chat
     ) -> float | None:
         """Runs the chat; the RetryInfo delay when the server was too busy to open it."""
         call = self._calls[index % len(self._calls)](
-            agents_pb2.ChatRequest(conversation_id=conversation_id, content=content),
+            request,
             metadata=self._metadata,
             timeout=3600,
         )
@@ -202,15 +219,24 @@ class SseChats:
         self._headers = headers
 
     async def chat(
-        self, index: int, conversation_id: str, content: str, log: ChatLog, chat: Chat
+        self,
+        index: int,
+        conversation_id: str,
+        content: str,
+        log: ChatLog,
+        chat: Chat,
+        max_output_tokens: int = 0,
     ) -> None:
+        body: dict[str, Any] = {"content": content}
+        if max_output_tokens:
+            body["parameters"] = {"maxOutputTokens": max_output_tokens}
         arrivals = chat.arrivals
         now = time.perf_counter
         loads = json.loads
         try:
             async with self._session.post(
                 self._path.format(conversation_id=conversation_id),
-                json={"content": content},
+                json=body,
                 headers=self._headers,
             ) as response:
                 if response.status != 200:

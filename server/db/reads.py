@@ -5,7 +5,9 @@ Measured in the server under load (bench/bench_unary.py): a read through a Sessi
 about 200 µs of CPU, and even a raw connection checked out of SQLAlchemy's pool and back in
 costs about 60 µs (greenlet switches, pool events, reset on return) — more than the query.
 A DirectRead is compiled by SQLAlchemy once and runs on a connection of the engine's read
-lane: a few of the pool's connections kept out of it and handed from read to read.
+lane: a few of the pool's connections kept out of it and handed from read to read. A
+DirectWrite (one statement, autocommit) runs the same way on a lane of its own, so that
+writes waiting on their commit's flush never hold up the reads every call makes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ LANE_IDLE_SECONDS = 10.0
 LANE_HOLD_SECONDS = 60.0
 
 _LANES: weakref.WeakKeyDictionary[Engine, ReadLane] = weakref.WeakKeyDictionary()
+_WRITE_LANES: weakref.WeakKeyDictionary[Engine, ReadLane] = weakref.WeakKeyDictionary()
 
 
 def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
@@ -231,20 +234,24 @@ class ReadLane:
 
 
 def open_read_lane(engine: AsyncEngine, size: int) -> None:
+    """The engine's read lane, and its write lane of the same size."""
     _LANES[engine.sync_engine] = ReadLane(engine, size)
+    _WRITE_LANES[engine.sync_engine] = ReadLane(engine, size)
 
 
 async def close_read_lane(engine: AsyncEngine) -> None:
-    """Connections lent at this moment go back to the pool as their reads end."""
-    lane = _LANES.pop(engine.sync_engine, None)
-    if lane is not None:
-        await lane.close()
+    """Connections lent at this moment go back to the pool as their statements end."""
+    for lanes in (_LANES, _WRITE_LANES):
+        lane = lanes.pop(engine.sync_engine, None)
+        if lane is not None:
+            await lane.close()
 
 
 class DirectWrite:
-    """A statement compiled once, run on a pooled connection's driver. Parameters go by
-    their bindparam names; JSONB parameters are passed as JSON text (no SQLAlchemy bind
-    processing here)."""
+    """A statement compiled once, run outside a transaction (autocommit) on a connection of
+    the engine's write lane (or, without one, on a pooled connection's driver). Parameters
+    go by their bindparam names; JSONB parameters are passed as JSON text (no SQLAlchemy
+    bind processing here)."""
 
     def __init__(self, statement: ClauseElement) -> None:
         self._statement = statement
@@ -261,7 +268,23 @@ class DirectWrite:
     async def execute(self, sessions: async_sessionmaker[AsyncSession], **params: Any) -> None:
         engine = engine_of(sessions)
         sql, names = self._sql(engine.dialect)
+        args = [params[name] for name in names]
+        lane = _WRITE_LANES.get(engine.sync_engine)
+        held = await lane.acquire() if lane is not None else None
+        if lane is not None and held is not None:
+            healthy = False
+            try:
+                await held.driver.execute(sql, *args)
+                healthy = True
+                return
+            except asyncpg.exceptions.InternalClientError:
+                pass  # not sent: the server had ended this idle connection (see DirectRead)
+            except asyncpg.PostgresError:
+                healthy = True  # refused by the server; the connection is as good as before
+                raise
+            finally:
+                await lane.release(held, healthy=healthy)
         async with engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None
-            await driver.execute(sql, *(params[name] for name in names))
+            await driver.execute(sql, *args)

@@ -11,8 +11,10 @@ deltas out of one network read hands them over back to back; they merge too.)
 
 The whole provider stream, opening and closing included, runs in the producer task: SDK
 streams that enter anyio cancel scopes must leave them in the task that entered them. When
-the consumer stops early (closed, cancelled), the producer is cancelled and awaited, so the
-provider stream is closed before the consumer's own cleanup goes on.
+the consumer stops early (closed, cancelled), the producer is cancelled at once, which
+closes the provider stream in the producer's next step. It is not awaited: the consumer's
+own close must not wait (a generator being closed that awaits is "already running" to
+whoever else closes it, as a chat's call_ended does).
 """
 
 from __future__ import annotations
@@ -110,8 +112,14 @@ async def coalesced(
         if ahead.failure is not None:
             raise ahead.failure
     finally:
-        if not producer.done():
+        if producer.done():
+            _retrieve(producer)
+        else:
             producer.cancel()
-            await asyncio.wait((producer,))
-        if not producer.cancelled():
-            producer.exception()  # retrieved: its failure, if any, was raised above
+            producer.add_done_callback(_retrieve)
+
+
+def _retrieve(producer: asyncio.Task[None]) -> None:
+    """Its failure, if any, was raised to the consumer (or nobody is left to tell)."""
+    if not producer.cancelled():
+        producer.exception()

@@ -4,6 +4,7 @@ fake provider servers), cancellation, provider failures, history, access and usa
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Literal
@@ -218,7 +219,9 @@ async def test_cancel_after_five_deltas_closes_the_provider_and_keeps_the_part(
     fakes: dict[str, FakeProviderServer],
     agents_channel: grpc.aio.Channel,
     team: Team,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.ERROR)
     script = (
         Script(tokens=words(30), hold_after=10)
         if pace == "holding"
@@ -242,6 +245,39 @@ async def test_cancel_after_five_deltas_closes_the_provider_and_keeps_the_part(
     assert "".join(script.tokens).startswith(answer.content)
     assert len(answer.content) < len("".join(script.tokens))
     assert answer.usage.output_tokens > 0
+    assert [record.getMessage() for record in caplog.records] == []  # an ordinary end
+
+
+async def test_many_clients_leaving_at_once_settle_every_answer_quietly(
+    anthropic_fake: AnthropicFake,
+    agents_channel: grpc.aio.Channel,
+    team: Team,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Clients that go while their events are being sent (not while the server waits on
+    the model) leave their streams suspended mid-send: each is closed once, quietly."""
+    caplog.set_level(logging.ERROR)
+    script = Script(tokens=words(2000), token_delay=0.001)
+    rescript(anthropic_fake, script)
+    conversations = [await conversation_for(agents_channel, team, "anthropic") for _ in range(20)]
+    calls = [
+        chat_call(agents_channel, team.owner, conversation_id, "a long answer please")
+        for conversation_id in conversations
+    ]
+    for call in calls:
+        await read_text(call, "".join(words(3)), of="".join(script.tokens))
+    for call in calls:
+        call.cancel()
+
+    async def all_cancelled() -> bool | None:
+        for conversation_id in conversations:
+            answer = (await messages(agents_channel, team.owner, conversation_id))[-1]
+            if answer.status != agents_pb2.MESSAGE_STATUS_CANCELLED:
+                return None
+        return True
+
+    await eventually(all_cancelled, timeout=DEADLINE)
+    assert [record.getMessage() for record in caplog.records] == []
 
 
 async def test_a_passed_deadline_cancels_the_answer(
