@@ -29,7 +29,9 @@ async def main(names: list[str], update_readme: bool) -> None:
                 f"== {name}: {module.__doc__.strip().splitlines()[0] if module.__doc__ else ''}",
                 flush=True,
             )
+            began = time.perf_counter()
             await module.run(infra, report)
+            print(f"== {name}: {time.perf_counter() - began:.0f} s", flush=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = report.markdown()
     header = (
