@@ -26,10 +26,10 @@ B = "chat"
 RELAY_DELAY_MS = 20  # 50 tokens/s
 CAPACITY_DELAY_MS = 100  # 10 tokens/s
 RELAY_STREAMS = 100
-RELAY_WINDOW = 5.0
+RELAY_WINDOW = 4.0
 RELAY_ROUNDS = 2
 TTFT_CHATS = 40
-FIXED_CHATS = 300
+FIXED_CHATS = 200
 FIXED_CONCURRENCY = 20
 FIXED_ROUNDS = 2
 CHAT_OPEN_RATIO_TARGET = 4.0  # issue 18: a chat's fixed cost at most 4 GetProject calls
@@ -239,10 +239,46 @@ async def run(infra: Infra, report: Report) -> None:
         )["phases"][0]
         capacity_usage = await server.measured.end()
 
+    # The bare grpc.aio floor at the first level, with the same paced generator: what
+    # relaying that many events costs without anything of Forge's.
+    floor, floor_port = await _start_floor(CAPACITY_DELAY_MS)
+    try:
+        floor_capacity = (
+            await run_load(
+                "chat",
+                {
+                    "targets": {
+                        "floor": {
+                            "transport": "grpc",
+                            "port": floor_port,
+                            "channels": CHANNELS,
+                            "bare": True,
+                            "pid": floor.proc.pid,
+                        },
+                    },
+                    "phases": [
+                        {
+                            "kind": "levels",
+                            "target": "floor",
+                            "levels": LEVELS[:1],
+                            "open_rate": OPEN_RATE,
+                            "settle": LEVEL_SETTLE,
+                            "window": LEVEL_WINDOW,
+                            "attempts": 1,
+                            "tokens_per_second": 1000 / CAPACITY_DELAY_MS,
+                        },
+                    ],
+                },
+            )
+        )["phases"][0]
+    finally:
+        await stop(floor)
+
     token_us = _relay_rows(report, relays)
     _latency_rows(report, ttft["forge"], ttft["peer"])
     _fixed_rows(report, fixed, unary, token_us)
     _capacity_rows(report, capacity, idle_rss, capacity_usage.peak_rss_bytes)
+    _floor_capacity_row(report, floor_capacity)
     _burst_row(report, capacity, ttft["forge"])
     report.add(
         Row(
@@ -382,7 +418,8 @@ def _capacity_rows(report: Report, capacity: dict[str, Any], idle_rss: int, peak
                 f"{share * 100:.0f} % of a core",
                 f"< {CORE_SHARE_LIMIT * 100:.0f} %" if level["level"] == STREAMS_TARGET else "",
                 ok if level["level"] == STREAMS_TARGET else None,
-                note=f"{on_time * 100:.0f} % of the paced tokens delivered, gap p50/p99 "
+                note=f"{level['live']} streams started by the window, "
+                f"{on_time * 100:.0f} % of the paced tokens delivered, gap p50/p99 "
                 f"{_ms(gaps, 50):.0f}/{_ms(gaps, 99):.0f} ms, "
                 f"{_per_token_us(window, 'forge'):.1f} µs/token, client "
                 f"{client_share * 100:.0f} % of a core, {level['errors']} refused, "
@@ -415,6 +452,24 @@ def _capacity_rows(report: Report, capacity: dict[str, Any], idle_rss: int, peak
             note=f"idle server {idle_rss / 2**20:.0f} MiB; peak over the run "
             f"({LEVELS[-1]} streams) {peak_rss / 2**20:.0f} MiB",
         ),
+    )
+
+
+def _floor_capacity_row(report: Report, floor: dict[str, Any]) -> None:
+    level = floor["levels"][0]
+    window = level["window"]
+    share = window["cpu"]["floor"] / window["seconds"]
+    expected = level["level"] * 1000 / CAPACITY_DELAY_MS * window["seconds"]
+    report.add(
+        Row(
+            B,
+            f"floor: {level['level']} streams x 10 tok/s, bare grpc.aio server CPU",
+            f"{share * 100:.0f} % of a core",
+            note=f"{window['tokens'] / expected * 100:.0f} % of the paced tokens delivered, "
+            f"{_per_token_us(window, 'floor'):.1f} µs/token, RSS "
+            f"{level['rss']['floor'] / 2**20:.0f} MiB (the same events and pacing, no auth, "
+            f"database or coalescing)",
+        )
     )
 
 

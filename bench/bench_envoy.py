@@ -26,10 +26,10 @@ from bench.loadgen.chat_clients import forge_world
 from gateway.launcher import EnvoyConfig, EnvoyProcess
 
 B = "envoy"
-ROUNDS = 1000
-LOAD_SECONDS = 4.0
+ROUNDS = 600
+LOAD_SECONDS = 3.0
 LOAD_CONCURRENCY = 16
-CHATS = 40
+CHATS = 80
 RELAY = {
     "kind": "relay",
     "streams": 100,

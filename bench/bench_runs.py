@@ -11,7 +11,7 @@ from bench.harness import Report, Row, percentile, run_load
 from bench.infra import Infra, forge_server
 
 B = "runs"
-RUNS = 100
+RUNS = 50
 SANDBOXES = 4
 # The echo model streams at full speed: the figures are the run machinery's, not a model's.
 _ENV = {

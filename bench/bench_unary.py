@@ -20,9 +20,9 @@ from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from bench.harness import SERVER_CORE, Measured, Report, Row, percentile, run_load, spawn, stop
 from bench.infra import BENCH_SECRET, Infra, forge_server
 
-SECONDS = 10.0
-SHORT_SECONDS = 5.0
-WARMUP_SECONDS = 2.0
+SECONDS = 5.0
+SHORT_SECONDS = 3.0
+WARMUP_SECONDS = 1.0
 CONCURRENCY = 50
 STATS_FLUSH_SECONDS = 1.5  # PostgreSQL backends report their statistics at most once a second
 TARGET_QPS = 3000
