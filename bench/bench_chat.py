@@ -202,7 +202,8 @@ async def run(infra: Infra, report: Report) -> None:
     phases = result["phases"]
     ttft = phases[2]
     relays = [phase for phase in phases if phase["kind"] == "relay"]
-    fixed = [phase for phase in phases if phase["kind"] == "fixed"][1:]  # after warm-up
+    # The two warm-up phases (Forge's and the peer's) come first.
+    fixed = [phase for phase in phases if phase["kind"] == "fixed"][2:]
     unary = [phase for phase in phases if phase["kind"] == "unary"]
 
     async with forge_server(

@@ -36,7 +36,7 @@ from server.core.tls import bind_port
 from server.db.embedded import EmbeddedPostgres, open_database
 from server.db.engine import dispose, make_engine, make_session_factory
 from server.db.health import DatabaseHealth
-from server.db.migrate import upgrade
+from server.db.migrate import upgrade_if_behind
 from server.services import SERVICE_MODULES
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class ForgeServer:
         settings = self.settings
         self._engine = await self._open_database()
         if settings.migrate_on_start:
-            await upgrade(self._engine)
+            await upgrade_if_behind(self._engine)
         secret = server_secret(settings)
         sessions = make_session_factory(self._engine)
         ctx = BuildContext(

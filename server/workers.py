@@ -41,7 +41,7 @@ from server.core.logging import configure_logging
 from server.core.module import ModuleBuilder
 from server.db.embedded import EmbeddedPostgres, open_database
 from server.db.engine import dispose, make_engine
-from server.db.migrate import upgrade
+from server.db.migrate import upgrade_if_behind
 
 log = logging.getLogger("forge.workers")
 
@@ -297,7 +297,7 @@ class Supervisor:
         if settings.migrate_on_start:
             engine = make_engine(url, pool_size=1, max_overflow=0)
             try:
-                await upgrade(engine)
+                await upgrade_if_behind(engine)
             finally:
                 await dispose(engine)
         return url

@@ -1,8 +1,8 @@
 """A server loads a heavy SDK only once a setting asks for it: a provider's key (anthropic,
 openai, google-genai), `blob_store=s3` (aioboto3/botocore), `otlp_endpoint` (the
-OpenTelemetry SDK and exporter), `metrics_address` (aiohttp's web server). Every worker
-process would otherwise carry them idle (the
-Anthropic SDK alone is about 80 MB).
+OpenTelemetry SDK and exporter), `metrics_address` (aiohttp's web server); and Alembic only
+for a database behind the newest migration. Every worker process would otherwise carry them
+idle (the Anthropic SDK alone is about 80 MB).
 
 Checked on `python -m server` in a child process, which writes the SDKs it loaded during its
 life as it exits (tests/support/serve_reporting_modules.py), after it has served a chat:
@@ -20,6 +20,8 @@ import grpc
 import pytest
 
 from server.db.embedded import EmbeddedPostgres
+from server.db.engine import dispose, make_engine
+from server.db.migrate import upgrade
 from tests.agents.support import chat, new_conversation, new_team
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.script import Script, words
@@ -52,6 +54,11 @@ async def spawn(
     for name in CONFIGURING_AN_SDK:
         monkeypatch.delenv(name, raising=False)
     url = await postgres.ensure_database("forge_lazy_imports")
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)  # the children start on a database at the newest revision
+    finally:
+        await dispose(engine)
     started: list[ServerProcess] = []
 
     async def start(**env: str) -> ServerProcess:

@@ -25,20 +25,35 @@ async def test_upgrade_downgrade_upgrade(postgres: EmbeddedPostgres) -> None:
         assert await _tables(engine) == set()
         model_tables = set(Base.metadata.tables)
 
-        await migrate.upgrade(engine)
+        assert await migrate.stored_revision(engine) is None  # not even Alembic's table
+        await migrate.upgrade_if_behind(engine)
         assert await _tables(engine) == model_tables | {"alembic_version"}
         head = await migrate.current_revision(engine)
         assert head is not None
+        # Read without Alembic (a server at head skips importing it): the same revision.
+        assert migrate.head_revision() == head
+        assert await migrate.stored_revision(engine) == head
 
         await migrate.downgrade(engine, "base")
         assert await _tables(engine) == {"alembic_version"}
         assert await migrate.current_revision(engine) is None
+        assert await migrate.stored_revision(engine) is None
 
-        await migrate.upgrade(engine)
+        await migrate.upgrade_if_behind(engine)
         assert await _tables(engine) == model_tables | {"alembic_version"}
         assert await migrate.current_revision(engine) == head
     finally:
         await engine.dispose()
+
+
+def test_the_head_read_from_the_files_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    from server.db.migrate import REPO_ROOT, alembic_config
+
+    config = alembic_config(None)  # type: ignore[arg-type]  # (no connection needed here)
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    assert migrate.head_revision() == ScriptDirectory.from_config(config).get_current_head()
 
 
 async def test_models_match_migrations(database_url: str, forge: object) -> None:

@@ -25,6 +25,7 @@ SDKS = (
     "opentelemetry.sdk",
     "opentelemetry.exporter",
     "aiohttp.web",  # the metrics endpoint's server, when metrics are on
+    "alembic",  # only to migrate a database behind the newest revision
 )
 
 
