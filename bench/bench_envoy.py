@@ -26,10 +26,10 @@ from bench.loadgen.chat_clients import forge_world
 from gateway.launcher import EnvoyConfig, EnvoyProcess
 
 B = "envoy"
-ROUNDS = 600
+ROUNDS = 400
 LOAD_SECONDS = 3.0
 LOAD_CONCURRENCY = 16
-CHATS = 80
+CHATS = 50
 RELAY = {
     "kind": "relay",
     "streams": 100,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bench.harness import Report, Row, percentile, run_load
 from bench.infra import Infra, forge_server
 
-SECONDS = 6
+SECONDS = 4
 CONCURRENCY = 20
 LAG_TARGET_MS = 10.0
 

@@ -1,4 +1,4 @@
-"""7. Agent runs: 100 concurrent echo runs, each a four-step script with one bash tool call in
+"""7. Agent runs: 30 concurrent echo runs, each a four-step script with one bash tool call in
 a sandbox — runs per second, server CPU per model step, and how long a stored event takes to
 reach a watcher, on the process that runs the loop and on a second process that learns of it
 through PostgreSQL LISTEN/NOTIFY."""
@@ -11,7 +11,7 @@ from bench.harness import Report, Row, percentile, run_load
 from bench.infra import Infra, forge_server
 
 B = "runs"
-RUNS = 50
+RUNS = 30
 SANDBOXES = 4
 # The echo model streams at full speed: the figures are the run machinery's, not a model's.
 _ENV = {

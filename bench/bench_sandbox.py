@@ -15,11 +15,11 @@ from bench.infra import ForgeProcess, Infra, forge_server
 
 IMAGE = "forge-sandbox-python:1"
 POOL_SIZE = 2
-WARM_CREATES = 20
+WARM_CREATES = 15
 COLD_CREATES = 12
-EXECS = 80
+EXECS = 50
 EXEC_WARMUP = 10
-RUN_CODES = 20
+RUN_CODES = 15
 
 WARM_CREATE_TARGET_MS = 30.0
 EXEC_P50_TARGET_MS = 50.0

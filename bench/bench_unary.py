@@ -20,12 +20,13 @@ from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from bench.harness import SERVER_CORE, Measured, Report, Row, percentile, run_load, spawn, stop
 from bench.infra import BENCH_SECRET, Infra, forge_server
 
-SECONDS = 5.0
+SECONDS = 4.0
 SHORT_SECONDS = 3.0
 WARMUP_SECONDS = 1.0
 CONCURRENCY = 50
 STATS_FLUSH_SECONDS = 1.5  # PostgreSQL backends report their statistics at most once a second
 TARGET_QPS = 3000
+PEER_RATIO_TARGET = 1.2  # issue 18: a lead over FastAPI that survives a slower machine
 PASSWORD = "Bench-Passw0rd"
 _UVICORN = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 _ECHO = re.compile(rb"echo: serving on port (\d+)")
@@ -212,8 +213,8 @@ async def run(infra: Infra, report: Report) -> None:
             B,
             f"Forge / FastAPI QPS (peer on {best_loop})",
             f"{ratio:.2f}x",
-            "> 1x (ahead)",
-            ratio > 1,
+            f">= {PEER_RATIO_TARGET}x",
+            ratio >= PEER_RATIO_TARGET,
             note=f"CPU per call {forge.cpu_us_per_call:.0f} vs {best.cpu_us_per_call:.0f} µs",
         )
     )
@@ -227,18 +228,6 @@ async def run(infra: Infra, report: Report) -> None:
             f"{cached.qps:,.0f}",
             note=f"{cached.cpu_us_per_call:.0f} µs CPU per call, "
             f"p50 / p99 {cached.p50_ms:.2f} / {cached.p99_ms:.2f} ms",
-        )
-    )
-
-    async with forge_server(infra, {**env, "FORGE_UVLOOP": "false"}) as server:
-        plain = await _measure(server.measured, "unary", {**call, "port": server.port})
-    report.add(
-        Row(
-            B,
-            "GetProject QPS on the asyncio loop (uvloop off)",
-            f"{plain.qps:,.0f}",
-            note=f"uvloop gives {forge.qps / plain.qps:.2f}x QPS, "
-            f"{plain.cpu_us_per_call:.0f} → {forge.cpu_us_per_call:.0f} µs CPU per call",
         )
     )
 
