@@ -26,8 +26,8 @@ from bench.loadgen.chat_clients import forge_world
 from gateway.launcher import EnvoyConfig, EnvoyProcess
 
 B = "envoy"
-ROUNDS = 400
-LOAD_SECONDS = 3.0
+ROUNDS = 300
+LOAD_SECONDS = 2.0
 LOAD_CONCURRENCY = 16
 CHATS = 50
 RELAY = {

@@ -16,7 +16,7 @@ from bench.harness import LOAD_CORE, SERVER_CORE, Report, Row, run_load
 from bench.infra import Infra, forge_server
 
 B = "scaling"
-SECONDS = 4.0
+SECONDS = 3.0
 CHANNELS = 8
 """Connections the load spreads over (the kernel hands each to one worker)."""
 

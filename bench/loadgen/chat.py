@@ -19,8 +19,9 @@ order, each naming its `target`:
   per-token cost is taken out);
 - unary: `calls` GetProject calls on the target's project, `concurrency` at a time: CPU of
   the whole phase (what a chat's fixed cost is compared with, on the same server);
-- levels: streams opened at `open_rate`/s up to each of `levels`; at each, after `settle`
-  s, a `window` of s: CPU, tokens and the gaps between deltas of every 20th stream (a window
+- levels: streams opened at `open_rate`/s up to each of `levels`; at each, once every stream
+  has its first delta (at most `start_timeout` s) and `settle` s more, a `window` of s: CPU,
+  tokens and the gaps between deltas of every 20th stream (a window
   with fewer tokens than the pace makes is taken again, `attempts` windows at most).
 
 Prints one JSON object: {"phases": [result, ...]} in the order given.
@@ -248,6 +249,13 @@ class Runner:
                 sample = len(tasks) % GAP_SAMPLE_EVERY == 0
                 tasks.append(target.start(log, content, sample=sample))
             ramp = time.perf_counter() - ramp_started
+            # Measured once every stream of the level streams (or `start_timeout` s passed).
+            start_deadline = time.perf_counter() + p.get("start_timeout", 0)
+            while not all(c.first_delta or c.ended for c in log.chats):
+                if time.perf_counter() > start_deadline:
+                    break
+                await asyncio.sleep(0.1)
+            started_in = time.perf_counter() - ramp_started
             await asyncio.sleep(settle)
             # This machine is shared: a window in which the processes were starved of CPU
             # (fewer tokens than the pace makes) is measured again, up to `attempts` times.
@@ -266,6 +274,7 @@ class Runner:
                     "level": level,
                     "live": live,
                     "ramp_seconds": ramp,
+                    "started_seconds": started_in,
                     "window": measured,
                     "disturbed_windows": disturbed,
                     "rss": self.cpu.rss(),

@@ -423,7 +423,7 @@ class AsyncForge:
         model: str = "",
         timeout: float | None = None,
     ) -> AsyncIterator[agents.ChatEvent]:
-        """The answer to `content`, event by event (`delta` tokens, then `completed`)."""
+        """The answer to `content`, event by event (`delta`s of its text, then `completed`)."""
         request = agents.ChatRequest(conversation_id=conversation_id, content=content, model=model)
         async for event in self.agents.chat(request, timeout=timeout):
             yield event

@@ -296,7 +296,7 @@ class Forge:
     def chat(
         self, conversation_id: str, content: str, *, model: str = ""
     ) -> Iterator[agents.ChatEvent]:
-        """The answer to `content`, event by event (`delta` tokens, then `completed`)."""
+        """The answer to `content`, event by event (`delta`s of its text, then `completed`)."""
         request = agents.ChatRequest(conversation_id=conversation_id, content=content, model=model)
         yield from self.agents.chat(request)
 
