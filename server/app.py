@@ -252,6 +252,9 @@ class ForgeServer:
             public=[path for b in bindings for path in b.public_paths()],
             unimplemented=[path for b in bindings for path in b.unimplemented_paths()],
             caller_if_given=[path for b in bindings for path in b.caller_if_given_paths()],
+            state_read_by_handler=[
+                path for b in bindings for path in b.state_read_by_handler_paths()
+            ],
         )
         server = grpc.aio.server(
             interceptors=[

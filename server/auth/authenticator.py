@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import store
 from server.auth.tokens import AccessClaims, AccessTokens, digest
-from server.core.context import AuthMethod, Caller
+from server.core.caller_state import caller_from_state
+from server.core.context import AuthMethod, Caller, UnconfirmedCaller
 from server.core.credentials import Credential, CredentialKind
 from server.core.errors import Unauthenticated
 from server.core.timestamps import utcnow
@@ -63,18 +64,22 @@ class DatabaseAuthenticator:
     async def _access_token(self, token: str) -> Caller:
         claims = self._tokens.verify(token)
         state = await store.caller_state(self._sessions, claims.user_id, claims.session_id)
-        if state is None:
-            raise Unauthenticated("the access token is not valid", "TOKEN_INVALID")
-        if state.disabled:
-            raise Unauthenticated("the account is disabled", "USER_DISABLED")
-        if state.session_revoked:
-            raise Unauthenticated("the session has ended; sign in again", "SESSION_REVOKED")
-        return Caller(
-            user_id=claims.user_id,
-            roles=frozenset({state.role}),
-            auth_method=AuthMethod.JWT,
-            session_id=str(claims.session_id) if claims.session_id else None,
+        return caller_from_state(claims.user_id, claims.session_id, state)
+
+    def unconfirmed(self, credential: Credential) -> UnconfirmedCaller | None:
+        """For an access token: its verified claims, the account's state not yet read (the
+        handler reads it with its own first statement); None for other credentials."""
+        if credential.kind is not CredentialKind.BEARER_TOKEN:
+            return None
+        claims = self._tokens.verify(credential.secret)
+        return UnconfirmedCaller(claims.user_id, claims.session_id)
+
+    async def confirm(self, unconfirmed: UnconfirmedCaller) -> Caller:
+        """The caller, once its account's state is read on its own."""
+        state = await store.caller_state(
+            self._sessions, unconfirmed.user_id, unconfirmed.session_id
         )
+        return caller_from_state(unconfirmed.user_id, unconfirmed.session_id, state)
 
     async def _api_key(self, secret: str) -> Caller:
         async with self._sessions() as db:

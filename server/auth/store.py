@@ -6,10 +6,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.caller_state import CallerState, state_of
 from server.core.pagination import Page, keyset
+from server.db.caller_state import CALLER_STATE
 from server.db.models import (
     ApiKey,
     AuditEvent,
@@ -18,7 +20,6 @@ from server.db.models import (
     Session,
     User,
 )
-from server.db.reads import DirectRead
 
 
 async def user_by_email(db: AsyncSession, email: str) -> User | None:
@@ -43,34 +44,12 @@ async def any_user_exists(db: AsyncSession) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class CallerState:
-    disabled: bool
-    role: str
-    session_revoked: bool
-
-
-# Runs on every authenticated call, hence straight on the driver (see DirectRead).
-_CALLER_STATE = DirectRead(
-    select(
-        User.disabled,
-        User.role,
-        select(Session.revoke_time.is_not(None) | (Session.expire_time < func.now()))
-        .where(Session.id == bindparam("session_id"), Session.user_id == User.id)
-        .scalar_subquery(),
-    ).where(User.id == bindparam("user_id"))
-)
-
-
 async def caller_state(
     sessions: async_sessionmaker[AsyncSession], user_id: uuid.UUID, session_id: uuid.UUID | None
 ) -> CallerState | None:
     """One round trip per authenticated call: the user's status and its session's."""
-    row = await _CALLER_STATE.first(sessions, user_id=user_id, session_id=session_id)
-    if row is None:
-        return None
-    disabled, role, session_revoked = row
-    return CallerState(disabled, role, bool(session_revoked) if session_id else False)
+    row = await CALLER_STATE.first(sessions, user_id=user_id, session_id=session_id)
+    return None if row is None else state_of(*row)
 
 
 async def api_key_with_user(db: AsyncSession, secret_hash: bytes) -> tuple[ApiKey, User] | None:

@@ -23,6 +23,7 @@ class ServiceBinding:
     replayed_by_servicer: frozenset[str] = frozenset()
     caller_if_given: frozenset[str] = frozenset()
     admitted: Mapping[str, Admission] = field(default_factory=dict)
+    state_read_by_handler: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -35,6 +36,7 @@ class ServiceBinding:
         replayed_by_servicer: Iterable[str] = (),
         caller_if_given: Iterable[str] = (),
         admitted: Mapping[str, Admission] | None = None,
+        state_read_by_handler: Iterable[str] = (),
     ) -> ServiceBinding:
         """Binds `servicer` (an instance of the generated `<name>Servicer` or a subclass).
 
@@ -43,7 +45,9 @@ class ServiceBinding:
         sent (valid ones; others leave the call anonymous); `replayed_by_servicer` those whose
         request ids the servicer handles itself (server/core/idempotent_calls.py handles the
         others'); `admitted` the streaming RPCs whose opens (up to their first message) an
-        Admission bounds (server/core/admission.py)."""
+        Admission bounds (server/core/admission.py); `state_read_by_handler` the unary RPCs
+        whose handler reads a signed-in caller's account state with its own first statement
+        and confirms the caller (server/core/caller_state.py)."""
         base = getattr(pb2_grpc, f"{name}Servicer")
         if not isinstance(servicer, base):
             raise TypeError(f"{type(servicer).__name__} does not implement {name}")
@@ -56,6 +60,7 @@ class ServiceBinding:
             replayed_by_servicer=frozenset(replayed_by_servicer),
             caller_if_given=frozenset(caller_if_given),
             admitted=dict(admitted or {}),
+            state_read_by_handler=frozenset(state_read_by_handler),
         )
 
     @property
@@ -70,6 +75,9 @@ class ServiceBinding:
 
     def caller_if_given_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.caller_if_given)]
+
+    def state_read_by_handler_paths(self) -> list[str]:
+        return [f"/{self.full_name}/{name}" for name in sorted(self.state_read_by_handler)]
 
     def replayed_by_servicer_paths(self) -> list[str]:
         return [f"/{self.full_name}/{name}" for name in sorted(self.replayed_by_servicer)]

@@ -11,17 +11,22 @@ ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 class CallPolicy:
     """Which methods need no credentials (and which of those still identify a caller who
-    sends valid ones), and which are not built yet."""
+    sends valid ones), which are not built yet, and which read their caller's account state
+    themselves."""
 
     def __init__(
         self,
         public: Iterable[str] = (),
         unimplemented: Iterable[str] = (),
         caller_if_given: Iterable[str] = (),
+        state_read_by_handler: Iterable[str] = (),
     ) -> None:
         self.public = frozenset(public)
         self.unimplemented = frozenset(unimplemented)
         self.caller_if_given = frozenset(caller_if_given)
+        self.state_read_by_handler = frozenset(state_read_by_handler)
+        """Unary methods whose handler reads a signed-in caller's account state itself
+        (server/core/caller_state.py)."""
 
     def is_public(self, method: str) -> bool:
         return method in self.public or method.startswith(ALWAYS_PUBLIC_PREFIXES)

@@ -37,6 +37,16 @@ class Caller:
         return "admin" in self.roles
 
 
+@dataclass(frozen=True)
+class UnconfirmedCaller:
+    """Whom a verified access token names, before its account's state is read: the handler
+    of a method declared `state_read_by_handler` reads that state with its own first
+    statement and confirms the caller (`CallContext.confirm`; core/caller_state.py)."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID | None
+
+
 @dataclass
 class CallContext:
     request_id: str
@@ -46,11 +56,23 @@ class CallContext:
     user_agent: str = ""
     caller: Caller | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    unconfirmed: UnconfirmedCaller | None = None
+    """Set instead of `caller` for a `state_read_by_handler` method called with an access
+    token, until the handler confirms it. (Should a handler not, the interceptor reads the
+    state before anything is answered.)"""
 
     def require_caller(self) -> Caller:
         if self.caller is None:
+            if self.unconfirmed is not None:
+                raise RuntimeError("the caller was not confirmed (see CallContext.confirm)")
             raise Unauthenticated("authentication required", "CREDENTIALS_MISSING")
         return self.caller
+
+    def confirm(self, caller: Caller) -> Caller:
+        """The caller the handler confirmed with its own read of the account's state."""
+        self.caller = caller
+        self.unconfirmed = None
+        return caller
 
 
 _current: ContextVar[CallContext | None] = ContextVar("forge_call_context", default=None)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
-from server.core.context import Caller
+from server.core.context import Caller, UnconfirmedCaller
 from server.core.errors import Unauthenticated
 
 API_KEY_PREFIX = "fk_"
@@ -27,6 +27,15 @@ class Authenticator(Protocol):
     """Turns a credential into a Caller, or raises Unauthenticated with a reason."""
 
     async def authenticate(self, credential: Credential) -> Caller: ...
+
+    def unconfirmed(self, credential: Credential) -> UnconfirmedCaller | None:
+        """For an access token, the caller its verified claims name, whose account's state
+        the handler reads (core/caller_state.py); None: use `authenticate`."""
+        ...
+
+    async def confirm(self, unconfirmed: UnconfirmedCaller) -> Caller:
+        """The caller, its account's state read on its own."""
+        ...
 
 
 def extract_credential(metadata: dict[str, str]) -> Credential | None:

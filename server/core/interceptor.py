@@ -114,9 +114,13 @@ class _CallScope:
         self._started = 0.0
         self.ctx: CallContext | None = None
 
-    async def enter(self, context: Context, admission: Admission | None = None) -> float | None:
+    async def enter(
+        self, context: Context, admission: Admission | None = None, *, defer_state: bool = False
+    ) -> float | None:
         """Binds the call's context and authenticates it; with `admission`, first takes a
-        place in it (returning when), so that a refusal under a burst costs next to nothing."""
+        place in it (returning when), so that a refusal under a burst costs next to nothing.
+        With `defer_state`, a caller with an access token is left for the handler to confirm
+        (core/caller_state.py)."""
         self._started = time.perf_counter()
         request_id = self._metadata.get("x-request-id", "")[:MAX_REQUEST_ID_LENGTH] or _new_id()
         peer = context.peer() or ""
@@ -137,14 +141,14 @@ class _CallScope:
             raise Unimplemented(f"{self._method} is not implemented yet", "NOT_IMPLEMENTED")
         admitted = await admission.enter() if admission is not None else None
         try:
-            await self._authenticate(context, ctx)
+            await self._authenticate(context, ctx, defer_state)
         except BaseException:
             if admitted is not None and admission is not None:
                 admission.leave(admitted)
             raise
         return admitted
 
-    async def _authenticate(self, context: Context, ctx: CallContext) -> None:
+    async def _authenticate(self, context: Context, ctx: CallContext, defer_state: bool) -> None:
         interceptor = self._interceptor
         policy = interceptor._policy
         if policy.is_public(self._method):
@@ -158,9 +162,14 @@ class _CallScope:
             certificate = context.auth_context() if services else {}
             ctx.caller = service_caller(services, certificate, self._method)
             return
-        if interceptor._authenticator is None:
+        authenticator = interceptor._authenticator
+        if authenticator is None:
             raise Unauthenticated("credentials cannot be verified", "TOKEN_INVALID")
-        caller = ctx.caller = await interceptor._authenticator.authenticate(credential)
+        if defer_state:
+            ctx.unconfirmed = authenticator.unconfirmed(credential)
+            if ctx.unconfirmed is not None:
+                return
+        caller = ctx.caller = await authenticator.authenticate(credential)
         if caller.scopes is not None:
             check_api_key_call(self._method, caller.scopes)
 
@@ -174,8 +183,23 @@ class _CallScope:
         with contextlib.suppress(Unauthenticated):
             ctx.caller = await authenticator.authenticate(credential)
 
+    async def confirm_caller(self) -> None:
+        """A caller its handler left unconfirmed (a handler should not) is confirmed now,
+        before anything is answered: UNAUTHENTICATED if its account may no longer call."""
+        ctx = self.ctx
+        authenticator = self._interceptor._authenticator
+        if ctx is not None and ctx.unconfirmed is not None and authenticator is not None:
+            ctx.confirm(await authenticator.confirm(ctx.unconfirmed))
+
     async def fail(self, context: Context, error: BaseException) -> None:
         """Ends the call with the status for `error` (always raises)."""
+        if self.ctx is not None and self.ctx.unconfirmed is not None:
+            # Whatever went wrong, a caller who may no longer call learns only that; one
+            # whose state cannot be read (the database is away) only why.
+            try:
+                await self.confirm_caller()
+            except Exception as unconfirmed:
+                error = unconfirmed
         request_id = self.ctx.request_id if self.ctx else "-"
         if not isinstance(error, ForgeError) and is_database_unavailable(error):
             error = database_unavailable(cause=error)
@@ -301,11 +325,15 @@ def _wrap(handler: Handler, interceptor: CallInterceptor, method: str) -> Handle
         if idempotency is not None:
             behavior = _with_request_ids(behavior, idempotency, method)
 
+        defer_state = method in interceptor._policy.state_read_by_handler
+
         async def unary_unary(request: Any, context: Context) -> Any:
             scope = _CallScope(interceptor, method, _metadata(context))
             try:
-                await scope.enter(context)
+                await scope.enter(context, defer_state=defer_state)
                 response = await behavior(_checked(request), context)
+                if defer_state:
+                    await scope.confirm_caller()
             except asyncio.CancelledError:
                 scope.finish("CANCELLED")
                 raise

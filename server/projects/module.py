@@ -28,6 +28,15 @@ def build(ctx: BuildContext) -> ServiceModule:
     )
     return ServiceModule(
         name="projects",
-        bindings=[ServiceBinding.of(projects_pb2, projects_pb2_grpc, "ProjectService", servicer)],
+        bindings=[
+            ServiceBinding.of(
+                projects_pb2,
+                projects_pb2_grpc,
+                "ProjectService",
+                servicer,
+                # Its one read also reads the caller's account state: one round trip.
+                state_read_by_handler=("GetProject",),
+            )
+        ],
         offers=Offers(system_counters=store.system_counters(), task_board=TaskBoardForRuns(board)),
     )

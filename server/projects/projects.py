@@ -21,7 +21,8 @@ from server.core.access import (
     project_not_found,
     require_project_role,
 )
-from server.core.context import Caller
+from server.core.caller_state import caller_from_state
+from server.core.context import CallContext, Caller
 from server.core.errors import FieldViolation, InvalidArgument, PermissionDenied, Violations
 from server.core.hooks import ProjectDeletionHooks
 from server.core.ids import parse_id
@@ -82,13 +83,23 @@ class Projects:
             )
         return ProjectView.of(project, ProjectRole.OWNER)
 
-    async def get(self, caller: Caller, project_id: str) -> ProjectView:
-        require_id(project_id, "project_id")
-        pid = parse_id(project_id)
-        if pid is None:
-            raise project_not_found()
-        # The hottest read: the access check and the load in one query.
-        view, role = await store.project_with_role(self._sessions, pid, caller.user_id)
+    async def get(self, call: CallContext, project_id: str) -> ProjectView:
+        """The hottest read: the access check and the load in one query, which also reads
+        the caller's account state when the interceptor left that to it
+        (core/caller_state.py)."""
+        unconfirmed = call.unconfirmed
+        if unconfirmed is None:
+            caller = call.require_caller()
+            pid = _project_id(project_id)
+            view, role = await store.project_with_role(self._sessions, pid, caller.user_id)
+        else:
+            pid = _project_id(project_id)  # (a refused caller learns only that: interceptor)
+            state, view, role = await store.project_with_role_and_caller(
+                self._sessions, pid, unconfirmed.user_id, unconfirmed.session_id
+            )
+            caller = call.confirm(
+                caller_from_state(unconfirmed.user_id, unconfirmed.session_id, state)
+            )
         judge_role(caller, view is not None, role, ProjectRole.VIEWER)
         assert view is not None  # judge_role raised otherwise
         return view
@@ -130,3 +141,11 @@ class Projects:
             # The project is gone; finish removing what lives outside the database even if
             # the caller stops waiting.
             await asyncio.shield(ProjectDeletionHooks.run_after_commit(after_commit))
+
+
+def _project_id(project_id: str) -> uuid.UUID:
+    require_id(project_id, "project_id")
+    pid = parse_id(project_id)
+    if pid is None:
+        raise project_not_found()
+    return pid

@@ -68,7 +68,7 @@ class ProjectService(projects_pb2_grpc.ProjectServiceServicer):
     async def GetProject(
         self, request: projects_pb2.GetProjectRequest, context: Context
     ) -> projects_pb2.Project:
-        view = await self._projects.get(current_call().require_caller(), request.project_id)
+        view = await self._projects.get(current_call(), request.project_id)
         return convert.project_to_proto(view)
 
     async def ListProjects(

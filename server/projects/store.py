@@ -23,7 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.access import ProjectRole
+from server.core.caller_state import CallerState, state_of
 from server.core.pagination import Page, keyset
+from server.db.caller_state import caller_state_columns
 from server.db.models import Project, ProjectMember, Task, User
 from server.db.reads import DirectRead
 from server.projects.model import TaskStatus
@@ -63,6 +65,24 @@ _PROJECT_WITH_ROLE = DirectRead(
 )
 
 
+# The same read with the caller's account state (core/caller_state.py), driven by the
+# user's row so that the state comes back whether or not the project exists.
+_PROJECT_WITH_ROLE_AND_CALLER = DirectRead(
+    select(
+        *caller_state_columns(),
+        *Project.__table__.columns,
+        ProjectMember.role.label("member_role"),
+    )
+    .select_from(User)
+    .outerjoin(Project, Project.id == bindparam("project_id"))
+    .outerjoin(
+        ProjectMember,
+        and_(ProjectMember.project_id == Project.id, ProjectMember.user_id == User.id),
+    )
+    .where(User.id == bindparam("user_id"))
+)
+
+
 async def project_with_role(
     sessions: async_sessionmaker[AsyncSession], project_id: uuid.UUID, user_id: uuid.UUID
 ) -> tuple[ProjectView | None, str | None]:
@@ -71,6 +91,29 @@ async def project_with_role(
     row = await _PROJECT_WITH_ROLE.first(sessions, project_id=project_id, user_id=user_id)
     if row is None:
         return None, None
+    return _project_seen(row)
+
+
+async def project_with_role_and_caller(
+    sessions: async_sessionmaker[AsyncSession],
+    project_id: uuid.UUID,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID | None,
+) -> tuple[CallerState | None, ProjectView | None, str | None]:
+    """`project_with_role` and the caller's account state (None: no such user), in one
+    round trip."""
+    row = await _PROJECT_WITH_ROLE_AND_CALLER.first(
+        sessions, project_id=project_id, user_id=user_id, session_id=session_id
+    )
+    if row is None:
+        return None, None, None
+    state = state_of(row["caller_disabled"], row["caller_role"], row["caller_session_revoked"])
+    if row["id"] is None:
+        return state, None, None
+    return (state, *_project_seen(row))
+
+
+def _project_seen(row: Any) -> tuple[ProjectView, str | None]:
     role: str | None = row["member_role"]
     view = ProjectView(
         id=row["id"],
