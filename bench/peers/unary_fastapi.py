@@ -7,7 +7,10 @@ runs the same read as Forge's ProjectService.GetProject (server/projects/project
 project-role check and the project load in one query), over the same engine settings (pool,
 read lane) and the same database. What differs is the framework (FastAPI + uvicorn with uvloop
 and httptools, JSON) and that the JWT is verified on every request, as a FastAPI dependency
-usually does; Forge keeps verified tokens' claims until they expire.
+usually does; Forge keeps verified tokens' claims until they expire, and reads the caller's
+account state in the same statement as the project (core/caller_state.py), where a FastAPI
+dependency reads it on its own. `{"forge_reads": true}` gives the peer both of Forge's ways
+(to show what the framework alone costs; not the peer the issue names).
 
     python -m bench.peers.unary_fastapi '{"database_url": …, "jwt_secret": …, "port": 0}'
 """
@@ -23,9 +26,9 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from bench.loadgen.common import args
 from server.auth import store
 from server.auth.authenticator import VerifiedTokens
-from server.auth.tokens import AccessTokens
+from server.auth.tokens import AccessClaims, AccessTokens
 from server.config import Settings
-from server.core.context import AuthMethod, Caller
+from server.core.context import AuthMethod, CallContext, Caller, UnconfirmedCaller
 from server.core.errors import ForgeError, Unauthenticated
 from server.core.hooks import ProjectDeletionHooks
 from server.db.engine import make_engine, make_session_factory
@@ -46,39 +49,51 @@ engine = make_engine(
     read_lane=defaults.read_lane_connections,
 )
 sessions = make_session_factory(engine)
-# {"jwt_cache": true}: verify each token once until it expires, as Forge does (comparison only).
-verify = VerifiedTokens(tokens).verify if params.get("jwt_cache") else tokens.verify
+# {"forge_reads": true}: verify each token once until it expires, and read the account's
+# state with the project, as Forge does (comparison only).
+forge_reads = bool(params.get("forge_reads"))
+verify = VerifiedTokens(tokens).verify if forge_reads else tokens.verify
 projects = Projects(sessions, ProjectDeletionHooks())
 app = FastAPI()
 
 
-async def current_caller(authorization: Annotated[str, Header()] = "") -> Caller:
+def bearer_claims(authorization: str) -> AccessClaims:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(401, "authentication required")
     try:
-        claims = verify(token)
+        return verify(token)
     except Unauthenticated as error:
         raise HTTPException(401, error.reason) from error
+
+
+async def current_call(authorization: Annotated[str, Header()] = "") -> CallContext:
+    claims = bearer_claims(authorization)
+    call = CallContext(request_id="", method="GetProject")
+    if forge_reads:
+        call.unconfirmed = UnconfirmedCaller(claims.user_id, claims.session_id)
+        return call
     state = await store.caller_state(sessions, claims.user_id, claims.session_id)
     if state is None or state.disabled or state.session_revoked:
         raise HTTPException(401, "the access token is not valid")
-    return Caller(
+    call.caller = Caller(
         user_id=claims.user_id,
         roles=frozenset({state.role}),
         auth_method=AuthMethod.JWT,
         session_id=str(claims.session_id) if claims.session_id else None,
     )
+    return call
 
 
 @app.get("/v1/projects/{project_id}")
 async def get_project(
-    project_id: str, caller: Annotated[Caller, Depends(current_caller)]
+    project_id: str, call: Annotated[CallContext, Depends(current_call)]
 ) -> dict[str, Any]:
     try:
-        view = await projects.get(caller, project_id)
+        view = await projects.get(call, project_id)
     except ForgeError as error:
-        raise HTTPException(404 if error.code.name == "NOT_FOUND" else 403, error.reason) from error
+        status = {"NOT_FOUND": 404, "UNAUTHENTICATED": 401}.get(error.code.name, 403)
+        raise HTTPException(status, error.reason) from error
     return {
         "id": str(view.id),
         "name": view.name,
