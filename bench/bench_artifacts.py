@@ -19,7 +19,7 @@ from tests.fakes.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoS3Serve
 MiB = 2**20
 SIZE = 20 * MiB
 CHUNK = 256 * 1024
-TRANSFERS = 3
+TRANSFERS = 2
 RSS_GROWTH_TARGET = 32 * MiB
 _SERVING = re.compile(rb"forge: serving on port (\d+)")
 # No warm sandboxes (they would compete for the CPU) and a namespace of our own: a server's

@@ -422,8 +422,8 @@ def _capacity_rows(report: Report, capacity: dict[str, Any], idle_rss: int, peak
                 f"{share * 100:.0f} % of a core",
                 f"< {CORE_SHARE_LIMIT * 100:.0f} %" if level["level"] == STREAMS_TARGET else "",
                 ok if level["level"] == STREAMS_TARGET else None,
-                note=f"{level['live']} streams live in the window (all started in "
-                f"{level['started_seconds']:.0f} s), "
+                note=f"{level['live']} streams live in the window ("
+                f"{level['started_seconds']:.0f} s after the first open), "
                 f"{on_time * 100:.0f} % of the paced tokens delivered, gap p50/p99 "
                 f"{_ms(gaps, 50):.0f}/{_ms(gaps, 99):.0f} ms, "
                 f"{_per_token_us(window, 'forge'):.1f} µs/token, client "

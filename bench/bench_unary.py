@@ -21,7 +21,7 @@ from bench.harness import SERVER_CORE, Measured, Report, Row, percentile, run_lo
 from bench.infra import BENCH_SECRET, Infra, forge_server
 
 SECONDS = 4.0
-SHORT_SECONDS = 3.0
+SHORT_SECONDS = 2.0
 WARMUP_SECONDS = 1.0
 CONCURRENCY = 50
 STATS_FLUSH_SECONDS = 1.5  # PostgreSQL backends report their statistics at most once a second

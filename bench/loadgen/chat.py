@@ -20,9 +20,9 @@ order, each naming its `target`:
 - unary: `calls` GetProject calls on the target's project, `concurrency` at a time: CPU of
   the whole phase (what a chat's fixed cost is compared with, on the same server);
 - levels: streams opened at `open_rate`/s up to each of `levels`; at each, once every stream
-  has its first delta (at most `start_timeout` s) and `settle` s more, a `window` of s: CPU,
-  tokens and the gaps between deltas of every 20th stream (a window
-  with fewer tokens than the pace makes is taken again, `attempts` windows at most).
+  has its first delta (at most `start_timeout` s, first level only) and `settle` s more, a
+  `window` of s: CPU, tokens and the gaps between deltas of every 20th stream (a window with
+  fewer tokens than the pace makes is taken again, `attempts` windows at most).
 
 Prints one JSON object: {"phases": [result, ...]} in the order given.
 """
@@ -233,7 +233,12 @@ class Runner:
         rate, settle, seconds = p["open_rate"], p["settle"], p["window"]
         levels: list[int] = p["levels"]
         # Every stream must outlive the last window.
-        total = levels[-1] / rate + len(levels) * (settle + seconds * p["attempts"]) + 10
+        total = (
+            levels[-1] / rate
+            + p.get("start_timeout", 0)
+            + len(levels) * (settle + seconds * p["attempts"])
+            + 10
+        )
         words = int(total * p["tokens_per_second"])
         content = prompt(words)
         target = self.targets[p["target"]]
@@ -250,7 +255,9 @@ class Runner:
                 tasks.append(target.start(log, content, sample=sample))
             ramp = time.perf_counter() - ramp_started
             # Measured once every stream of the level streams (or `start_timeout` s passed).
-            start_deadline = time.perf_counter() + p.get("start_timeout", 0)
+            start_deadline = time.perf_counter() + (
+                p.get("start_timeout", 0) if level == levels[0] else 0
+            )
             while not all(c.first_delta or c.ended for c in log.chats):
                 if time.perf_counter() > start_deadline:
                     break
