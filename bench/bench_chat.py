@@ -37,8 +37,8 @@ CHAT_OPEN_RATIO_TARGET = 4.0  # issue 18: a chat's fixed cost at most 4 GetProje
 LEVELS = [2000, 2500]
 OPEN_RATE = 500
 LEVEL_SETTLE = 2.0
-LEVEL_START_TIMEOUT = 20.0  # for every stream of a level to have started
-LEVEL_WINDOW = 6.0
+LEVEL_START_TIMEOUT = 15.0  # for every stream of a level to have started
+LEVEL_WINDOW = 5.0
 CHANNELS = 8
 
 STREAMS_TARGET = 2000

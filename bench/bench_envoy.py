@@ -29,7 +29,7 @@ B = "envoy"
 ROUNDS = 300
 LOAD_SECONDS = 2.0
 LOAD_CONCURRENCY = 16
-CHATS = 50
+CHATS = 40
 RELAY = {
     "kind": "relay",
     "streams": 100,

@@ -20,7 +20,7 @@ from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from bench.harness import SERVER_CORE, Measured, Report, Row, percentile, run_load, spawn, stop
 from bench.infra import BENCH_SECRET, Infra, forge_server
 
-SECONDS = 4.0
+SECONDS = 3.0
 SHORT_SECONDS = 2.0
 WARMUP_SECONDS = 1.0
 CONCURRENCY = 50
