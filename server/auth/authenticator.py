@@ -63,8 +63,7 @@ class DatabaseAuthenticator:
 
     async def _access_token(self, token: str) -> Caller:
         claims = self._tokens.verify(token)
-        state = await store.caller_state(self._sessions, claims.user_id, claims.session_id)
-        return caller_from_state(claims.user_id, claims.session_id, state)
+        return await self.confirm(UnconfirmedCaller(claims.user_id, claims.session_id))
 
     def unconfirmed(self, credential: Credential) -> UnconfirmedCaller | None:
         """For an access token: its verified claims, the account's state not yet read (the

@@ -16,6 +16,7 @@ import asyncio
 import time
 import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,8 @@ from sqlalchemy.util import greenlet_spawn
 LANE_IDLE_SECONDS = 10.0
 LANE_HOLD_SECONDS = 60.0
 
-_LANES: weakref.WeakKeyDictionary[Engine, ReadLane] = weakref.WeakKeyDictionary()
-_WRITE_LANES: weakref.WeakKeyDictionary[Engine, ReadLane] = weakref.WeakKeyDictionary()
+_LANES: weakref.WeakKeyDictionary[Engine, Lane] = weakref.WeakKeyDictionary()
+_WRITE_LANES: weakref.WeakKeyDictionary[Engine, Lane] = weakref.WeakKeyDictionary()
 
 
 def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
@@ -69,24 +70,7 @@ class DirectRead:
         compiled = self._compile(engine.dialect)
         bound = compiled.bound
         args = [params[name] if name in params else bound[name] for name in compiled.names]
-        lane = _LANES.get(engine.sync_engine)
-        held = await lane.acquire() if lane is not None else None
-        if lane is None or held is None:
-            return await _fetch_pooled(engine, compiled.sql, args)
-        done = False
-        try:
-            row = await held.driver.fetchrow(compiled.sql, *args)
-            done = True
-        except asyncpg.exceptions.InternalClientError:
-            # The server ended this idle connection (e.g. it is shutting down: its FATAL
-            # arrived, the close has not yet), so asyncpg refuses a new query on it. Not a
-            # bug of ours: the read goes to a fresh connection, which tells the truth.
-            pass
-        finally:
-            await lane.release(held, healthy=done)
-        if not done:
-            return await _fetch_pooled(engine, compiled.sql, args)
-        return row
+        return await _run(_LANES, engine, lambda driver: driver.fetchrow(compiled.sql, *args))
 
 
 @dataclass(frozen=True)
@@ -97,15 +81,45 @@ class _Compiled:
     bound: dict[str, Any]  # values bound in the statement itself
 
 
-async def _fetch_pooled(engine: AsyncEngine, sql: str, args: list[Any]) -> Any:
-    """The same read on a connection checked out of the pool for it; on a second one when
-    the server had already ended the first (as on the lane, see `DirectRead.first`)."""
+Statement = Callable[[Any], Awaitable[Any]]
+"""One statement, given the asyncpg connection to run it on."""
+
+
+async def _run(
+    lanes: weakref.WeakKeyDictionary[Engine, Lane], engine: AsyncEngine, statement: Statement
+) -> Any:
+    """`statement` on a connection of the engine's lane in `lanes`, or of the pool when it
+    has none (or it is closed)."""
+    lane = lanes.get(engine.sync_engine)
+    held = await lane.acquire() if lane is not None else None
+    if lane is not None and held is not None:
+        healthy = False
+        try:
+            result = await statement(held.driver)
+            healthy = True
+            return result
+        except asyncpg.exceptions.InternalClientError:
+            # The server ended this idle connection (e.g. it is shutting down: its FATAL
+            # arrived, the close has not yet), so asyncpg refused to send the statement.
+            # Not a bug of ours: it goes to a fresh connection, which tells the truth.
+            pass
+        except asyncpg.PostgresError:
+            healthy = True  # refused by the server; the connection is as good as before
+            raise
+        finally:
+            await lane.release(held, healthy=healthy)
+    return await _pooled(engine, statement)
+
+
+async def _pooled(engine: AsyncEngine, statement: Statement) -> Any:
+    """The statement on a connection checked out of the pool for it; on a second one when
+    the server had already ended the first (as on a lane, see `_run`)."""
     for attempt in (1, 2):
         pooled = await engine.raw_connection()
         try:
             driver = pooled.driver_connection
             assert driver is not None
-            return await driver.fetchrow(sql, *args)
+            return await statement(driver)
         except asyncpg.exceptions.InternalClientError:
             await greenlet_spawn(pooled.invalidate)
             if attempt == 2:
@@ -127,9 +141,10 @@ class _Held:
     used: float
 
 
-class ReadLane:
-    """Up to `size` connections taken from the engine's pool and lent to DirectReads in
-    turn; a read waits (first come, first served) while all are lent."""
+class Lane:
+    """Up to `size` connections taken from the engine's pool and lent to one statement
+    after another (DirectReads, or DirectWrites on the write lane); a statement waits (first
+    come, first served) while all are lent."""
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self._engine = weakref.ref(engine)
@@ -235,8 +250,8 @@ class ReadLane:
 
 def open_read_lane(engine: AsyncEngine, size: int) -> None:
     """The engine's read lane, and its write lane of the same size."""
-    _LANES[engine.sync_engine] = ReadLane(engine, size)
-    _WRITE_LANES[engine.sync_engine] = ReadLane(engine, size)
+    _LANES[engine.sync_engine] = Lane(engine, size)
+    _WRITE_LANES[engine.sync_engine] = Lane(engine, size)
 
 
 async def close_read_lane(engine: AsyncEngine) -> None:
@@ -269,22 +284,4 @@ class DirectWrite:
         engine = engine_of(sessions)
         sql, names = self._sql(engine.dialect)
         args = [params[name] for name in names]
-        lane = _WRITE_LANES.get(engine.sync_engine)
-        held = await lane.acquire() if lane is not None else None
-        if lane is not None and held is not None:
-            healthy = False
-            try:
-                await held.driver.execute(sql, *args)
-                healthy = True
-                return
-            except asyncpg.exceptions.InternalClientError:
-                pass  # not sent: the server had ended this idle connection (see DirectRead)
-            except asyncpg.PostgresError:
-                healthy = True  # refused by the server; the connection is as good as before
-                raise
-            finally:
-                await lane.release(held, healthy=healthy)
-        async with engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None
-            await driver.execute(sql, *args)
+        await _run(_WRITE_LANES, engine, lambda driver: driver.execute(sql, *args))

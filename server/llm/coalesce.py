@@ -28,12 +28,22 @@ from server.llm.base import ProviderEvent, TextDelta
 
 
 class _Text:
-    """Deltas waiting to go out as one; joined once, when it is taken."""
+    """Deltas waiting to go out as one; joined once, when it is taken (a delta nothing was
+    merged into goes out as it came)."""
 
-    __slots__ = ("parts",)
+    __slots__ = ("first", "parts")
 
-    def __init__(self, text: str) -> None:
-        self.parts = [text]
+    def __init__(self, first: TextDelta) -> None:
+        self.first = first
+        self.parts: list[str] | None = None
+
+    def append(self, text: str) -> None:
+        if self.parts is None:
+            self.parts = [self.first.text]
+        self.parts.append(text)
+
+    def taken(self) -> TextDelta:
+        return self.first if self.parts is None else TextDelta("".join(self.parts))
 
 
 class _Ahead:
@@ -51,9 +61,9 @@ class _Ahead:
         queue = self.queue
         if type(event) is TextDelta:
             if queue and type(last := queue[-1]) is _Text:
-                last.parts.append(event.text)
+                last.append(event.text)
                 return
-            queue.append(_Text(event.text))
+            queue.append(_Text(event))
         else:
             queue.append(event)
         self._wake()
@@ -97,8 +107,7 @@ async def coalesced(
             if queue:
                 item = queue.popleft()
                 if type(item) is _Text:
-                    parts = item.parts
-                    yield TextDelta(parts[0] if len(parts) == 1 else "".join(parts))
+                    yield item.taken()
                 else:
                     yield item  # type: ignore[misc]  # (not a _Text, so a ProviderEvent)
             elif ahead.ended:
