@@ -1,12 +1,14 @@
-"""Artifacts from chat answers: each fenced code block of a completed answer becomes an
-artifact of its conversation, or, when an artifact of that conversation already has the
-block's file name, its next version (unless the content is unchanged)."""
+"""Artifacts from chat answers: each file the fenced code blocks of a completed answer show
+(several blocks of one file consolidated into one, see consolidate.py) becomes an artifact
+of its conversation, or, when an artifact of that conversation already has the file's name,
+its next version (unless the content is unchanged)."""
 
 from __future__ import annotations
 
 import uuid
 
 from server.artifacts import store
+from server.artifacts.consolidate import consolidate
 from server.artifacts.core import ArtifactsCore
 from server.artifacts.extract import CodeBlock, extract_code_blocks
 from server.artifacts.kinds import Kind, Origin
@@ -26,7 +28,7 @@ class ChatExtraction:
         limit = self._core.limits.max_upload_bytes
         blocks = [
             (block, block.content.encode())
-            for block in extract_code_blocks(answer.text)
+            for block in consolidate(extract_code_blocks(answer.text))
             if len(block.content.encode()) <= limit
         ]
         if not blocks:

@@ -52,6 +52,9 @@ class CodeBlock:
     content_type: str
     complete: bool = True
     """False when the answer ended inside the block (the fence was never closed)."""
+    named: bool = False
+    """True when the answer named the file (a hint or the info string); False when the
+    name came from the language."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,7 @@ def _make_block(
         kind=spec.kind,
         content_type=spec.content_type,
         complete=complete,
+        named=requested is not None,
     )
 
 

@@ -136,6 +136,77 @@ async def test_each_code_block_becomes_an_artifact_and_a_rewrite_a_version(
     assert elsewhere[0].latest_version == 1
 
 
+THREE_PIECES_OF_ONE_FILE = """Let's build `shop.py` step by step. The model:
+
+```python
+# file: shop.py
+from dataclasses import dataclass
+
+
+@dataclass
+class Item:
+    name: str
+    price: int
+```
+
+The total, which needs `sum` over items:
+
+```python
+# file: shop.py
+from dataclasses import dataclass
+
+
+def total(items: list[Item]) -> int:
+    return sum(item.price for item in items)
+```
+
+And running it:
+
+```python
+# file: shop.py
+if __name__ == "__main__":
+    print(total([Item("tea", 3), Item("cake", 4)]))
+```
+"""
+
+
+async def test_three_blocks_of_one_file_make_one_consolidated_artifact(
+    listener: ArtifactAnswerListener, team: Team
+) -> None:
+    made = list(
+        await listener.answer_completed(answer(team, uuid.uuid4(), THREE_PIECES_OF_ONE_FILE))
+    )
+
+    assert [(a.filename, a.latest_version, a.title) for a in made] == [
+        ("shop.py", 1, "Let's build shop.py step by step. The model")
+    ]
+    assert made[0].sha256 == sha256(SHOP_PY.encode())
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(compile(SHOP_PY, "shop.py", "exec"), namespace)  # noqa: S102 - the test's own text
+    total, item = namespace["total"], namespace["Item"]
+    assert callable(total)
+    assert callable(item)
+    assert total([item("bread", 2)]) == 2
+
+
+SHOP_PY = """from dataclasses import dataclass
+
+
+@dataclass
+class Item:
+    name: str
+    price: int
+
+
+def total(items: list[Item]) -> int:
+    return sum(item.price for item in items)
+
+
+if __name__ == "__main__":
+    print(total([Item("tea", 3), Item("cake", 4)]))
+"""
+
+
 async def test_answers_without_code_make_nothing(
     listener: ArtifactAnswerListener, team: Team
 ) -> None:
