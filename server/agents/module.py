@@ -14,7 +14,6 @@ from server.agents.catalog import ModelCatalog
 from server.agents.chat import Chats
 from server.agents.chat_retries import ChatRetries
 from server.agents.conversations import Conversations
-from server.agents.key_sealing import KeySealer
 from server.agents.profiles import AgentProfiles
 from server.agents.provider_key_use import ProviderKeyUse
 from server.agents.provider_keys import ProviderKeys
@@ -29,6 +28,7 @@ from server.core.admission import Admission
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
+from server.core.sealing import KeySealer
 from server.core.tasks import TaskSupervisor
 from server.llm import ProviderRegistry
 from server.llm.keyed import KeyedProviders

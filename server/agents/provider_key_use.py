@@ -22,10 +22,11 @@ from pydantic import SecretStr
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.agents.key_sealing import KeySealer, KeyUnavailable, RowBinding, Sealed
+from server.agents.key_binding import RowBinding
 from server.core.access import ProjectRole, project_not_found, require_project_role
 from server.core.context import Caller
 from server.core.ids import parse_id
+from server.core.sealing import KeySealer, KeyUnavailable, Sealed
 from server.db.engine import reading
 from server.db.provider_key_models import ProviderKeyRow
 from server.llm.echo import ECHO

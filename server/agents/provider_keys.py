@@ -2,7 +2,7 @@
 
 A user stores a key of their own (any signed-in user), a project's owners one for the
 project; one key per owner and provider (replacing one is delete, then create). The key is
-sealed at rest (key_sealing.py), shown back only as its first characters, and used for the
+sealed at rest (server/core/sealing.py), shown back only as its first characters, and used for the
 owner's calls in preference to the server's key (provider_key_use.py). Creating and
 deleting are audit-logged in the same transaction; the key itself is never logged, stored
 in the clear, or put in an error message.
@@ -19,13 +19,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.agents.key_sealing import KeySealer, RowBinding
+from server.agents.key_binding import RowBinding
 from server.core.access import ProjectRole, project_not_found, require_project_role
 from server.core.audit_log import record_audit_event
 from server.core.context import Caller
 from server.core.errors import AlreadyExists, NotFound, Violations
 from server.core.ids import new_id, parse_id
 from server.core.pagination import Listed, Page, keyset, listed
+from server.core.sealing import KeySealer
 from server.db.engine import reading
 from server.db.provider_key_models import ProviderKeyRow
 

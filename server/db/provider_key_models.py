@@ -33,7 +33,7 @@ class ProviderKeyRow(Base):
     key_prefix: Mapped[str] = mapped_column(String(16))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     encryption_key_id: Mapped[str] = mapped_column(String(16))
-    """Which key-encryption key sealed it (key_sealing.key_id_of)."""
+    """Which key-encryption key sealed it (server/core/sealing.py key_id_of)."""
     creator_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )

@@ -1,4 +1,4 @@
-"""Provider keys at rest (server/agents/key_sealing.py): AES-256-GCM bound to the row,
+"""Provider keys at rest (server/core/sealing.py): AES-256-GCM bound to the row,
 rotation, and the configurations the server refuses to start with."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from server.agents.key_sealing import KeySealer, KeyUnavailable, RowBinding, Sealed, key_id_of
+from server.agents.key_binding import RowBinding
 from server.config import Settings
 from server.core.keys import InsecureConfiguration
+from server.core.sealing import KeySealer, KeyUnavailable, Sealed, key_id_of
 
 SECRET = b"s" * 32
 

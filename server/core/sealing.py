@@ -1,12 +1,13 @@
-"""Provider keys at rest: AES-256-GCM under key-encryption keys from Settings.
+"""Secrets at rest (users' and projects' provider keys, deploy targets' tokens): AES-256-GCM
+under key-encryption keys from Settings.
 
 `Settings.provider_key_encryption_keys`: base64 keys of 32 bytes; the first seals, every one
-opens (rotation: docs/provider-keys.md). Each stored key records the id of the key that
+opens (rotation: docs/provider-keys.md). Each stored secret records the id of the key that
 sealed it (the first 8 hex digits of the SHA-256 of that key), and its associated data
-binds the ciphertext to its row (id, owner, provider): moved to another row, it no longer
-opens. In development with no keys configured, one is derived from the server secret (and
-still opens what it sealed once keys are configured); in production the server then refuses
-to start.
+binds the ciphertext to its row (a `Binding`: id, owner, what it is for): moved to another
+row, it no longer opens. In development with no keys configured, one is derived from the
+server secret (and still opens what it sealed once keys are configured); in production the
+server then refuses to start.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import binascii
 import hashlib
 import hmac
 import os
-import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,18 +43,10 @@ class Sealed:
     key_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class RowBinding:
-    """What a ciphertext is bound to (its associated data)."""
+class Binding(Protocol):
+    """What a ciphertext is bound to: its row, as associated data."""
 
-    row_id: uuid.UUID
-    user_id: uuid.UUID | None
-    project_id: uuid.UUID | None
-    provider: str
-
-    def associated_data(self) -> bytes:
-        owner = f"user:{self.user_id}" if self.user_id else f"project:{self.project_id}"
-        return f"forge provider key v1\n{self.row_id}\n{owner}\n{self.provider}".encode()
+    def associated_data(self) -> bytes: ...
 
 
 def key_id_of(key: bytes) -> str:
@@ -107,13 +100,13 @@ class KeySealer:
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
-    def seal(self, binding: RowBinding, plain: str) -> Sealed:
+    def seal(self, binding: Binding, plain: str) -> Sealed:
         nonce = os.urandom(NONCE_BYTES)
         aead = self._keys[self.current_key_id]
         sealed = aead.encrypt(nonce, plain.encode(), binding.associated_data())
         return Sealed(nonce + sealed, self.current_key_id)
 
-    def open(self, binding: RowBinding, sealed: Sealed) -> str:
+    def open(self, binding: Binding, sealed: Sealed) -> str:
         aead = self._keys.get(sealed.key_id)
         if aead is None:
             raise KeyUnavailable(f"sealed with key {sealed.key_id}, which is not configured")
