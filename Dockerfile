@@ -18,6 +18,9 @@ FROM python:3.11-slim AS server
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=/app:/app/gen/python \
     FORGE_ENVIRONMENT=production FORGE_DATA_DIR=/var/lib/forge
 WORKDIR /app
+# git: the GitHub Pages deploy target pushes sites with it
+RUN apt-get update && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY server server
 COPY gateway gateway

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from server.config_builds import BuildSettings
+from server.config_deployments import DeploymentSettings
 from server.config_docker import DockerSettings
 from server.config_models import ModelSettings
 from server.config_parsing import comma_list
@@ -18,7 +20,15 @@ from server.config_workers import WorkerSettings
 MiB = 1024 * 1024
 
 
-class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, DockerSettings):
+class Settings(
+    ModelSettings,
+    TelemetrySettings,
+    TlsSettings,
+    WorkerSettings,
+    DockerSettings,
+    BuildSettings,
+    DeploymentSettings,
+):
     """Forge server settings. Each option is also read from the environment as
     FORGE_<OPTION> (upper case, underscores), e.g. FORGE_DATABASE_URL."""
 
@@ -42,6 +52,11 @@ class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, Do
     )
     data_dir: Path = Field(
         Path(".forge"), description="local state: embedded database, generated secrets, blobs"
+    )
+    public_url: str = Field(
+        "",
+        description="where clients reach the REST gateway, e.g. https://forge.example.com; links "
+        "the server hands out (previews) start with it (empty: they are paths on the gateway)",
     )
     log_level: str = Field("INFO", description="root log level")
     log_format: Literal["json", "text"] = Field("json", description="structured JSON or plain text")
@@ -172,6 +187,9 @@ class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, Do
         "Memory per upload in flight is one part",
     )
     max_upload_bytes: int = Field(50 * MiB, ge=0, description="largest artifact upload")
+    max_tree_files: int = Field(
+        2000, ge=1, description="most files in one version of a tree (multi-file) artifact"
+    )
     upload_allowed_content_types: list[str] = Field(
         default_factory=lambda: [
             "text/*",
@@ -215,7 +233,7 @@ class Settings(ModelSettings, TelemetrySettings, TlsSettings, WorkerSettings, Do
         "only touches its own namespace, so servers sharing an engine need distinct values",
     )
     sandbox_python_image: str = Field("forge-sandbox-python:1", description="python runtime")
-    sandbox_node_image: str = Field("forge-sandbox-node:1", description="node runtime")
+    sandbox_node_image: str = Field("forge-sandbox-node:2", description="node runtime")
     sandbox_pool_size: int = Field(2, ge=0, le=64, description="warm containers per runtime")
     sandbox_pool_sizes: dict[str, int] = Field(
         default_factory=dict,

@@ -6,6 +6,7 @@ from server.agents import module as agents
 from server.artifacts import module as artifacts
 from server.auth import module as auth
 from server.core.module import ModuleBuilder
+from server.deployments import module as deployments
 from server.projects import module as projects
 from server.sandbox import module as sandbox
 
@@ -15,4 +16,5 @@ SERVICE_MODULES: tuple[ModuleBuilder, ...] = (
     agents.build,
     sandbox.build,
     artifacts.build,
+    deployments.build,
 )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SERVER = Path(__file__).resolve().parents[1] / "server"
-SERVICE_PACKAGES = frozenset({"auth", "projects", "agents", "sandbox", "artifacts"})
+SERVICE_PACKAGES = frozenset({"auth", "projects", "agents", "sandbox", "artifacts", "deployments"})
 MAX_LINES = 450
 
 ALLOWED_CROSS_SERVICE_IMPORTS: frozenset[tuple[str, str]] = frozenset()

@@ -92,6 +92,53 @@ ADDED_AFTER_THE_PLAN = {
     ("forge.sandbox.v1.SandboxService", "CancelExecution"): (
         "POST /v1/sandboxes/{sandbox_id}/executions/{execution_id}:cancel"
     ),
+    # Build, preview and deploy (issue 19): tree (multi-file) artifacts.
+    ("forge.artifacts.v1.ArtifactService", "ListArtifactFiles"): (
+        "GET /v1/artifacts/{artifact_id}/files"
+    ),
+    ("forge.artifacts.v1.ArtifactService", "DownloadArtifactArchive"): (
+        "GET /v1/artifacts/{artifact_id}:archive"
+    ),
+    # Build, preview and deploy (issue 19): builds and previews.
+    ("forge.artifacts.v1.ArtifactService", "BuildArtifact"): (
+        "POST /v1/artifacts/{artifact_id}:build"
+    ),
+    ("forge.artifacts.v1.ArtifactService", "GetBuild"): "GET /v1/builds/{build_id}",
+    ("forge.artifacts.v1.ArtifactService", "ListBuilds"): "GET /v1/artifacts/{artifact_id}/builds",
+    ("forge.artifacts.v1.ArtifactService", "GetPreviewUrl"): (
+        "GET /v1/artifacts/{artifact_id}:previewUrl"
+    ),
+    ("forge.artifacts.v1.ArtifactService", "GetPreviewFile"): (
+        "GET /v1/previews/{preview_token}/{path=**}"
+    ),
+    # Build, preview and deploy (issue 19): deployments to static hosting.
+    ("forge.deployments.v1.DeploymentService", "CreateDeployTarget"): (
+        "POST /v1/projects/{project_id}/deployTargets"
+    ),
+    ("forge.deployments.v1.DeploymentService", "GetDeployTarget"): (
+        "GET /v1/deployTargets/{deploy_target_id}"
+    ),
+    ("forge.deployments.v1.DeploymentService", "ListDeployTargets"): (
+        "GET /v1/projects/{project_id}/deployTargets"
+    ),
+    ("forge.deployments.v1.DeploymentService", "DeleteDeployTarget"): (
+        "DELETE /v1/deployTargets/{deploy_target_id}"
+    ),
+    ("forge.deployments.v1.DeploymentService", "CreateDeployment"): (
+        "POST /v1/projects/{project_id}/deployments"
+    ),
+    ("forge.deployments.v1.DeploymentService", "GetDeployment"): (
+        "GET /v1/deployments/{deployment_id}"
+    ),
+    ("forge.deployments.v1.DeploymentService", "ListDeployments"): (
+        "GET /v1/projects/{project_id}/deployments"
+    ),
+    ("forge.deployments.v1.DeploymentService", "DeleteDeployment"): (
+        "DELETE /v1/deployments/{deployment_id}"
+    ),
+    ("forge.deployments.v1.DeploymentService", "WatchDeployment"): (
+        "GET /v1/deployments/{deployment_id}:watch"
+    ),
 }
 """RPCs the contract gained after API.md was written (API.md is the starting plan and is not
 edited here); each keeps the AIP style and has its REST route."""

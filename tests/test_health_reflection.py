@@ -23,6 +23,7 @@ FORGE_SERVICES = [
     "forge.agents.v1.AgentService",
     "forge.sandbox.v1.SandboxService",
     "forge.artifacts.v1.ArtifactService",
+    "forge.deployments.v1.DeploymentService",
 ]
 
 

@@ -1,9 +1,11 @@
 """The bytes of artifact versions: inline reads, chunked downloads, streamed uploads and
-presigned download URLs. Large content is never held whole: uploads stream into the blob
-store as they arrive, downloads stream out of it in 64 KiB chunks."""
+presigned download URLs; with a path, one file of a version (files.py). Large content is
+never held whole: uploads stream into the blob store as they arrive, downloads stream out of
+it in 64 KiB chunks."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
@@ -11,18 +13,29 @@ from datetime import datetime, timedelta
 
 from server.artifacts import store, validation
 from server.artifacts.access import artifact_for
-from server.artifacts.core import ArtifactsCore, version_conflict, version_of
-from server.artifacts.kinds import Origin
+from server.artifacts.core import (
+    ArtifactsCore,
+    checked_version_request,
+    version_conflict,
+    version_of,
+)
+from server.artifacts.files import file_at, single_file
+from server.artifacts.kinds import Kind, Origin
 from server.artifacts.storage import BlobStream
 from server.artifacts.storage.base import normalize_sha256
 from server.artifacts.storage.errors import upload_too_large
 from server.artifacts.validation import Fields
-from server.artifacts.views import ArtifactView, VersionView
+from server.artifacts.views import ArtifactView, FileView, VersionView
 from server.core.access import ProjectRole, require_project_role
 from server.core.context import Caller
-from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, Violations
+from server.core.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    Violations,
+)
 from server.core.timestamps import utcnow
-from server.db.artifact_models import ArtifactRow
+from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
 
 CONTENT_TOO_LARGE = "CONTENT_TOO_LARGE"
 MAX_URL_TTL = timedelta(days=7)  # SigV4's limit
@@ -44,7 +57,18 @@ class UploadSpec:
 @dataclass(frozen=True)
 class Download:
     version: VersionView
+    """The version, its size, SHA-256 and content type those of the bytes streamed."""
     stream: BlobStream
+
+
+def _describing(version: ArtifactVersionRow, file: FileView) -> VersionView:
+    """The version, with the size, hash and content type of the bytes sent for it."""
+    return dataclasses.replace(
+        VersionView.of(version),
+        size_bytes=file.size_bytes,
+        sha256=file.sha256,
+        content_type=file.content_type,
+    )
 
 
 class ArtifactContent:
@@ -52,37 +76,57 @@ class ArtifactContent:
         self._core = core
 
     async def read(
-        self, caller: Caller, artifact_id: str, version: int
+        self, caller: Caller, artifact_id: str, version: int, path: str = ""
     ) -> tuple[VersionView, bytes]:
-        """A version's bytes in one piece (for content that fits in one message)."""
-        aid = _checked_version_request(artifact_id, version)
+        """A version's bytes in one piece (for content that fits in one message): its
+        content (a tree's manifest), or with `path` one of its files."""
+        aid = checked_version_request(artifact_id, version)
         async with self._core.sessions() as db:
             artifact = await artifact_for(db, caller, aid, ProjectRole.VIEWER)
             row = await version_of(db, artifact, version)
+            file = await file_at(db, artifact, row, path) if path else None
+        if file is None and artifact.kind == Kind.TREE.value:
+            manifest = await self._core.blobs.read(row.sha256)
+            self._check_inline(len(manifest))
+            return dataclasses.replace(VersionView.of(row), size_bytes=len(manifest)), manifest
+        file = file or single_file(artifact, row)
+        self._check_inline(file.size_bytes)
+        return _describing(row, file), await self._core.blobs.read(file.sha256)
+
+    def _check_inline(self, size: int) -> None:
         limit = self._core.limits.max_inline_bytes
-        if row.size_bytes > limit:
+        if size > limit:
             raise FailedPrecondition(
-                f"the content has {row.size_bytes} bytes, more than fit in one response "
+                f"the content has {size} bytes, more than fit in one response "
                 f"({limit}): use DownloadArtifact or GetDownloadUrl",
                 CONTENT_TOO_LARGE,
-                {"size_bytes": str(row.size_bytes), "max_bytes": str(limit)},
+                {"size_bytes": str(size), "max_bytes": str(limit)},
             )
-        return VersionView.of(row), await self._core.blobs.read(row.sha256)
 
-    async def open(self, caller: Caller, artifact_id: str, version: int, offset: int) -> Download:
-        """A version's bytes from `offset` as 64 KiB chunks. Close the stream when done."""
-        aid = _checked_version_request(artifact_id, version)
+    async def open(
+        self, caller: Caller, artifact_id: str, version: int, offset: int, path: str = ""
+    ) -> Download:
+        """A version's bytes (or with `path` one of its files' bytes) from `offset` as 64 KiB
+        chunks. Close the stream when done."""
+        aid = checked_version_request(artifact_id, version)
         if offset < 0:
             raise InvalidArgument.of([FieldViolation("offset", "must not be negative")])
         async with self._core.sessions() as db:
             artifact = await artifact_for(db, caller, aid, ProjectRole.VIEWER)
             row = await version_of(db, artifact, version)
-        return Download(VersionView.of(row), await self._core.blobs.open(row.sha256, offset))
+            file = await file_at(db, artifact, row, path) if path else None
+        if file is None and artifact.kind == Kind.TREE.value:
+            stream = await self._core.blobs.open(row.sha256, offset)
+            return Download(
+                dataclasses.replace(VersionView.of(row), size_bytes=stream.size), stream
+            )
+        file = file or single_file(artifact, row)
+        return Download(_describing(row, file), await self._core.blobs.open(file.sha256, offset))
 
     async def download_url(
         self, caller: Caller, artifact_id: str, version: int, ttl: timedelta | None
     ) -> tuple[str, datetime]:
-        aid = _checked_version_request(artifact_id, version)
+        aid = checked_version_request(artifact_id, version)
         lifetime = ttl if ttl is not None else self._core.limits.default_url_ttl
         if not timedelta(seconds=1) <= lifetime <= MAX_URL_TTL:
             raise InvalidArgument.of([FieldViolation("ttl", "must be between 1 second and 7 days")])
@@ -142,10 +186,14 @@ class ArtifactContent:
         if spec.size_bytes > limits.max_upload_bytes:
             raise upload_too_large(limits.max_upload_bytes)
 
+        if checked is not None and checked.kind is Kind.TREE:
+            raise _upload_not_for_trees("metadata.artifact.kind")
         # Refuse before a byte is stored; the recording transaction checks again.
         async with self._core.sessions() as db:
             if existing_id is not None:
                 current = await artifact_for(db, caller, existing_id, ProjectRole.EDITOR)
+                if current.kind == Kind.TREE.value:
+                    raise _upload_not_for_trees("metadata.artifact_id")
                 if spec.base_version != current.latest_version:
                     raise version_conflict(spec.base_version, current.latest_version)
                 content_type = declared_type or current.content_type
@@ -194,14 +242,16 @@ class ArtifactContent:
             return ArtifactView.of(row)
 
 
-def _checked_version_request(artifact_id: str, version: int) -> uuid.UUID:
-    violations = Violations()
-    aid = validation.required_id(artifact_id, "artifact_id", violations)
-    if version < 0:
-        violations.add("version", "must be a version number, or 0 for the latest")
-    violations.raise_if_any()
-    assert aid is not None
-    return aid
+def _upload_not_for_trees(field_path: str) -> InvalidArgument:
+    return InvalidArgument.of(
+        [
+            FieldViolation(
+                field_path,
+                "a tree artifact takes files, not uploaded content: use CreateArtifact or "
+                "UpdateArtifact with `files`",
+            )
+        ]
+    )
 
 
 def _download_name(artifact: ArtifactRow) -> str:

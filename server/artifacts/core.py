@@ -8,15 +8,16 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.artifacts import store
+from server.artifacts import store, validation
 from server.artifacts.access import version_not_found
 from server.artifacts.blobrefs import BlobKeeper
 from server.artifacts.byte_shares import ByteShares
 from server.artifacts.storage import BlobStore
+from server.artifacts.trees import TreeWriter
 from server.config import Settings
-from server.core.errors import Aborted, FieldViolation, InvalidArgument
+from server.core.errors import Aborted, FieldViolation, InvalidArgument, Violations
 from server.core.hooks import Port
-from server.core.ports import AgentRecordsPort
+from server.core.ports import AgentRecordsPort, SandboxPort
 from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
 
 VERSION_CONFLICT = "VERSION_CONFLICT"
@@ -31,6 +32,7 @@ class Limits:
     allowed_content_types: tuple[str, ...]
     max_inline_bytes: int
     default_url_ttl: timedelta
+    max_tree_files: int = 2000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -39,6 +41,7 @@ class Limits:
             allowed_content_types=tuple(settings.upload_allowed_content_types),
             max_inline_bytes=max(settings.max_message_bytes - _INLINE_OVERHEAD, 0),
             default_url_ttl=timedelta(seconds=settings.presign_expiry_seconds),
+            max_tree_files=settings.max_tree_files,
         )
 
 
@@ -51,10 +54,14 @@ class ArtifactsCore:
     """Each user's share of artifact storage (byte_shares.py)."""
     agent_records: Port[AgentRecordsPort] | None = None
     """Whether an artifact's sources (conversation, message, run) are its project's."""
+    sandbox: Port[SandboxPort] | None = None
+    """Where a tree made of a sandbox directory is read from."""
     keeper: BlobKeeper = field(init=False)
+    trees: TreeWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.keeper = BlobKeeper(self.blobs, self.sessions)
+        self.trees = TreeWriter(self.blobs, self.keeper)
 
 
 async def check_sources(
@@ -92,3 +99,14 @@ async def version_of(db: AsyncSession, artifact: ArtifactRow, number: int) -> Ar
     if row is None:
         raise version_not_found(wanted)
     return row
+
+
+def checked_version_request(artifact_id: str, version: int) -> uuid.UUID:
+    """A read request's `artifact_id` and `version` checked (0 is the latest)."""
+    violations = Violations()
+    aid = validation.required_id(artifact_id, "artifact_id", violations)
+    if version < 0:
+        violations.add("version", "must be a version number, or 0 for the latest")
+    violations.raise_if_any()
+    assert aid is not None
+    return aid

@@ -9,6 +9,8 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+TREE_CONTENT_TYPE = "application/vnd.forge.tree+json"
+"""A tree version's content: its manifest."""
 
 
 class Kind(StrEnum):
@@ -18,6 +20,8 @@ class Kind(StrEnum):
     MARKDOWN = "markdown"
     IMAGE = "image"
     FILE = "file"
+    TREE = "tree"
+    """A tree of files (a multi-file project): trees.py."""
 
 
 class Origin(StrEnum):

@@ -2,7 +2,8 @@
 
 Offers a project-deletion hook, the chat answer listener (code blocks become artifacts),
 its system counters and the artifact port agent runs save through; consumes the usage
-ledger (GenerateImage is charged to the caller). Its health follows the blob store (and,
+ledger (GenerateImage is charged to the caller) and the sandbox port (a tree artifact made
+of a sandbox directory). Its health follows the blob store (and,
 like every service's, the database)."""
 
 from __future__ import annotations
@@ -10,19 +11,23 @@ from __future__ import annotations
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 
 from server.artifacts import store
+from server.artifacts.builds import Builds
 from server.artifacts.byte_shares import ByteShares
 from server.artifacts.chat import ChatExtraction
 from server.artifacts.cleanup import ProjectArtifactsCleanup
 from server.artifacts.content import ArtifactContent
 from server.artifacts.core import ArtifactsCore, Limits
+from server.artifacts.files import ArtifactFiles
 from server.artifacts.generation import ImageArtifacts
 from server.artifacts.lifecycle import ArtifactsLifecycle
 from server.artifacts.listener import ChatArtifactListener
 from server.artifacts.manager import ArtifactManager
 from server.artifacts.port import ArtifactsForRuns
+from server.artifacts.previews import Previews, PreviewTokens
 from server.artifacts.service import ArtifactAnswerListener, ArtifactService
 from server.artifacts.storage import make_blob_store
 from server.artifacts.storage.health import BlobStoreHealth
+from server.builds.limits import BuildLimits
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
 from server.core.limits import UserShares
@@ -40,6 +45,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         Limits.from_settings(settings),
         ByteShares(UserShares(ctx.hooks.limits, settings)),
         ctx.hooks.agent_records,
+        ctx.hooks.sandbox,
     )
     manager = ArtifactManager(core)
     generator = ImageGenerator(settings)
@@ -48,11 +54,21 @@ def build(ctx: BuildContext) -> ServiceModule:
         ArtifactContent(core),
         ImageArtifacts(core, manager, generator, ctx.hooks.usage, ctx.hooks.own_keys),
         ctx.page_tokens,
+        ArtifactFiles(core),
+        Builds(core, BuildLimits.from_settings(settings)),
+        Previews(core, PreviewTokens(ctx.secret), settings.public_url),
     )
     return ServiceModule(
         name="artifacts",
         bindings=[
-            ServiceBinding.of(artifacts_pb2, artifacts_pb2_grpc, "ArtifactService", servicer)
+            ServiceBinding.of(
+                artifacts_pb2,
+                artifacts_pb2_grpc,
+                "ArtifactService",
+                servicer,
+                # A preview's signed link is its credential (previews.py).
+                public_methods=["GetPreviewFile"],
+            )
         ],
         # Opens the blob store (S3 client) and closes the image client; health probes the
         # store while it is open.

@@ -12,7 +12,10 @@ from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
 
 from server.artifacts import convert, kinds
+from server.artifacts.build_rpcs import BuildRpcs
+from server.artifacts.builds import Builds
 from server.artifacts.content import ArtifactContent, UploadSpec
+from server.artifacts.files import ArtifactFiles
 from server.artifacts.generation import ImageArtifacts, ImageSpec
 from server.artifacts.listener import ChatArtifactListener
 from server.artifacts.manager import (
@@ -20,10 +23,12 @@ from server.artifacts.manager import (
     ArtifactManager,
     ArtifactQuery,
     ListFilters,
+    SandboxDirectory,
     Sources,
     artifact_query,
     checked_artifact_id,
 )
+from server.artifacts.previews import Previews
 from server.artifacts.validation import Fields
 from server.core.context import current_call
 from server.core.errors import FieldViolation, InvalidArgument
@@ -63,18 +68,24 @@ def _list_filters(query: ArtifactQuery) -> dict[str, str]:
     }
 
 
-class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
+class ArtifactService(BuildRpcs, artifacts_pb2_grpc.ArtifactServiceServicer):
     def __init__(
         self,
         manager: ArtifactManager,
         content: ArtifactContent,
         images: ImageArtifacts,
         page_tokens: PageTokens,
+        files: ArtifactFiles,
+        builds: Builds,
+        previews: Previews,
     ) -> None:
         self._manager = manager
         self._content = content
+        self._files = files
         self._images = images
         self._pages = page_tokens
+        self._builds = builds
+        self._previews = previews
 
     async def CreateArtifact(
         self, request: artifacts_pb2.CreateArtifactRequest, context: Context
@@ -86,6 +97,10 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
             convert.fields_from_proto(artifact, "artifact"),
             Sources(artifact.conversation_id, artifact.message_id, artifact.run_id),
             request.content,
+            convert.files_from_proto(request.files),
+            SandboxDirectory(request.source_directory.sandbox_id, request.source_directory.path)
+            if request.HasField("source_directory")
+            else None,
         )
         return convert.artifact_to_proto(created)
 
@@ -130,6 +145,7 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
             fields,
             content,
             request.base_version,
+            convert.files_from_proto(request.files),
         )
         return convert.artifact_to_proto(updated)
 
@@ -157,7 +173,7 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
         self, request: artifacts_pb2.GetArtifactContentRequest, context: Context
     ) -> httpbody_pb2.HttpBody:
         version, data = await self._content.read(
-            current_call().require_caller(), request.artifact_id, request.version
+            current_call().require_caller(), request.artifact_id, request.version, request.path
         )
         # Through the gateway these are the HTTP response's headers.
         await context.send_initial_metadata(
@@ -172,7 +188,11 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
         self, request: artifacts_pb2.DownloadArtifactRequest, context: Context
     ) -> AsyncIterator[artifacts_pb2.DownloadArtifactResponse]:
         download = await self._content.open(
-            current_call().require_caller(), request.artifact_id, request.version, request.offset
+            current_call().require_caller(),
+            request.artifact_id,
+            request.version,
+            request.offset,
+            request.path,
         )
         async with download.stream as chunks:
             yield artifacts_pb2.DownloadArtifactResponse(
@@ -180,6 +200,42 @@ class ArtifactService(artifacts_pb2_grpc.ArtifactServiceServicer):
             )
             async for chunk in chunks:
                 yield artifacts_pb2.DownloadArtifactResponse(chunk=chunk)
+
+    async def ListArtifactFiles(
+        self, request: artifacts_pb2.ListArtifactFilesRequest, context: Context
+    ) -> artifacts_pb2.ListArtifactFilesResponse:
+        caller = current_call().require_caller()
+        aid = checked_artifact_id(request.artifact_id)
+        page = self._pages.page(
+            "artifact_files",
+            request.page_size,
+            request.page_token,
+            {"artifact": str(aid), "version": request.version},
+        )
+        result = await self._files.list_files(caller, aid, request.version, page)
+        return artifacts_pb2.ListArtifactFilesResponse(
+            files=[convert.file_to_proto(file) for file in result.items],
+            next_page_token=self._pages.next_token(page, result.next_key),
+        )
+
+    async def DownloadArtifactArchive(
+        self, request: artifacts_pb2.DownloadArtifactArchiveRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        archive = await self._files.archive(
+            current_call().require_caller(),
+            request.artifact_id,
+            request.version,
+            convert.archive_format_from_proto(request.format),
+        )
+        # Through the gateway: the HTTP response's headers, and the first message's content
+        # type is its Content-Type; every message's data is the next part of the body.
+        await context.send_initial_metadata(
+            (("content-disposition", f'attachment; filename="{archive.filename}"'),)
+        )
+        content_type = archive.content_type
+        async for chunk in archive.chunks:
+            yield httpbody_pb2.HttpBody(content_type=content_type, data=chunk)
+            content_type = ""
 
     async def UploadArtifact(
         self,

@@ -56,6 +56,10 @@ def optional_id(value: str, field: str, violations: Violations) -> uuid.UUID | N
     return parsed
 
 
+def has_control_characters(text: str) -> bool:
+    return bool(_CONTROL.search(text))
+
+
 def title(value: str, field: str, violations: Violations) -> str:
     text = value.strip()
     if len(text) > MAX_TITLE:

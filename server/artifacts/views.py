@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from server.artifacts.kinds import Kind, Origin
-from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
+from server.db.artifact_models import ArtifactFileRow, ArtifactRow, ArtifactVersionRow
 
 
 @dataclass(frozen=True)
@@ -81,4 +81,23 @@ class VersionView:
             run_id=row.run_id,
             creator_id=row.creator_id,
             create_time=row.create_time,
+        )
+
+
+@dataclass(frozen=True)
+class FileView:
+    """One file of a version: a tree's file, or a single artifact's content as its one file."""
+
+    path: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+
+    @classmethod
+    def of(cls, row: ArtifactFileRow) -> FileView:
+        return cls(
+            path=row.path,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            content_type=row.content_type,
         )

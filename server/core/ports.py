@@ -11,7 +11,7 @@ except contract messages handed through opaquely (`Artifact`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, TypeAlias
@@ -57,6 +57,10 @@ class ExecEnded:
 ExecPortEvent: TypeAlias = ExecBegan | ExecChunk | ExecEnded
 
 
+IS_A_DIRECTORY = "IS_A_DIRECTORY"
+"""The reason of the INVALID_ARGUMENT a file operation gets for a directory."""
+
+
 class SandboxPort(Protocol):
     """Offered by SandboxService."""
 
@@ -79,13 +83,51 @@ class SandboxPort(Protocol):
 
     async def read_file(self, caller: Caller, sandbox_id: uuid.UUID, path: str) -> bytes:
         """A file's content; `path` relative to /workspace or absolute under it (anything
-        else INVALID_ARGUMENT); NOT_FOUND (reason FILE_NOT_FOUND, as ReadFile) if absent."""
+        else INVALID_ARGUMENT); NOT_FOUND (reason FILE_NOT_FOUND, as ReadFile) if absent;
+        INVALID_ARGUMENT with reason IS_A_DIRECTORY for a directory (see read_tree)."""
         ...
 
     async def write_file(
         self, caller: Caller, sandbox_id: uuid.UUID, path: str, content: bytes
     ) -> None:
         """Creates or replaces a file (parents created), confined to /workspace."""
+        ...
+
+    async def read_tree(
+        self,
+        caller: Caller,
+        project_id: uuid.UUID,
+        sandbox_id: uuid.UUID,
+        path: str,
+        *,
+        max_files: int,
+        max_bytes: int,
+    ) -> dict[str, bytes]:
+        """The regular files under a directory (`path` as for read_file; "" is /workspace),
+        by their paths relative to it ("src/App.tsx"); symbolic links are not followed
+        and neither they nor other special files are included. The caller may read the
+        project's sandbox (NOT_FOUND otherwise), which is running (FAILED_PRECONDITION
+        SANDBOX_PAUSED or SANDBOX_NOT_RUNNING otherwise, as for its other calls). More than
+        `max_files` files or `max_bytes` bytes: FAILED_PRECONDITION DIRECTORY_TOO_LARGE;
+        a file, not a directory: INVALID_ARGUMENT (reason NOT_A_DIRECTORY)."""
+        ...
+
+
+class ScratchSandboxPort(SandboxPort, Protocol):
+    """SandboxPort plus sandboxes made for one job (a build) and removed after it. Offered by
+    SandboxService: its `Offers.sandbox` is one."""
+
+    async def create_sandbox(
+        self, caller: Caller, project_id: uuid.UUID, runtime: str
+    ) -> uuid.UUID:
+        """A new running sandbox of `runtime` ("python", "node") for the project, as
+        CreateSandbox with the runtime's default limits: editors only, from the warm pool when
+        one is ready, the project's quota applies; INVALID_ARGUMENT for an unknown runtime."""
+        ...
+
+    async def delete_sandbox(self, caller: Caller, sandbox_id: uuid.UUID) -> None:
+        """As DeleteSandbox: the sandbox ends and its container is removed with whatever runs
+        in it; one that has ended already is left as it is."""
         ...
 
 
@@ -100,6 +142,34 @@ class SavedArtifact:
     """False: an existing artifact of that filename got a new version."""
     message: Message
     """The `forge.artifacts.v1.Artifact` as the API shows it (streamed as a run event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSource:
+    """What to publish: a build (`build_id`), or an artifact's version (0: the latest)."""
+
+    artifact_id: uuid.UUID | None = None
+    version: int = 0
+    build_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteFiles:
+    artifact_id: uuid.UUID
+    version: int
+    """The version read (the latest when 0 was asked for), or the build's."""
+    build_id: uuid.UUID | None
+    files: Mapping[str, tuple[bytes, str]]
+    """Relative path -> (content, content type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactSource:
+    """A code artifact's version, to run."""
+
+    version: int
+    language: str
+    code: str
 
 
 class ArtifactPort(Protocol):
@@ -117,6 +187,38 @@ class ArtifactPort(Protocol):
         """Saves `content` as the project's artifact named `filename` (origin RUN, linked to
         the run): a new artifact, or a new version of the project's artifact with that
         filename when one exists. Kind, language and content type follow the filename."""
+        ...
+
+    async def save_tree_from_run(
+        self,
+        caller: Caller,
+        project_id: uuid.UUID,
+        run_id: uuid.UUID,
+        name: str,
+        files: Mapping[str, bytes],
+        title: str = "",
+    ) -> SavedArtifact:
+        """Saves `files` (relative path -> content) as the project's tree artifact named
+        `name` (origin RUN, linked to the run): a new tree, or the next version of the
+        project's tree of that name when one exists (none when its files are the same)."""
+        ...
+
+    async def site_files(
+        self, caller: Caller, project_id: uuid.UUID, source: SiteSource
+    ) -> SiteFiles:
+        """The files of a static site: a succeeded build's outputs with the page that loads
+        them (`index.html`), a tree's files, or an HTML artifact as `index.html`.
+        NOT_FOUND (ARTIFACT_NOT_FOUND, BUILD_NOT_FOUND) unless the caller may read it in
+        `project_id`; FAILED_PRECONDITION for a failed build (BUILD_FAILED) or another kind of
+        artifact (NOT_A_SITE)."""
+        ...
+
+    async def source_code(
+        self, caller: Caller, project_id: uuid.UUID, artifact_id: uuid.UUID, version: int
+    ) -> ArtifactSource:
+        """A single-file artifact's version as source code (0: the latest). NOT_FOUND
+        (ARTIFACT_NOT_FOUND) unless the caller may read it in `project_id`;
+        FAILED_PRECONDITION (NOT_RUNNABLE) for a tree or content that is not UTF-8 text."""
         ...
 
 

@@ -4,7 +4,9 @@
 from server.db import (
     agent_models,  # noqa: F401
     artifact_models,  # noqa: F401
+    build_models,  # noqa: F401
     catalog_models,  # noqa: F401
+    deployment_models,  # noqa: F401
     idempotency_models,  # noqa: F401
     limit_models,  # noqa: F401
     models,  # noqa: F401

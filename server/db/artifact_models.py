@@ -1,8 +1,12 @@
-"""Artifact tables: artifacts and their immutable, content-addressed versions.
+"""Artifact tables: artifacts, their immutable, content-addressed versions, and the files of
+tree versions.
 
 A version's bytes live in the blob store under their SHA-256 (`artifact_versions.sha256`);
 identical content is stored once and shared by every version that has it. The artifact row
-repeats the latest version's size, hash and content type, so reads need no join.
+repeats the latest version's size, hash and content type, so reads need no join. A tree
+version's content is its manifest; each of its files is a row of `artifact_files` whose
+bytes are a blob of their own (`artifact_files.sha256`), so a blob is referenced by versions
+and by files.
 """
 
 from __future__ import annotations
@@ -10,13 +14,22 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.core.ids import new_id
 from server.db.models import Base
 
-ARTIFACT_KINDS = ("code", "html", "react", "markdown", "image", "file")
+ARTIFACT_KINDS = ("code", "html", "react", "markdown", "image", "file", "tree")
 ARTIFACT_ORIGINS = ("chat", "run", "api", "upload", "image_generation")
 
 
@@ -85,5 +98,27 @@ class ArtifactVersionRow(Base):
 
     __table_args__ = (
         CheckConstraint("version >= 1", name="version"),
+        CheckConstraint("size_bytes >= 0", name="size_bytes"),
+    )
+
+
+class ArtifactFileRow(Base):
+    """One file of a tree version (kind "tree"); its bytes are the blob `sha256`."""
+
+    __tablename__ = "artifact_files"
+
+    artifact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["artifact_id", "version"],
+            ["artifact_versions.artifact_id", "artifact_versions.version"],
+            ondelete="CASCADE",
+        ),
         CheckConstraint("size_bytes >= 0", name="size_bytes"),
     )

@@ -1,4 +1,5 @@
-"""Tar archives for Docker's archive API: building one file, reading one file, listing a tree."""
+"""Tar archives for Docker's archive API (building one file, reading one file, listing a
+tree) and of a directory read inside a sandbox (its regular files)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,38 @@ def list_entries(chunks: Iterator[bytes], directory: str) -> list[PathStat]:
                 )
             )
     return entries
+
+
+TREE_OVERHEAD_PER_FILE = 3 * tarfile.BLOCKSIZE
+"""A member's header (and PAX header, for long names) and padding, at most (names up to
+1024 bytes)."""
+
+
+def tree_budget(max_files: int, max_bytes: int) -> int:
+    """The largest tar of at most `max_files` files and `max_bytes` bytes (directories,
+    which count as entries too, are allowed as many again)."""
+    return max_bytes + (2 * max_files + 2) * TREE_OVERHEAD_PER_FILE + tarfile.RECORDSIZE
+
+
+def regular_files(data: bytes, max_files: int, max_bytes: int) -> dict[str, bytes]:
+    """The regular files of a tar of a directory ("./src/a.ts" -> "src/a.ts"), hard links
+    included; symbolic links, directories and special files left out. ArchiveTooLarge when
+    there are more than `max_files` files or `max_bytes` bytes."""
+    files: dict[str, bytes] = {}
+    total = 0
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for member in tar:
+            if not (member.isfile() or member.islnk()):
+                continue
+            name = posixpath.normpath(member.name)
+            if name.startswith(("/", "../")) or name in (".", ".."):
+                continue
+            extracted = tar.extractfile(member)
+            if extracted is None:
+                continue
+            content = extracted.read()
+            total += len(content)
+            files[name] = content
+            if len(files) > max_files or total > max_bytes:
+                raise ArchiveTooLarge(f"more than {max_files} files or {max_bytes} bytes")
+    return files

@@ -16,6 +16,7 @@ import posixpath
 from dataclasses import dataclass
 
 from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from server.core.ports import IS_A_DIRECTORY
 from server.core.timestamps import utcnow
 from server.sandbox.archive import ArchiveTooLarge
 from server.sandbox.backend import WORKSPACE, NewFile, PathStat, SandboxBackend
@@ -27,6 +28,13 @@ DEFAULT_FILE_MODE = 0o644
 
 def _invalid(field: str, description: str) -> InvalidArgument:
     return InvalidArgument.of([FieldViolation(field, description)])
+
+
+def is_a_directory(path: str, field: str) -> InvalidArgument:
+    """A file operation on a directory (reason IS_A_DIRECTORY: a run saves it as a tree)."""
+    return InvalidArgument.of(
+        [FieldViolation(field, f"{path} is a directory")], reason=IS_A_DIRECTORY
+    )
 
 
 def file_not_found(path: str) -> NotFound:
@@ -101,7 +109,7 @@ class ArchiveFiles:
             raise _invalid("content", f"must be at most {self._max_file_bytes} bytes")
         resolved = await self.resolve(container_id, path, field)
         if resolved.stat is not None and resolved.stat.is_dir:
-            raise _invalid(field, f"{path} is a directory")
+            raise is_a_directory(path, field)
         if resolved.stat is not None:
             directory = posixpath.dirname(resolved.target)
             relative = posixpath.basename(resolved.target)
@@ -127,7 +135,7 @@ class ArchiveFiles:
         if stat is None:
             raise file_not_found(path)
         if stat.is_dir:
-            raise _invalid(field, f"{path} is a directory")
+            raise is_a_directory(path, field)
         if stat.size > self._max_file_bytes:
             raise FailedPrecondition(
                 f"{path} is {stat.size} bytes; ReadFile returns at most {self._max_file_bytes}",

@@ -1,13 +1,17 @@
 """Following the Docker engine's event stream for the ends of managed containers.
 
 The SDK's `events()` generator blocks, so one thread reads it and hands each event to the
-event loop; closing the stream (its HTTP response) is what makes that thread return.
+event loop; closing the stream (its HTTP response) is what makes that thread return. The
+thread is one of its own, not one of the loop's default executor: a stream is followed for
+the server's whole life, and a few of them (one per Docker host and server) would otherwise
+take every thread of that small pool and stall every other `asyncio.to_thread` call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -18,6 +22,7 @@ from server.sandbox.backend import LABEL_MANAGED, LABEL_NAMESPACE, BackendError
 # end: the kernel may kill one process and leave the container running (its end is a "die").
 _ENDS = ("die", "destroy")
 _DONE = object()
+STOP_SECONDS = 5.0  # for the pump's thread to notice its stream was closed
 
 
 async def container_ends(api: docker.APIClient, namespace: str) -> AsyncGenerator[str, None]:
@@ -35,20 +40,27 @@ async def container_ends(api: docker.APIClient, namespace: str) -> AsyncGenerato
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
+    def hand_over(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
     def pump() -> None:
         try:
             for event in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, event)
+                hand_over(event)
         except Exception as error:  # the stream was closed or the engine went away
-            loop.call_soon_threadsafe(queue.put_nowait, error)
+            hand_over(error)
         finally:
-            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+            hand_over(_DONE)
 
-    reader = asyncio.ensure_future(asyncio.to_thread(pump))
+    reader = threading.Thread(target=pump, name=f"docker-events {namespace}", daemon=True)
+    reader.start()
+    pump_done = False
     try:
         while True:
             item = await queue.get()
             if item is _DONE:
+                pump_done = True
                 return
             if isinstance(item, Exception):
                 raise BackendError(f"the Docker event stream failed: {item}") from item
@@ -56,11 +68,18 @@ async def container_ends(api: docker.APIClient, namespace: str) -> AsyncGenerato
             if container_id:
                 yield container_id
     finally:
-        # Closing the response ends the blocking read in the pump's thread.
+        # Closing the response ends the blocking read in the pump's thread, which then says
+        # it is done (unless it already has).
         with contextlib.suppress(Exception):
             stream.close()
-        with contextlib.suppress(Exception):
-            await asyncio.shield(reader)
+        if not pump_done:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_until_done(queue), STOP_SECONDS)
+
+
+async def _until_done(queue: asyncio.Queue[Any]) -> None:
+    while await queue.get() is not _DONE:
+        pass
 
 
 def _container_id(event: Any) -> str:

@@ -95,6 +95,20 @@ class FileCalls:
             raise await failure(self._sessions, error, row) from error
         return listed(entries, page, lambda entry: [entry.path])
 
+    async def read_tree(
+        self, caller: Caller, sandbox_id: str, path: str, *, max_files: int, max_bytes: int
+    ) -> dict[str, bytes]:
+        """The regular files under a directory of a running sandbox (viewers may)."""
+        confined = confine(path, "path", allow_root=True)
+        row, container_id, files = await self._target(caller, sandbox_id, ProjectRole.VIEWER)
+        require_state(row, ("running",))
+        try:
+            return await files.read_tree(
+                container_id, confined, "path", max_files=max_files, max_bytes=max_bytes
+            )
+        except BackendError as error:
+            raise await failure(self._sessions, error, row) from error
+
     async def delete(self, caller: Caller, sandbox_id: str, path: str, recursive: bool) -> None:
         if not path:
             raise InvalidArgument.of([FieldViolation("path", "is required")])

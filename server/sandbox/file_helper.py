@@ -8,11 +8,13 @@ its own filesystem mounted only there, so a working directory under /workspace i
 whatever is renamed afterwards. The last component is opened with O_NOFOLLOW relative to
 that directory, replaced by rename(2) (which never follows it), or listed by `find -P`.
 A symlink on the way that stays inside /workspace is followed; one that leads out is
-refused. Needs only /bin/sh and GNU coreutils/findutils (both sandbox images have them).
+refused. Needs only /bin/sh, GNU coreutils/findutils and GNU tar (both sandbox images have them).
 
 The script answers with one status line on stdout (`OK ...`, or a word and the index of
-the path component it concerns), followed by the content for a read or the entries of a
-listing (NUL-terminated `dev type size mode mtime name` records).
+the path component it concerns), followed by the content for a read, the entries of a
+listing (NUL-terminated `dev type size mode mtime name` records), or for a tree a tar of the
+directory made by GNU tar from inside it (links archived as links, never followed; only
+/workspace's filesystem), cut off after the given number of bytes.
 """
 
 from __future__ import annotations
@@ -116,6 +118,13 @@ delete)
 dir)
   i=0; for c; do i=$((i+1)); enter $i "$c"; done
   out OK
+  ;;
+tree)
+  max=$1; shift; i=0
+  for c; do i=$((i+1)); enter $i "$c"; done
+  printf 'OK %s\n' "$(stat -c %d .)"
+  tar -cf - --format=posix --one-file-system . 2>/dev/null | head -c $((max+1))
+  exit 0
   ;;
 esac
 out FAILED

@@ -8,17 +8,21 @@ paused (archive_files.py). Paths are first confined lexically (paths.py).
 
 from __future__ import annotations
 
+import asyncio
+import tarfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from server.core.errors import FailedPrecondition
+from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from server.sandbox.archive import ArchiveTooLarge, regular_files, tree_budget
 from server.sandbox.archive_files import (
     DEFAULT_FILE_MODE,
     ArchiveFiles,
     Resolved,
     _invalid,
     file_not_found,
+    is_a_directory,
 )
 from server.sandbox.backend import WORKSPACE, ContainerPaused, NoSpace, SandboxBackend
 from server.sandbox.file_helper import Answer, FileHelper
@@ -29,6 +33,18 @@ T = TypeVar("T")
 
 # Paused-or-not can change between the attempts (a resume, a pause): try a few times.
 _ATTEMPTS = 3
+
+NOT_A_DIRECTORY = "NOT_A_DIRECTORY"
+DIRECTORY_TOO_LARGE = "DIRECTORY_TOO_LARGE"
+
+
+def directory_too_large(path: str, max_files: int, max_bytes: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"{path} holds more than {max_files} files or {max_bytes} bytes",
+        DIRECTORY_TOO_LARGE,
+        metadata={"path": path, "max_files": str(max_files), "max_bytes": str(max_bytes)},
+    )
+
 
 __all__ = ["Resolved", "SandboxFiles", "file_not_found"]
 
@@ -82,7 +98,7 @@ class SandboxFiles:
         if status == "MISSING":
             return file_not_found(path)
         if status == "ISDIR":
-            return _invalid(field, f"{path} is a directory")
+            return is_a_directory(path, field)
         if status == "NOSPACE":
             return NoSpace(f"no space left in {WORKSPACE}")
         return FailedPrecondition(f"could not access {path}", "FILE_ACCESS_FAILED")
@@ -194,6 +210,33 @@ class SandboxFiles:
             return chosen[:limit]
 
         return await self._inside_or_paused(container_id, inside, paused)
+
+    async def read_tree(
+        self, container_id: str, path: str, field: str, *, max_files: int, max_bytes: int
+    ) -> dict[str, bytes]:
+        """The regular files under the directory `path` (running sandboxes only), by their
+        paths relative to it; links are not followed."""
+        budget = tree_budget(max_files, max_bytes)
+        parts = _parts(path)
+        answer = await self._helper.run(
+            container_id, "tree", [str(budget), *parts], max_output=budget + 1
+        )
+        if answer.status == "NOTDIR" and answer.index() == len(parts):
+            raise InvalidArgument.of(
+                [FieldViolation(field, f"{path} is not a directory")], reason=NOT_A_DIRECTORY
+            )
+        if answer.status != "OK":
+            raise self._refuse(answer, path, field)
+        if len(answer.payload) > budget:
+            raise directory_too_large(path, max_files, max_bytes)
+        try:
+            return await asyncio.to_thread(regular_files, answer.payload, max_files, max_bytes)
+        except ArchiveTooLarge:
+            raise directory_too_large(path, max_files, max_bytes) from None
+        except tarfile.TarError:
+            raise FailedPrecondition(
+                f"could not read {path}", "FILE_ACCESS_FAILED", metadata={"path": path}
+            ) from None
 
     async def delete(self, container_id: str, path: str, recursive: bool, field: str) -> None:
         if path == WORKSPACE:

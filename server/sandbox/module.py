@@ -14,6 +14,7 @@ from server.core.limits import UserShares
 from server.core.metrics import current_metrics
 from server.core.module import BuildContext, ServiceModule
 from server.sandbox import store
+from server.sandbox.artifact_code import ArtifactCode
 from server.sandbox.cancel import ExecutionCancels
 from server.sandbox.parts import assemble
 from server.sandbox.port import SandboxForRuns
@@ -34,6 +35,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         parts.files,
         ctx.page_tokens,
         ExecutionCancels(ctx.sessions, ctx.cancels),
+        ArtifactCode(ctx.hooks.artifacts),
     )
     metrics = current_metrics()
     if metrics is not None:

@@ -38,7 +38,7 @@ _REASONS: dict[ExitReason, ExitReasonName] = {
 
 
 class SandboxForRuns:
-    """Offered as `Offers.sandbox`."""
+    """Offered as `Offers.sandbox`; also a ScratchSandboxPort (builds)."""
 
     def __init__(
         self, lifecycle: SandboxLifecycle, executions: ExecLauncher, files: FileCalls
@@ -60,6 +60,15 @@ class SandboxForRuns:
         # Editors only; a paused sandbox is resumed, one that is not live is refused.
         await self._lifecycle.resume(caller, str(sandbox_id))
         return sandbox_id
+
+    async def create_sandbox(
+        self, caller: Caller, project_id: uuid.UUID, runtime: str
+    ) -> uuid.UUID:
+        view = await self._lifecycle.create(caller, str(project_id), runtime, LimitRequest())
+        return uuid.UUID(view.id)
+
+    async def delete_sandbox(self, caller: Caller, sandbox_id: uuid.UUID) -> None:
+        await self._lifecycle.delete(caller, str(sandbox_id))
 
     async def exec(
         self, caller: Caller, sandbox_id: uuid.UUID, command: str, timeout: timedelta
@@ -95,6 +104,23 @@ class SandboxForRuns:
         self, caller: Caller, sandbox_id: uuid.UUID, path: str, content: bytes
     ) -> None:
         await self._files.write(caller, str(sandbox_id), path, content, FILE_MODE)
+
+    async def read_tree(
+        self,
+        caller: Caller,
+        project_id: uuid.UUID,
+        sandbox_id: uuid.UUID,
+        path: str,
+        *,
+        max_files: int,
+        max_bytes: int,
+    ) -> dict[str, bytes]:
+        seen = await self._lifecycle.get(caller, str(sandbox_id))
+        if seen.project_id != str(project_id):
+            raise sandbox_not_found()
+        return await self._files.read_tree(
+            caller, str(sandbox_id), path, max_files=max_files, max_bytes=max_bytes
+        )
 
 
 def _to_port(event: ExecEvent) -> ExecPortEvent:

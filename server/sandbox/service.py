@@ -16,6 +16,7 @@ from server.core.errors import FieldViolation, InvalidArgument
 from server.core.pagination import PageTokens
 from server.core.streaming import server_stream
 from server.sandbox import convert
+from server.sandbox.artifact_code import ArtifactCode
 from server.sandbox.cancel import ExecutionCancels
 from server.sandbox.executions import Execution
 from server.sandbox.failures import execution_lost
@@ -56,8 +57,10 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
         files: FileCalls,
         page_tokens: PageTokens,
         cancels: ExecutionCancels,
+        artifact_code: ArtifactCode,
     ) -> None:
         self._cancels = cancels
+        self._artifact_code = artifact_code
         self._lifecycle = lifecycle
         self._executions = executions
         self._files = files
@@ -169,6 +172,10 @@ class SandboxService(sandbox_pb2_grpc.SandboxServiceServicer):
             env=dict(request.env),
             timeout=convert.optional_duration(request.timeout, request.HasField("timeout")),
         )
+        if request.artifact_id:
+            params = await self._artifact_code.params(
+                caller, request.project_id, request.artifact_id, request.artifact_version, params
+            )
         execution = await self._executions.start_run_code(
             caller, request.project_id, params, _deadline(context)
         )

@@ -209,3 +209,35 @@ def png_size(data: bytes) -> tuple[int, int]:
     width, height = struct.unpack(">II", chunks[b"IHDR"][:8])
     assert len(zlib.decompress(chunks[b"IDAT"])) == height * (1 + 3 * width)
     return width, height
+
+
+def as_files(files: dict[str, bytes]) -> list[artifacts_pb2.ArtifactFile]:
+    return [artifacts_pb2.ArtifactFile(path=path, content=data) for path, data in files.items()]
+
+
+async def create_tree(
+    channel: grpc.aio.Channel, team: Team, files: dict[str, bytes], **fields: object
+) -> artifacts_pb2.Artifact:
+    return await stub(channel).CreateArtifact(
+        artifacts_pb2.CreateArtifactRequest(
+            project_id=team.project_id,
+            artifact=artifacts_pb2.Artifact(**fields),  # type: ignore[arg-type]
+            files=as_files(files),
+        ),
+        metadata=team.editor.metadata,
+        timeout=DEADLINE,
+    )
+
+
+async def update_tree(
+    channel: grpc.aio.Channel, team: Team, artifact_id: str, files: dict[str, bytes], base: int
+) -> artifacts_pb2.Artifact:
+    return await stub(channel).UpdateArtifact(
+        artifacts_pb2.UpdateArtifactRequest(
+            artifact=artifacts_pb2.Artifact(id=artifact_id),
+            files=as_files(files),
+            base_version=base,
+        ),
+        metadata=team.editor.metadata,
+        timeout=DEADLINE,
+    )

@@ -9,9 +9,20 @@ from pathlib import Path
 import server.artifacts
 
 PACKAGE = Path(server.artifacts.__file__).parent
-PROTO_SIDE = {"convert.py", "service.py", "module.py"}
+# build_rpcs.py: the build and preview RPCs, a part of the servicer (service.py).
+PROTO_SIDE = {"convert.py", "service.py", "module.py", "build_rpcs.py"}
 # The modules whose public calls the servicer (or another service, through a hook) uses.
-SERVICE_FACING = {"manager.py", "content.py", "generation.py", "chat.py", "listener.py"}
+SERVICE_FACING = {
+    "manager.py",
+    "content.py",
+    "files.py",
+    "generation.py",
+    "chat.py",
+    "listener.py",
+    "builds.py",
+    "previews.py",
+    "sites.py",
+}
 
 
 def _tree(path: Path) -> ast.Module:

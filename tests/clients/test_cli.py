@@ -9,7 +9,9 @@ import json
 import os
 import stat
 import sys
+import tarfile
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +237,33 @@ async def test_artifacts_push_and_pull(cli: Cli, tmp_path: Path) -> None:
     pulled = await cli.json("artifacts", "pull", pushed["id"], "-o", str(target))
     assert pulled["bytes"] == len(content)
     assert target.read_bytes() == content
+
+
+async def test_artifacts_push_a_directory_as_a_tree_and_archive_it(
+    cli: Cli, tmp_path: Path
+) -> None:
+    project = await cli.json("projects", "create", "trees")
+    root = tmp_path / "app"
+    (root / "src").mkdir(parents=True)
+    (root / "package.json").write_bytes(b'{"name": "app"}\n')
+    (root / "src" / "App.tsx").write_bytes(b"export default () => null;\n")
+    (root / "linked").symlink_to(root / "package.json")
+
+    pushed = await cli.json("artifacts", "push", project["id"], str(root))
+    assert (pushed["kind"], pushed["filename"]) == ("ARTIFACT_KIND_TREE", "app")
+    files = await cli.json("artifacts", "files", pushed["id"])
+    assert [item["path"] for item in files] == ["package.json", "src/App.tsx"]
+
+    for flags, name in (((), "app.zip"), (("--tar",), "app.tar.gz")):
+        target = tmp_path / name
+        written = await cli.json("artifacts", "archive", pushed["id"], *flags, "-o", str(target))
+        assert written["bytes"] == target.stat().st_size
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(target) as archive:
+                assert archive.read("src/App.tsx") == b"export default () => null;\n"
+        else:
+            with tarfile.open(target) as archive:
+                assert sorted(archive.getnames()) == ["package.json", "src/App.tsx"]
 
 
 async def test_the_console_script_and_shell_completion_are_installed() -> None:

@@ -61,6 +61,18 @@ class FileDouble:
     ) -> None:
         self.files[path] = content
 
+    async def read_tree(
+        self,
+        caller: Caller,
+        project_id: uuid.UUID,
+        sandbox_id: uuid.UUID,
+        path: str,
+        *,
+        max_files: int,
+        max_bytes: int,
+    ) -> dict[str, bytes]:
+        raise AssertionError("not used")
+
 
 @dataclass
 class Harness:

@@ -245,6 +245,49 @@ async def test_save_artifact_from_a_file_then_a_new_version(world: World) -> Non
         assert body.data == content
 
 
+async def test_save_artifact_of_a_directory_saves_a_tree_and_versions_it(world: World) -> None:
+    ctx = world.context()
+    made = await world.call(
+        "bash",
+        ctx,
+        command="mkdir -p site/css && printf '<h1>hi</h1>' > site/index.html "
+        "&& printf 'h1{}' > site/css/main.css && ln -s /etc/passwd site/passwd",
+    )
+    assert not made.is_error, made.content
+    first = await world.call("save_artifact", ctx, path="site", title="Site")
+    assert not first.is_error, first.content
+    assert "2 files" in first.content
+    assert "version 1" in first.content
+    saved = [event.artifact for event in world.events if isinstance(event, ArtifactSaved)]
+    artifact = saved[-1]
+    assert isinstance(artifact, artifacts_pb2.Artifact)
+    assert (artifact.kind, artifact.filename, artifact.title) == (
+        artifacts_pb2.ARTIFACT_KIND_TREE,
+        "site",
+        "Site",
+    )
+    assert artifact.origin == artifacts_pb2.ARTIFACT_ORIGIN_RUN
+
+    # The same files again: no new version; a changed file: version 2.
+    same = await world.call("save_artifact", ctx, path="/workspace/site")
+    assert "version 1" in same.content
+    await world.call("bash", ctx, command="printf '<h1>bye</h1>' > site/index.html")
+    second = await world.call("save_artifact", ctx, path="site")
+    assert "new version" in second.content
+    assert "version 2" in second.content
+    artifacts = artifacts_pb2_grpc.ArtifactServiceStub(world.channel)
+    listed = await artifacts.ListArtifactFiles(
+        artifacts_pb2.ListArtifactFilesRequest(artifact_id=artifact.id),
+        metadata=world.owner.metadata,
+    )
+    assert [f.path for f in listed.files] == ["css/main.css", "index.html"]
+    body = await artifacts.GetArtifactContent(
+        artifacts_pb2.GetArtifactContentRequest(artifact_id=artifact.id, path="index.html"),
+        metadata=world.owner.metadata,
+    )
+    assert body.data == b"<h1>bye</h1>"
+
+
 async def test_save_artifact_of_a_missing_file_is_a_tool_error(world: World) -> None:
     outcome = await world.call("save_artifact", path="nothing.py")
     assert outcome.is_error

@@ -5,12 +5,13 @@ import { ForgeError } from "./errors.js";
 import { AgentService } from "./gen/forge/agents/v1/agents_pb.js";
 import { ArtifactService } from "./gen/forge/artifacts/v1/artifacts_pb.js";
 import { AuthService } from "./gen/forge/auth/v1/auth_pb.js";
+import { DeploymentService } from "./gen/forge/deployments/v1/deployments_pb.js";
 import { ProjectService } from "./gen/forge/projects/v1/projects_pb.js";
 import { SandboxService } from "./gen/forge/sandbox/v1/sandbox_pb.js";
 import { credentialsInterceptor, type Credentials } from "./interceptors.js";
 
 /**
- * The five services of the Forge API. Every failure, of a call or in the middle of a
+ * The services of the Forge API. Every failure, of a call or in the middle of a
  * stream, is thrown as a ForgeError.
  */
 export interface Forge {
@@ -19,6 +20,7 @@ export interface Forge {
   readonly agents: Client<typeof AgentService>;
   readonly sandbox: Client<typeof SandboxService>;
   readonly artifacts: Client<typeof ArtifactService>;
+  readonly deployments: Client<typeof DeploymentService>;
 }
 
 /** What every transport factory of this package takes. */
@@ -49,6 +51,7 @@ export function createForge(transport: Transport): Forge {
     agents: forgeClient(AgentService, transport),
     sandbox: forgeClient(SandboxService, transport),
     artifacts: forgeClient(ArtifactService, transport),
+    deployments: forgeClient(DeploymentService, transport),
   };
 }
 

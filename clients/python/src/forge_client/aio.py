@@ -22,6 +22,7 @@ from forge_client._policy import Attempts, RetryPolicy, Step, is_idempotent, wit
 from forge_client._proto.forge.agents import v1 as agents
 from forge_client._proto.forge.artifacts import v1 as artifacts
 from forge_client._proto.forge.auth import v1 as auth
+from forge_client._proto.forge.deployments import v1 as deployments
 from forge_client._proto.forge.projects import v1 as projects
 from forge_client._proto.forge.sandbox import v1 as sandbox
 from forge_client.credentials import Credentials
@@ -313,15 +314,19 @@ class ArtifactService(_Calls, artifacts.ArtifactServiceStub):
     """forge.artifacts.v1.ArtifactService (async)."""
 
 
+class DeploymentService(_Calls, deployments.DeploymentServiceStub):
+    """forge.deployments.v1.DeploymentService (async)."""
+
+
 StubT = TypeVar("StubT", bound=_Calls)
 
 
 class AsyncForge:
     """The Forge API, async. Use as `async with AsyncForge.connect(...) as forge:`.
 
-    `forge.auth`, `.projects`, `.agents`, `.sandbox` and `.artifacts` are the generated
-    stubs (every RPC, typed), with credentials, deadlines, retries and ForgeError built in;
-    each call still takes `timeout=` and `metadata=`."""
+    `forge.auth`, `.projects`, `.agents`, `.sandbox`, `.artifacts` and `.deployments` are
+    the generated stubs (every RPC, typed), with credentials, deadlines, retries and
+    ForgeError built in; each call still takes `timeout=` and `metadata=`."""
 
     def __init__(
         self,
@@ -346,6 +351,7 @@ class AsyncForge:
         self.agents = self._stub(AgentService)
         self.sandbox = self._stub(SandboxService)
         self.artifacts = self._stub(ArtifactService)
+        self.deployments = self._stub(DeploymentService)
 
     @classmethod
     def connect(

@@ -19,6 +19,7 @@ from forge_client._policy import Attempts, RetryPolicy, Step, is_idempotent, wit
 from forge_client._proto.forge.agents import v1 as agents
 from forge_client._proto.forge.artifacts import v1 as artifacts
 from forge_client._proto.forge.auth import v1 as auth
+from forge_client._proto.forge.deployments import v1 as deployments
 from forge_client._proto.forge.projects import v1 as projects
 from forge_client._proto.forge.sandbox import v1 as sandbox
 from forge_client.aio import DEFAULT_STREAM_TIMEOUT, DEFAULT_TIMEOUT
@@ -196,8 +197,8 @@ class _Channel:
 class Forge:
     """The Forge API, blocking. Use as `with Forge.connect(...) as forge:`.
 
-    `forge.auth`, `.projects`, `.agents`, `.sandbox` and `.artifacts` are the generated
-    sync stubs (every RPC, typed), with credentials, deadlines, retries and ForgeError
+    `forge.auth`, `.projects`, `.agents`, `.sandbox`, `.artifacts` and `.deployments` are
+    the generated sync stubs (every RPC, typed), with credentials, deadlines, retries and ForgeError
     built in; `forge.with_options(timeout=…)` gives the same client with other defaults."""
 
     def __init__(self, channel: grpc.Channel, caller: _Caller) -> None:
@@ -210,6 +211,7 @@ class Forge:
         self.agents = agents.AgentServiceSyncStub(routed)
         self.sandbox = sandbox.SandboxServiceSyncStub(routed)
         self.artifacts = artifacts.ArtifactServiceSyncStub(routed)
+        self.deployments = deployments.DeploymentServiceSyncStub(routed)
 
     @classmethod
     def connect(

@@ -1,0 +1,1 @@
+"""Deploy targets: one module per kind of hosting, all implementing `base.DeployTarget`."""
