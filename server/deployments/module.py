@@ -8,8 +8,10 @@ from __future__ import annotations
 from forge.deployments.v1 import deployments_pb2, deployments_pb2_grpc
 
 from server.core.binding import ServiceBinding
+from server.core.hooks import Offers
 from server.core.module import BuildContext, ServiceModule
 from server.core.sealing import KeySealer
+from server.deployments.cleanup import ProjectDeploymentsCleanup
 from server.deployments.deploy_targets import DeployTargets
 from server.deployments.deployments import Deployments
 from server.deployments.runner import DeploymentRunner
@@ -28,4 +30,5 @@ def build(ctx: BuildContext) -> ServiceModule:
             ServiceBinding.of(deployments_pb2, deployments_pb2_grpc, "DeploymentService", servicer)
         ],
         background=[runner],
+        offers=Offers(project_deletion=[ProjectDeploymentsCleanup(targets, runner)]),
     )

@@ -28,7 +28,7 @@ from server.core.errors import ForgeError
 from server.core.tasks import TaskSupervisor
 from server.deployments import store
 from server.deployments.site import Site
-from server.deployments.targets.base import DeployTarget, Phase, Progress, Published
+from server.deployments.targets.base import DeployTarget, Handle, Phase, Progress, Published
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,19 @@ class DeploymentRunner:
         self._tasks.spawn(
             self._run(deployment_id, target_id, target, site), name=f"deploy {deployment_id}"
         )
+
+    def remove_in_background(self, published: list[tuple[DeployTarget, Handle]]) -> None:
+        """Removes what deployments published (their rows are gone already), one after the
+        other; a failure is logged and the rest go on."""
+
+        async def remove_all() -> None:
+            for target, handle in published:
+                try:
+                    await target.remove(handle)
+                except Exception:
+                    log.exception("could not remove a deleted project's deployment")
+
+        self._tasks.spawn(remove_all(), name="remove deleted project's deployments")
 
     async def _beat(self) -> None:
         async with self._sessions() as db, db.begin():

@@ -17,6 +17,7 @@ import grpc
 import pytest
 from forge.artifacts.v1 import artifacts_pb2, artifacts_pb2_grpc
 from forge.deployments.v1 import deployments_pb2, deployments_pb2_grpc
+from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -31,6 +32,7 @@ from tests.fakes.s3 import ACCESS_KEY_ID, REGION, MotoS3Server
 from tests.fakes.vercel_fake import VercelFake
 from tests.support.rpc import error_info
 from tests.support.testing_service import TEST_MODULES
+from tests.support.waiting import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR = REPO_ROOT / "gen" / "forge-test.binpb"
@@ -542,3 +544,27 @@ async def test_a_build_deploys_with_the_page_that_loads_it(
     site = vercel.site_files("built-app")
     assert b'<script src="bundle.js"></script>' in site["index.html"]
     assert b"deployed build" in site["bundle.js"]
+
+
+async def test_deleting_the_project_removes_what_its_deployments_published(
+    channel: grpc.aio.Channel, deploy_s3: MotoS3Server, bucket: str
+) -> None:
+    team = await new_team(channel)
+    target_id = await s3_target(channel, team, bucket)
+    deployment = await deploy(channel, team, target_id, await tree(channel, team, SITE_V1))
+    assert (await watched(channel, team, deployment.id))[-1].status == Status.DEPLOYMENT_STATUS_LIVE
+
+    await projects_pb2_grpc.ProjectServiceStub(channel).DeleteProject(
+        projects_pb2.DeleteProjectRequest(project_id=team.project_id),
+        metadata=team.owner.metadata,
+        timeout=DEADLINE,
+    )
+
+    prefix = f"site/deploys/{deployment.id}/"
+
+    async def gone() -> bool:
+        async with deploy_s3.client() as client:
+            listed = await client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        return not listed.get("Contents")
+
+    await eventually(gone, timeout=DEADLINE)
