@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core.pagination import Page, keyset
@@ -22,30 +21,22 @@ async def latest(
     db: AsyncSession, artifact_id: uuid.UUID, version: int, requested_entry: str
 ) -> BuildRow | None:
     """The newest build of the version made for the same request (what a rebuild reuses)."""
-    query = (
-        select(BuildRow)
-        .where(
-            BuildRow.artifact_id == artifact_id,
-            BuildRow.version == version,
-            BuildRow.requested_entry == requested_entry,
-        )
-        .order_by(BuildRow.id.desc())
-        .limit(1)
-    )
-    return (await db.execute(query)).scalar_one_or_none()
+    return await _newest(db, artifact_id, version, BuildRow.requested_entry == requested_entry)
 
 
 async def latest_succeeded(
     db: AsyncSession, artifact_id: uuid.UUID, version: int
 ) -> BuildRow | None:
     """The newest build of the version that succeeded (what a preview shows)."""
+    return await _newest(db, artifact_id, version, BuildRow.status == "succeeded")
+
+
+async def _newest(
+    db: AsyncSession, artifact_id: uuid.UUID, version: int, condition: ColumnElement[bool]
+) -> BuildRow | None:
     query = (
         select(BuildRow)
-        .where(
-            BuildRow.artifact_id == artifact_id,
-            BuildRow.version == version,
-            BuildRow.status == "succeeded",
-        )
+        .where(BuildRow.artifact_id == artifact_id, BuildRow.version == version, condition)
         .order_by(BuildRow.id.desc())
         .limit(1)
     )
@@ -75,8 +66,11 @@ async def get_file(db: AsyncSession, build_id: uuid.UUID, path: str) -> BuildFil
     return await db.get(BuildFileRow, (build_id, path))
 
 
-async def insert(db: AsyncSession, row: BuildRow, files: Sequence[dict[str, Any]]) -> None:
+async def insert(db: AsyncSession, row: BuildRow, files: Sequence[BuildFileRow]) -> None:
+    """The build, then its output files (`build_id` set here)."""
     db.add(row)
     await db.flush()
-    db.add_all(BuildFileRow(build_id=row.id, **file) for file in files)
+    for file in files:
+        file.build_id = row.id
+    db.add_all(files)
     await db.flush()

@@ -16,53 +16,50 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from datetime import timedelta
 from typing import cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.artifacts import build_store, store
-from server.artifacts.access import artifact_for, artifact_not_found, version_not_found
+from server.artifacts.access import artifact_for, artifact_not_found, build_for, build_not_found
 from server.artifacts.build_views import (
     BuildCompleted,
-    BuildFileView,
     BuildStarted,
     BuildStreamEvent,
     BuildView,
     diagnostic_document,
 )
-from server.artifacts.core import ArtifactsCore
+from server.artifacts.core import ArtifactsCore, checked_version_request, version_of
 from server.artifacts.kinds import Kind
-from server.artifacts.manager import checked_artifact_id
 from server.artifacts.storage import BlobInfo
 from server.builds.bundler import bundle
 from server.builds.events import BuildResult
 from server.builds.limits import BuildLimits
 from server.core.access import ProjectRole
 from server.core.context import Caller
-from server.core.errors import FailedPrecondition, NotFound, Violations
+from server.core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from server.core.ids import parse_id
 from server.core.pagination import Listed, Page, listed
 from server.core.ports import ScratchSandboxPort
-from server.db.artifact_models import ArtifactRow
+from server.db.artifact_models import ArtifactRow, ArtifactVersionRow
 from server.db.build_models import BuildFileRow, BuildRow
 from server.db.engine import reading
 
 NOT_BUILDABLE = "NOT_BUILDABLE"
-BUILD_NOT_FOUND = "BUILD_NOT_FOUND"
 BUILDABLE_LANGUAGES = frozenset({"javascript", "typescript", "jsx", "tsx", "css"})
 MAX_ENTRY_POINT = 1024
 
 
-def build_not_found() -> NotFound:
-    return NotFound("build not found", BUILD_NOT_FOUND)
+def is_buildable(artifact: ArtifactRow) -> bool:
+    return (
+        artifact.kind in (Kind.TREE.value, Kind.REACT.value)
+        or artifact.language in BUILDABLE_LANGUAGES
+    )
 
 
 def check_buildable(artifact: ArtifactRow) -> None:
-    if artifact.kind == Kind.TREE.value:
-        return
-    if artifact.kind == Kind.REACT.value or artifact.language in BUILDABLE_LANGUAGES:
+    if is_buildable(artifact):
         return
     raise FailedPrecondition(
         "only tree artifacts and JavaScript, TypeScript, JSX/TSX or CSS artifacts can be built "
@@ -84,25 +81,20 @@ class Builds:
         self, caller: Caller, artifact_id: str, version: int, entry_point: str, rebuild: bool
     ) -> AsyncGenerator[BuildStreamEvent, None]:
         """BuildStarted, then the bundler's log lines and diagnostics, then BuildCompleted."""
-        aid = checked_artifact_id(artifact_id)
-        violations = Violations()
-        violations.check(version >= 0, "version", "must not be negative")
-        violations.check(
-            len(entry_point) <= MAX_ENTRY_POINT,
-            "entry_point",
-            f"must be at most {MAX_ENTRY_POINT} characters",
-        )
-        violations.raise_if_any()
+        aid = checked_version_request(artifact_id, version)
+        if len(entry_point) > MAX_ENTRY_POINT:
+            raise InvalidArgument.of(
+                [FieldViolation("entry_point", f"must be at most {MAX_ENTRY_POINT} characters")]
+            )
         async with reading(self._core.sessions) as db:
             artifact = await artifact_for(db, caller, aid, ProjectRole.EDITOR)
-            number = version or artifact.latest_version
-            if await store.get_version(db, aid, number) is None:
-                raise version_not_found(number)
+            row = await version_of(db, artifact, version)
+            number = row.version
             check_buildable(artifact)
             cached = None if rebuild else await build_store.latest(db, aid, number, entry_point)
             cached_view = await build_view(db, cached) if cached is not None else None
             if cached_view is None:
-                files = await self._sources(db, artifact, number)
+                files = await self._sources(db, artifact, row)
         if cached_view is not None:
             yield BuildStarted(aid, number, cached=True)
             yield BuildCompleted(cached_view, cached=True)
@@ -127,16 +119,14 @@ class Builds:
                     yield event
 
     async def _sources(
-        self, db: AsyncSession, artifact: ArtifactRow, version: int
+        self, db: AsyncSession, artifact: ArtifactRow, version: ArtifactVersionRow
     ) -> dict[str, bytes]:
         """The version's files by path: a tree's, or the one file under its filename."""
         blobs = self._core.blobs
         if artifact.kind != Kind.TREE.value:
-            row = await store.get_version(db, artifact.id, version)
-            assert row is not None
-            return {artifact.filename or "index.js": await blobs.read(row.sha256)}
+            return {artifact.filename or "index.js": await blobs.read(version.sha256)}
         rows = await store.list_files(
-            db, artifact.id, version, "", self._limits.max_input_files + 1
+            db, artifact.id, version.version, "", self._limits.max_input_files + 1
         )
         return {row.path: await blobs.read(row.sha256) for row in rows}
 
@@ -172,12 +162,12 @@ class Builds:
                 creator_id=caller.user_id,
             )
             files = [
-                {
-                    "path": output.path,
-                    "sha256": info.sha256,
-                    "size_bytes": info.size,
-                    "content_type": output.content_type,
-                }
+                BuildFileRow(
+                    path=output.path,
+                    sha256=info.sha256,
+                    size_bytes=info.size,
+                    content_type=output.content_type,
+                )
                 for output, info in zip(result.outputs, infos, strict=True)
             ]
             try:
@@ -186,34 +176,14 @@ class Builds:
                     await build_store.insert(db, row, files)
             except IntegrityError:  # the artifact (or version) was deleted meanwhile
                 raise artifact_not_found() from None
-        return BuildView(
-            id=row.id,
-            artifact_id=row.artifact_id,
-            version=row.version,
-            status=result.status,
-            entry_point=row.entry_point,
-            outputs=tuple(
-                BuildFileView(output.path, info.size, info.sha256, output.content_type)
-                for output, info in zip(result.outputs, infos, strict=True)
-            ),
-            diagnostics=result.diagnostics,
-            duration=timedelta(milliseconds=row.duration_ms),  # as stored
-            creator_id=row.creator_id,
-            create_time=row.create_time,
-        )
+        return BuildView.of(row, files)
 
     async def get(self, caller: Caller, build_id: str) -> BuildView:
         bid = parse_id(build_id)
         if bid is None:
             raise build_not_found()
         async with reading(self._core.sessions) as db:
-            row = await build_store.get(db, bid)
-            if row is None:
-                raise build_not_found()
-            try:
-                await artifact_for(db, caller, row.artifact_id, ProjectRole.VIEWER)
-            except NotFound:
-                raise build_not_found() from None
+            row, _ = await build_for(db, caller, bid, ProjectRole.VIEWER)
             return await build_view(db, row)
 
     async def list(self, caller: Caller, artifact_id: uuid.UUID, page: Page) -> Listed[BuildView]:

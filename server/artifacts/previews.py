@@ -27,11 +27,10 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from server.artifacts import build_store, store
-from server.artifacts.access import artifact_for, version_not_found
-from server.artifacts.builds import BUILDABLE_LANGUAGES
-from server.artifacts.core import ArtifactsCore
+from server.artifacts.access import artifact_for
+from server.artifacts.builds import is_buildable
+from server.artifacts.core import ArtifactsCore, checked_version_request, version_of
 from server.artifacts.kinds import Kind
-from server.artifacts.manager import checked_artifact_id
 from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import (
@@ -140,20 +139,13 @@ class Previews:
     async def link(
         self, caller: Caller, artifact_id: str, version: int, ttl: timedelta | None
     ) -> PreviewLink:
-        aid = checked_artifact_id(artifact_id)
+        aid = checked_version_request(artifact_id, version)
         lifetime = ttl or timedelta(minutes=10)
-        if not MIN_TTL <= lifetime <= MAX_TTL or version < 0:
-            violations = []
-            if version < 0:
-                violations.append(FieldViolation("version", "must not be negative"))
-            if not MIN_TTL <= lifetime <= MAX_TTL:
-                violations.append(FieldViolation("ttl", "must be from 10 seconds to 1 hour"))
-            raise InvalidArgument.of(violations)
+        if not MIN_TTL <= lifetime <= MAX_TTL:
+            raise InvalidArgument.of([FieldViolation("ttl", "must be from 10 seconds to 1 hour")])
         async with reading(self._core.sessions) as db:
             artifact = await artifact_for(db, caller, aid, ProjectRole.VIEWER)
-            number = version or artifact.latest_version
-            if await store.get_version(db, aid, number) is None:
-                raise version_not_found(number)
+            number = (await version_of(db, artifact, version)).version
             build = await build_store.latest_succeeded(db, aid, number)
             if build is not None:
                 shown = _Shown(aid, number, _BUILD, build.id)
@@ -161,9 +153,7 @@ class Previews:
                 shown = _Shown(aid, number, _TREE)
             elif artifact.kind == Kind.HTML.value:
                 shown = _Shown(aid, number, _PAGE)
-            elif artifact.kind in (Kind.TREE.value, Kind.REACT.value) or (
-                artifact.language in BUILDABLE_LANGUAGES
-            ):
+            elif is_buildable(artifact):
                 raise FailedPrecondition(
                     f"version {number} has no successful build to show: build it first "
                     "(BuildArtifact)",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from server.artifacts import store
-from server.artifacts.access import artifact_for, artifact_not_found, version_not_found
-from server.artifacts.core import ArtifactsCore
+from server.artifacts.access import (
+    artifact_in_project,
+)
+from server.artifacts.core import ArtifactsCore, version_of
 from server.artifacts.extract import language_of
 from server.artifacts.kinds import Kind
 from server.core.access import ProjectRole
@@ -27,13 +28,10 @@ async def source_code(
     version: int,
 ) -> ArtifactSource:
     async with reading(core.sessions) as db:
-        artifact = await artifact_for(db, caller, artifact_id, ProjectRole.VIEWER)
-        if artifact.project_id != project_id:
-            raise artifact_not_found()
-        number = version or artifact.latest_version
-        row = await store.get_version(db, artifact.id, number)
-        if row is None:
-            raise version_not_found(number)
+        artifact = await artifact_in_project(
+            db, caller, artifact_id, project_id, ProjectRole.VIEWER
+        )
+        row = await version_of(db, artifact, version)
     if artifact.kind == Kind.TREE.value:
         raise FailedPrecondition(
             "a tree artifact is not one program: build it, or run one of its files",
@@ -43,4 +41,4 @@ async def source_code(
         code = (await core.blobs.read(row.sha256)).decode()
     except UnicodeDecodeError:
         raise FailedPrecondition("the artifact is not UTF-8 text", NOT_RUNNABLE) from None
-    return ArtifactSource(number, artifact.language or language_of(artifact.filename), code)
+    return ArtifactSource(row.version, artifact.language or language_of(artifact.filename), code)

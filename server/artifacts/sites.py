@@ -6,16 +6,15 @@ from __future__ import annotations
 import uuid
 
 from server.artifacts import build_store, store
-from server.artifacts.access import artifact_for, artifact_not_found, version_not_found
-from server.artifacts.builds import build_not_found, check_buildable
-from server.artifacts.core import ArtifactsCore
+from server.artifacts.access import artifact_in_project, build_for, build_not_found
+from server.artifacts.builds import is_buildable
+from server.artifacts.core import ArtifactsCore, version_of
 from server.artifacts.kinds import Kind
 from server.artifacts.previews import INDEX, PAGE_CONTENT_TYPE, preview_page
 from server.core.access import ProjectRole
 from server.core.context import Caller
-from server.core.errors import FailedPrecondition, ForgeError, NotFound
+from server.core.errors import FailedPrecondition
 from server.core.ports import SiteFiles, SiteSource
-from server.db.artifact_models import ArtifactRow
 from server.db.engine import reading
 
 NOT_A_SITE = "NOT_A_SITE"
@@ -30,20 +29,18 @@ async def site_files(
     assert source.artifact_id is not None
     blobs = core.blobs
     async with reading(core.sessions) as db:
-        artifact = await artifact_for(db, caller, source.artifact_id, ProjectRole.VIEWER)
-        if artifact.project_id != project_id:
-            raise artifact_not_found()
-        number = source.version or artifact.latest_version
-        version = await store.get_version(db, artifact.id, number)
-        if version is None:
-            raise version_not_found(number)
+        artifact = await artifact_in_project(
+            db, caller, source.artifact_id, project_id, ProjectRole.VIEWER
+        )
+        version = await version_of(db, artifact, source.version)
+        number = version.version
         if artifact.kind == Kind.TREE.value:
             rows = await store.list_files(db, artifact.id, number, "", core.limits.max_tree_files)
             files = {row.path: (await blobs.read(row.sha256), row.content_type) for row in rows}
         elif artifact.kind == Kind.HTML.value:
             files = {INDEX: (await blobs.read(version.sha256), version.content_type)}
         else:
-            raise _not_a_site(artifact.kind, _buildable(artifact))
+            raise _not_a_site(artifact.kind, is_buildable(artifact))
     return SiteFiles(artifact.id, number, None, files)
 
 
@@ -51,13 +48,7 @@ async def _build_site(
     core: ArtifactsCore, caller: Caller, project_id: uuid.UUID, build_id: uuid.UUID
 ) -> SiteFiles:
     async with reading(core.sessions) as db:
-        build = await build_store.get(db, build_id)
-        if build is None:
-            raise build_not_found()
-        try:
-            artifact = await artifact_for(db, caller, build.artifact_id, ProjectRole.VIEWER)
-        except NotFound:
-            raise build_not_found() from None
+        build, artifact = await build_for(db, caller, build_id, ProjectRole.VIEWER)
         if artifact.project_id != project_id:
             raise build_not_found()
         if build.status != "succeeded":
@@ -71,14 +62,6 @@ async def _build_site(
         page = preview_page(artifact.title, [row.path for row in outputs])
         files[INDEX] = (page, PAGE_CONTENT_TYPE)
     return SiteFiles(artifact.id, build.version, build.id, files)
-
-
-def _buildable(artifact: ArtifactRow) -> bool:
-    try:
-        check_buildable(artifact)
-    except ForgeError:
-        return False
-    return True
 
 
 def _not_a_site(kind: str, buildable: bool) -> FailedPrecondition:

@@ -35,7 +35,6 @@ from server.deployments import store
 from server.deployments.deploy_targets import (
     DeployTargets,
     checked_target_id,
-    target_for,
     target_not_found,
 )
 from server.deployments.runner import DeploymentRunner
@@ -145,8 +144,8 @@ class Deployments:
         wanted = _checked(project_id, draft)
         async with reading(self._sessions) as db:
             await require_project_role(db, caller, wanted.project_id, ProjectRole.EDITOR)
-            target_row = await target_for(db, caller, wanted.target_id, ProjectRole.EDITOR)
-        if target_row.project_id != wanted.project_id:
+            target_row = await store.get_target(db, wanted.target_id)
+        if target_row is None or target_row.project_id != wanted.project_id:
             raise target_not_found()
         try:
             target = self._targets.target_of(target_row)

@@ -14,10 +14,15 @@ from urllib.parse import urlsplit
 from server.config import Settings
 from server.core.errors import Violations
 from server.deployments.targets.base import DeployTarget
-from server.deployments.targets.github_pages import GitHubPagesTarget, GitPagesOptions
+from server.deployments.targets.github_pages import (
+    BRANCH,
+    GitHubPagesTarget,
+    GitPagesOptions,
+    is_local_remote,
+)
 from server.deployments.targets.http import HttpOptions
 from server.deployments.targets.netlify import NetlifyTarget
-from server.deployments.targets.vercel import VercelTarget
+from server.deployments.targets.vercel import PROJECT_NAME, VercelTarget
 from server.deployments.views import TargetKind
 
 MAX_DISPLAY_NAME = 100
@@ -30,9 +35,7 @@ _PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,512}$")
 _REGION = re.compile(r"^[a-z0-9-]{0,32}$")
 _ACCESS_KEY_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _SITE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_PROJECT_NAME = re.compile(r"^[a-z0-9._-]{1,100}$")
 _TEAM_ID = re.compile(r"^[A-Za-z0-9_-]{0,64}$")
-_BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*\.lock$)(?!.*/$)[A-Za-z0-9._/-]{0,200}$")
 
 FIELD_OF_KIND = {
     TargetKind.S3_WEBSITE: "s3_website",
@@ -120,12 +123,12 @@ def _check_config(
     elif kind is TargetKind.NETLIFY:
         need("site_id", _SITE_ID, "must be a Netlify site id or name")
     elif kind is TargetKind.VERCEL:
-        need("project_name", _PROJECT_NAME, "must be a Vercel project name (a-z, 0-9, . _ -)")
+        need("project_name", PROJECT_NAME, "must be a Vercel project name (a-z, 0-9, . _ -)")
         may("team_id", _TEAM_ID, "must be a Vercel team id")
     else:
         remote = config.get("remote_url", "")
         parts = urlsplit(remote)
-        local = settings.deploy_git_allow_local_remotes and remote.startswith(("/", "file://"))
+        local = settings.deploy_git_allow_local_remotes and is_local_remote(remote)
         if not remote:
             violations.add(f"{where}.remote_url", "is required")
         elif not (parts.scheme == "https" and parts.hostname) and not local:
@@ -134,7 +137,7 @@ def _check_config(
             violations.add(
                 f"{where}.remote_url", "must not hold credentials: give the token instead"
             )
-        may("branch", _BRANCH, "must be a git branch name")
+        may("branch", BRANCH, "must be a git branch name")
         site_url = config.get("site_url", "")
         if site_url and urlsplit(site_url).scheme not in ("http", "https"):
             violations.add(f"{where}.site_url", "must be an http(s):// URL")

@@ -29,7 +29,7 @@ from server.deployments.targets.base import Handle, Phase, Progress, ProgressCal
 from server.deployments.targets.git import NAME, failure, git_environment, run_git
 
 NO_JEKYLL = ".nojekyll"
-_BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*\.lock$)(?!.*/$)[A-Za-z0-9._/-]{1,200}$")
+BRANCH = re.compile(r"^(?!-)(?!/)(?!.*\.\.)(?!.*//)(?!.*\.lock$)(?!.*/$)[A-Za-z0-9._/-]{1,200}$")
 _GITHUB_REMOTE = re.compile(r"^/([A-Za-z0-9-]+)/([A-Za-z0-9._-]+?)(?:\.git)?/?$")
 _STALE_LEASE_HINTS = ("stale info", "[rejected]")
 
@@ -67,7 +67,7 @@ def pages_url(remote: str) -> str | None:
     return f"https://{owner}.github.io/{repository}/"
 
 
-def _is_local(remote: str) -> bool:
+def is_local_remote(remote: str) -> bool:
     return remote.startswith(("/", "file://"))
 
 
@@ -76,14 +76,14 @@ def check_options(options: GitPagesOptions) -> None:
     violations = Violations()
     remote = options.remote
     https = urlsplit(remote).scheme == "https" and bool(urlsplit(remote).hostname)
-    local = options.allow_local_remotes and _is_local(remote)
+    local = options.allow_local_remotes and is_local_remote(remote)
     violations.check(https or local, "remote", "must be an https:// git remote URL")
     violations.check(
         not urlsplit(remote).username and not urlsplit(remote).password,
         "remote",
         "must not carry credentials (pass the token separately)",
     )
-    violations.check(bool(_BRANCH.match(options.branch)), "branch", "is not a valid branch name")
+    violations.check(bool(BRANCH.match(options.branch)), "branch", "is not a valid branch name")
     violations.check(
         bool(options.page_url or pages_url(remote)),
         "page_url",
