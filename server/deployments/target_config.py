@@ -19,6 +19,7 @@ from server.deployments.targets.github_pages import (
     GitHubPagesTarget,
     GitPagesOptions,
     is_local_remote,
+    pages_url,
 )
 from server.deployments.targets.http import HttpOptions
 from server.deployments.targets.netlify import NetlifyTarget
@@ -141,6 +142,10 @@ def _check_config(
         site_url = config.get("site_url", "")
         if site_url and urlsplit(site_url).scheme not in ("http", "https"):
             violations.add(f"{where}.site_url", "must be an http(s):// URL")
+        elif not site_url and remote and pages_url(remote) is None:
+            violations.add(
+                f"{where}.site_url", "is required unless the remote is a github.com repository"
+            )
 
 
 def make_target(

@@ -252,6 +252,19 @@ async def test_only_owners_register_targets_and_bad_settings_are_named(
     assert "deploy_target.github_pages.branch" in details
     assert "secret" not in details
 
+    elsewhere = deployments_pb2.DeployTarget(
+        github_pages=deployments_pb2.GitHubPages(remote_url="https://git.example.com/site.git")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as no_site_url:
+        await stub.CreateDeployTarget(
+            deployments_pb2.CreateDeployTargetRequest(
+                project_id=team.project_id, deploy_target=elsewhere
+            ),
+            metadata=team.owner.metadata,
+            timeout=DEADLINE,
+        )
+    assert "deploy_target.github_pages.site_url" in (no_site_url.value.details() or "")
+
     with pytest.raises(grpc.aio.AioRpcError) as no_token:
         await stub.CreateDeployTarget(
             deployments_pb2.CreateDeployTargetRequest(
