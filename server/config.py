@@ -11,6 +11,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from server.config_builds import BuildSettings
 from server.config_deployments import DeploymentSettings
 from server.config_docker import DockerSettings
+from server.config_load import LoadSettings
 from server.config_models import ModelSettings
 from server.config_parsing import comma_list
 from server.config_telemetry import TelemetrySettings
@@ -28,6 +29,7 @@ class Settings(
     DockerSettings,
     BuildSettings,
     DeploymentSettings,
+    LoadSettings,
 ):
     """Forge server settings. Each option is also read from the environment as
     FORGE_<OPTION> (upper case, underscores), e.g. FORGE_DATABASE_URL."""
@@ -318,6 +320,13 @@ class Settings(
         description="chats that may wait their turn to be opened beyond chat_open_concurrency; "
         "more are refused at once with RESOURCE_EXHAUSTED SERVER_BUSY and a RetryInfo of about "
         "the time the queue needs",
+    )
+    chat_open_max_wait_ms: float = Field(
+        50.0,
+        gt=0,
+        description="longest a chat should wait its turn to be opened, judged by how long "
+        "opens take now: a loaded server keeps a shorter queue (at most chat_open_backlog) "
+        "and refuses the rest at once",
     )
 
     # --- retries (AIP-155 request ids) ---

@@ -88,6 +88,32 @@ async def test_a_waiter_that_goes_away_gives_its_turn_to_the_next() -> None:
     assert (admission.running, admission.waiting) == (0, 0)
 
 
+async def test_the_queue_holds_only_what_gets_its_turn_within_the_longest_wait() -> None:
+    # Opens are first reckoned at 10 ms each: two waiters get their turn within 25 ms.
+    admission = Admission("testing", concurrency=1, backlog=10, max_wait=0.025)
+    holder_entered = await admission.enter()
+    waiters = [asyncio.create_task(admission.enter()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert admission.waiting == 2
+    with pytest.raises(ResourceExhausted) as refused:
+        await admission.enter()
+    assert refused.value.reason == SERVER_BUSY
+    admission.leave(holder_entered)
+    for waiter in waiters:
+        admission.leave(await waiter)
+
+    # Opens that take longer (a loaded server) leave room for fewer waiters: none here.
+    async def slow_open() -> None:
+        await asyncio.sleep(0.3)  # the open's own work, not a wait for an event
+
+    await admitted(admission, slow_open)
+    holder_entered = await admission.enter()
+    with pytest.raises(ResourceExhausted):
+        await admission.enter()
+    admission.leave(holder_entered)
+    assert (admission.running, admission.waiting) == (0, 0)
+
+
 @pytest.fixture(scope="module")
 async def busy_server(
     postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory

@@ -63,6 +63,7 @@ from server.core.errors import (
 )
 from server.core.hooks import AnswerListener, CompletedAnswer
 from server.core.ids import new_id
+from server.core.loop_load import NO_LOAD, LoopLoad
 from server.core.metrics import answer_meter
 from server.core.tasks import TaskSupervisor
 from server.db.engine import reading
@@ -127,8 +128,11 @@ class Chats:
         own_keys: OwnKeysLookup = NO_OWN_KEY_LOOKUP,
         summary_max_output_tokens: int = 1024,
         cancels: Cancels | None = None,
+        load: LoopLoad = NO_LOAD,
     ) -> None:
         self._sessions = sessions
+        self.load = load
+        """This process's loop load: answers hold their deltas while it is over target."""
         self.cancels = cancels
         """Where CancelAnswer's requests reach the answers streamed here (cancel_stream.py)."""
         self.sessions = sessions
@@ -386,7 +390,8 @@ class ChatTurn:
                         turn.provider.stream(turn.request),
                         chats.cancels,
                         turn.assistant_message_id,
-                    )
+                    ),
+                    chats.load,
                 )
             ) as stream:
                 async for event in stream:

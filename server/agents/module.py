@@ -27,6 +27,8 @@ from server.agents.usage import UsageLedger
 from server.core.admission import Admission
 from server.core.binding import ServiceBinding
 from server.core.hooks import Offers
+from server.core.loop_load import LoopLoad
+from server.core.metrics import current_metrics
 from server.core.module import BuildContext, ServiceModule
 from server.core.sealing import KeySealer
 from server.core.tasks import TaskSupervisor
@@ -68,6 +70,20 @@ def build(ctx: BuildContext) -> ServiceModule:
     ledger = UsageLedger(sessions, settings.daily_token_quota, prices=registry.catalog.prices)
     providers = Providers(sessions, registry)
     tasks = TaskSupervisor("chat")
+    load = LoopLoad(settings.stream_busy_target, settings.stream_max_hold_ms / 1000)
+    metrics = current_metrics()
+    if metrics is not None:
+        metrics.gauge(
+            "forge_event_loop_busy_ratio",
+            "share of a core the event loop's thread spent on the CPU (smoothed)",
+            lambda: load.busy,
+        )
+        metrics.gauge(
+            "forge_stream_hold_seconds",
+            "how long chat streams hold each delta to send fewer, larger events while the "
+            "event loop is over its load target; 0 while it keeps up",
+            lambda: load.hold,
+        )
     saver = AnswerSaver(
         sessions, settings.chat_save_interval_seconds, settings.chat_orphan_after_seconds
     )
@@ -86,6 +102,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         own_keys=key_use,
         summary_max_output_tokens=settings.summary_max_output_tokens,
         cancels=ctx.cancels,
+        load=load,
     )
     runs = build_runs(ctx, registry, profiles, ledger, own_keys=key_use)
     servicer = AgentService(
@@ -115,7 +132,10 @@ def build(ctx: BuildContext) -> ServiceModule:
                 replayed_by_servicer=["Chat"],
                 admitted={
                     "Chat": Admission(
-                        "opening chats", settings.chat_open_concurrency, settings.chat_open_backlog
+                        "opening chats",
+                        settings.chat_open_concurrency,
+                        settings.chat_open_backlog,
+                        settings.chat_open_max_wait_ms / 1000,
                     )
                 },
             )
@@ -124,6 +144,7 @@ def build(ctx: BuildContext) -> ServiceModule:
         # the providers' connections close; answers still settling then are saved until
         # they are settled.
         background=[
+            load,
             ProviderSwitchRefresh(providers, settings.provider_switch_cache_seconds),
             key_use,
             saver,

@@ -1,7 +1,9 @@
 """Admission of expensive stream opens (a chat: authentication, its share, checks, reads and
 writes, up to its first event) under a burst: at most `concurrency` open at once, at most
-`backlog` more wait their turn in order, and the rest are refused at once — before any of
-that work, so a refusal costs next to nothing — with RESOURCE_EXHAUSTED SERVER_BUSY and a
+`backlog` more wait their turn in order (and only as many as get their turn within
+`max_wait`, judged by how long opens take now: a loaded server opens slower, so it queues
+fewer), and the rest are refused at once — before any of that work, so a refusal costs
+next to nothing — with RESOURCE_EXHAUSTED SERVER_BUSY and a
 RetryInfo delay of about how long the queue ahead would take, spread at random so that
 refused clients do not all come back together. The opens let in stay quick (a bounded
 queue), and the streams already open keep the event loop.
@@ -26,10 +28,13 @@ _SMOOTHING = 0.1  # weight of the newest open in the moving average of open time
 
 
 class Admission:
-    def __init__(self, what: str, concurrency: int, backlog: int) -> None:
+    def __init__(
+        self, what: str, concurrency: int, backlog: int, max_wait: float = float("inf")
+    ) -> None:
         self._what = what
         self._concurrency = concurrency
         self._backlog = backlog
+        self._max_wait = max_wait
         self._running = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._open_seconds = 0.01  # moving average of an admitted open's duration
@@ -48,7 +53,7 @@ class Admission:
         if self._running < self._concurrency and not self._waiting:
             self._running += 1
             return time.monotonic()
-        if len(self._waiting) >= self._backlog:
+        if len(self._waiting) >= self._backlog or self._wait_for(1) > self._max_wait:
             raise self._busy()
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(turn)
@@ -76,8 +81,12 @@ class Admission:
                 return
         self._running -= 1
 
+    def _wait_for(self, more: int) -> float:
+        """About how long the last of `more` new waiters would wait for its turn."""
+        return (len(self._waiting) + more) / self._concurrency * self._open_seconds
+
     def _busy(self) -> ResourceExhausted:
-        ahead = (self._running + len(self._waiting)) / self._concurrency * self._open_seconds
+        ahead = self._wait_for(self._running)
         delay = min(max(ahead, MIN_RETRY_SECONDS) * random.uniform(1.0, 2.0), MAX_RETRY_SECONDS)  # noqa: S311
         return ResourceExhausted(
             f"the server is busy {self._what}; retry after the delay given",

@@ -9,6 +9,11 @@ instead of falling further behind. When the consumer keeps up, every delta goes 
 came: there is no timer, so nothing waits for company. (A provider whose SDK parses several
 deltas out of one network read hands them over back to back; they merge too.)
 
+Only when the whole event loop is over its load target (server/core/loop_load.py) does a
+delta sent wait the load's `hold` before the next is taken, so that the deltas arriving
+meanwhile go out together: an overloaded server sends fewer, larger events for the same
+text, and its streams keep their pace.
+
 The whole provider stream, opening and closing included, runs in the producer task: SDK
 streams that enter anyio cancel scopes must leave them in the task that entered them. When
 the consumer stops early (closed, cancelled), the producer is cancelled at once, which
@@ -24,6 +29,7 @@ from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
+from server.core.loop_load import NO_LOAD, LoopLoad
 from server.llm.base import ProviderEvent, TextDelta
 
 
@@ -94,10 +100,11 @@ async def _produce(stream: AsyncGenerator[ProviderEvent, None], ahead: _Ahead) -
 
 
 async def coalesced(
-    stream: AsyncGenerator[ProviderEvent, None],
+    stream: AsyncGenerator[ProviderEvent, None], load: LoopLoad = NO_LOAD
 ) -> AsyncGenerator[ProviderEvent, None]:
-    """`stream`'s events in order, runs of text deltas the consumer was not ready for merged
-    into one; the stream's failure is raised here after the events before it."""
+    """`stream`'s events in order, runs of text deltas the consumer was not ready for (or,
+    under `load`, that arrived within its hold) merged into one; the stream's failure is
+    raised here after the events before it."""
     ahead = _Ahead()
     queue = ahead.queue
     loop = asyncio.get_running_loop()
@@ -108,6 +115,8 @@ async def coalesced(
                 item = queue.popleft()
                 if type(item) is _Text:
                     yield item.taken()
+                    if hold := load.hold:
+                        await asyncio.sleep(hold)
                 else:
                     yield item  # type: ignore[misc]  # (not a _Text, so a ProviderEvent)
             elif ahead.ended:
