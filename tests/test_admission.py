@@ -16,6 +16,7 @@ from forge_client import AsyncForge, RetryPolicy, agents, kind, projects
 from server.app import ForgeServer
 from server.core.admission import SERVER_BUSY, Admission
 from server.core.errors import ResourceExhausted
+from server.core.loop_load import LoopLoad
 from server.db.embedded import EmbeddedPostgres
 from tests.agents.support import (
     chat_call,
@@ -111,6 +112,26 @@ async def test_the_queue_holds_only_what_gets_its_turn_within_the_longest_wait()
     with pytest.raises(ResourceExhausted):
         await admission.enter()
     admission.leave(holder_entered)
+    assert (admission.running, admission.waiting) == (0, 0)
+
+
+async def test_nothing_waits_while_the_event_loop_is_overloaded() -> None:
+    load = LoopLoad(busy_target=0.5, max_hold=0.2)
+    admission = Admission("testing", concurrency=1, backlog=10, load=load)
+    holder_entered = await admission.enter()
+    waiter = asyncio.create_task(admission.enter())  # room in the backlog: it waits
+    await asyncio.sleep(0)
+    assert admission.waiting == 1
+    for _ in range(10):
+        load.observe(busy=1.0, lag=0.0)
+    assert load.overloaded
+    with pytest.raises(ResourceExhausted) as refused:
+        await admission.enter()
+    assert refused.value.reason == SERVER_BUSY
+    admission.leave(holder_entered)
+    admission.leave(await waiter)
+    # A free place is still taken at once: the streams being opened are what is shed.
+    admission.leave(await admission.enter())
     assert (admission.running, admission.waiting) == (0, 0)
 
 

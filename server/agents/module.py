@@ -136,6 +136,7 @@ def build(ctx: BuildContext) -> ServiceModule:
                         settings.chat_open_concurrency,
                         settings.chat_open_backlog,
                         settings.chat_open_max_wait_ms / 1000,
+                        load,
                     )
                 },
             )

@@ -1,12 +1,12 @@
 """Admission of expensive stream opens (a chat: authentication, its share, checks, reads and
 writes, up to its first event) under a burst: at most `concurrency` open at once, at most
-`backlog` more wait their turn in order (and only as many as get their turn within
-`max_wait`, judged by how long opens take now: a loaded server opens slower, so it queues
-fewer), and the rest are refused at once — before any of that work, so a refusal costs
-next to nothing — with RESOURCE_EXHAUSTED SERVER_BUSY and a
-RetryInfo delay of about how long the queue ahead would take, spread at random so that
-refused clients do not all come back together. The opens let in stay quick (a bounded
-queue), and the streams already open keep the event loop.
+`backlog` more wait their turn in order (only as many as get their turn within `max_wait`,
+judged by how long opens take now: a loaded server opens slower, so it queues fewer; and
+none while the event loop is overloaded, server/core/loop_load.py), and the rest are
+refused at once — before any of that work, so a refusal costs next to nothing — with
+RESOURCE_EXHAUSTED SERVER_BUSY and a RetryInfo delay of about how long the queue ahead
+would take, spread at random so that refused clients do not all come back together. The
+opens let in stay quick (a bounded queue), and the streams already open keep the event loop.
 
 The call interceptor admits the methods a binding names (ServiceBinding.admitted).
 """
@@ -20,6 +20,7 @@ import time
 from datetime import timedelta
 
 from server.core.errors import ResourceExhausted
+from server.core.loop_load import NO_LOAD, LoopLoad
 
 SERVER_BUSY = "SERVER_BUSY"
 MIN_RETRY_SECONDS = 0.5
@@ -29,12 +30,18 @@ _SMOOTHING = 0.1  # weight of the newest open in the moving average of open time
 
 class Admission:
     def __init__(
-        self, what: str, concurrency: int, backlog: int, max_wait: float = float("inf")
+        self,
+        what: str,
+        concurrency: int,
+        backlog: int,
+        max_wait: float = float("inf"),
+        load: LoopLoad = NO_LOAD,
     ) -> None:
         self._what = what
         self._concurrency = concurrency
         self._backlog = backlog
         self._max_wait = max_wait
+        self._load = load
         self._running = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._open_seconds = 0.01  # moving average of an admitted open's duration
@@ -53,7 +60,11 @@ class Admission:
         if self._running < self._concurrency and not self._waiting:
             self._running += 1
             return time.monotonic()
-        if len(self._waiting) >= self._backlog or self._wait_for(1) > self._max_wait:
+        if (
+            len(self._waiting) >= self._backlog
+            or self._wait_for(1) > self._max_wait
+            or self._load.overloaded
+        ):
             raise self._busy()
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(turn)
