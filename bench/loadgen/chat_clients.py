@@ -183,6 +183,19 @@ class ForgeGrpcChats:
             await channel.close()
 
 
+def _busy_body_delay(text: str) -> float | None:
+    """The RetryInfo delay of a SERVER_BUSY refusal as JSON (google.rpc.Status), else None."""
+    try:
+        details = json.loads(text).get("details", [])
+    except (ValueError, AttributeError):
+        return None
+    reasons = {detail.get("reason") for detail in details}
+    delays = [detail["retryDelay"] for detail in details if "retryDelay" in detail]
+    if "SERVER_BUSY" not in reasons:
+        return None
+    return float(delays[0].removesuffix("s")) if delays else 1.0
+
+
 def _busy_retry_delay(error: grpc.aio.AioRpcError) -> float | None:
     """The RetryInfo delay of a SERVER_BUSY refusal (RESOURCE_EXHAUSTED), else None."""
     if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -230,6 +243,20 @@ class SseChats:
         body: dict[str, Any] = {"content": content}
         if max_output_tokens:
             body["parameters"] = {"maxOutputTokens": max_output_tokens}
+        while True:
+            chat.tried = time.perf_counter()
+            delay = await self._chat_once(conversation_id, body, log, chat)
+            if delay is None:
+                return
+            chat.busy_retries += 1
+            chat.error = ""
+            await asyncio.sleep(delay)
+
+    async def _chat_once(
+        self, conversation_id: str, body: dict[str, Any], log: ChatLog, chat: Chat
+    ) -> float | None:
+        """Runs the chat; the RetryInfo delay when the server was too busy to open it (HTTP
+        429 with SERVER_BUSY, as the transcoder maps RESOURCE_EXHAUSTED)."""
         arrivals = chat.arrivals
         now = time.perf_counter
         loads = json.loads
@@ -240,8 +267,11 @@ class SseChats:
                 headers=self._headers,
             ) as response:
                 if response.status != 200:
-                    chat.error = f"HTTP {response.status}: {(await response.text())[:200]}"
-                    return
+                    text = await response.text()
+                    if response.status == 429 and (delay := _busy_body_delay(text)) is not None:
+                        return delay
+                    chat.error = f"HTTP {response.status}: {text[:200]}"
+                    return None
                 buffer = b""
                 async for chunk in response.content.iter_any():
                     buffer += chunk
@@ -262,8 +292,8 @@ class SseChats:
                             chat.error = frame.decode()[:200]
         except (TimeoutError, aiohttp.ClientError) as error:
             chat.error = repr(error)
-        finally:
-            chat.ended = now()
+        chat.ended = now()
+        return None
 
     async def close(self) -> None:
         await self._session.close()

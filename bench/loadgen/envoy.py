@@ -134,21 +134,26 @@ async def chat_latency(params: dict[str, Any], conversations: list[str]) -> dict
     chats: dict[str, list[Chat]] = {name: [] for name in routes}
     ids = iter(conversations)
     counter = itertools.count()
-    tasks = []
+    warmup = params["phase"].get("warmup", 0)
     try:
         # A chat every `interval` s, the routes taking turns: a handful in flight at once.
-        for _ in range(params["phase"]["chats"]):
-            for name, client in routes.items():
-                chat = Chat()
-                chats[name].append(chat)
-                chat.sent = time.perf_counter()
-                tasks.append(
-                    asyncio.create_task(
-                        client.chat(next(counter), next(ids), content, ChatLog(), chat)
+        # The first `warmup` per route open the connections the rest reuse (the gRPC
+        # route's channel is one warm HTTP/2 connection; SSE takes one per chat in flight).
+        for measured, count in ((False, warmup), (True, params["phase"]["chats"])):
+            tasks = []
+            for _ in range(count):
+                for name, client in routes.items():
+                    chat = Chat()
+                    if measured:
+                        chats[name].append(chat)
+                    chat.sent = time.perf_counter()
+                    tasks.append(
+                        asyncio.create_task(
+                            client.chat(next(counter), next(ids), content, ChatLog(), chat)
+                        )
                     )
-                )
-                await asyncio.sleep(params["phase"]["interval"])
-        await asyncio.gather(*tasks)
+                    await asyncio.sleep(params["phase"]["interval"])
+            await asyncio.gather(*tasks)
     finally:
         for client in routes.values():
             await client.close()
@@ -156,6 +161,9 @@ async def chat_latency(params: dict[str, Any], conversations: list[str]) -> dict
         "first_delta": {
             name: [c.first_delta - c.sent for c in done if c.first_delta]
             for name, done in chats.items()
+        },
+        "started": {
+            name: [c.started - c.sent for c in done if c.started] for name, done in chats.items()
         },
         "errors": {
             name: next((c.error for c in done if c.error), "") for name, done in chats.items()
