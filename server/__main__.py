@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -42,6 +43,7 @@ async def serve(
         link.on_supervisor_gone(on_signal)
     try:
         await app.start()
+        settle_garbage_collection()
         if link is not None:
             link.serving(app.port)  # the supervisor prints the line once all workers serve
         else:
@@ -51,6 +53,23 @@ async def serve(
     finally:
         await app.stop()
     log.info("stopped")
+
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation (CPython's default is 700):
+a busy server allocates that many in a few milliseconds, and every tenth of every tenth
+collection walks all the older objects."""
+
+
+def settle_garbage_collection() -> None:
+    """What start-up made (modules, settings, prebuilt statements, pools) lives as long as the
+    process: it is moved out of the collector's sight, so that a full collection under load
+    walks only what calls and streams made. Measured with 2,000 chat streams open: full
+    collections paused the event loop for 200-490 ms each, every stream and open waiting."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -135,6 +135,22 @@ async def test_nothing_waits_while_the_event_loop_is_overloaded() -> None:
     assert (admission.running, admission.waiting) == (0, 0)
 
 
+async def test_a_burst_of_refusals_is_told_to_come_back_later_and_later() -> None:
+    # Each refused client is still to come back: those refused after many others are told
+    # to wait longer, so that they do not all return before the server can let them in.
+    admission = Admission("testing", concurrency=1, backlog=0)
+    entered = await admission.enter()
+    delays = []
+    for _ in range(200):
+        with pytest.raises(ResourceExhausted) as refused:
+            await admission.enter()
+        assert refused.value.retry_after is not None
+        delays.append(refused.value.retry_after.total_seconds())
+    admission.leave(entered)
+    assert delays[0] <= 1.0  # the first: half a second, spread at random
+    assert delays[-1] >= 1.5, delays[-1]
+
+
 @pytest.fixture(scope="module")
 async def busy_server(
     postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory

@@ -5,7 +5,9 @@ judged by how long opens take now: a loaded server opens slower, so it queues fe
 none while the event loop is overloaded, server/core/loop_load.py), and the rest are
 refused at once — before any of that work, so a refusal costs next to nothing — with
 RESOURCE_EXHAUSTED SERVER_BUSY and a RetryInfo delay of about how long the queue ahead
-would take, spread at random so that refused clients do not all come back together. The
+would take — counting the clients refused in the last seconds, who are out there waiting to
+come back — spread at random so that refused
+clients do not all come back together, nor sooner than the server can let them in. The
 opens let in stay quick (a bounded queue), and the streams already open keep the event loop.
 
 The call interceptor admits the methods a binding names (ServiceBinding.admitted).
@@ -26,6 +28,30 @@ SERVER_BUSY = "SERVER_BUSY"
 MIN_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 _SMOOTHING = 0.1  # weight of the newest open in the moving average of open times
+_OUTSIDE_SECONDS = 5
+"""Refusals within this many seconds count as clients still to come back."""
+
+
+class _RecentCount:
+    """How many events happened in the last `seconds` whole seconds (one bucket a second)."""
+
+    __slots__ = ("_buckets", "_second")
+
+    def __init__(self, seconds: int) -> None:
+        self._buckets = [0] * seconds
+        self._second = int(time.monotonic())
+
+    def add(self, now: float) -> int:
+        """Counts one event at `now`; how many there were in the window, this one included."""
+        second = int(now)
+        buckets = self._buckets
+        for passed in range(self._second + 1, min(second, self._second + len(buckets)) + 1):
+            buckets[passed % len(buckets)] = 0
+        if second - self._second >= len(buckets):
+            buckets[:] = [0] * len(buckets)
+        self._second = second
+        buckets[second % len(buckets)] += 1
+        return sum(buckets)
 
 
 class Admission:
@@ -45,6 +71,7 @@ class Admission:
         self._running = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._open_seconds = 0.01  # moving average of an admitted open's duration
+        self._refused = _RecentCount(_OUTSIDE_SECONDS)
 
     @property
     def running(self) -> int:
@@ -97,7 +124,9 @@ class Admission:
         return (len(self._waiting) + more) / self._concurrency * self._open_seconds
 
     def _busy(self) -> ResourceExhausted:
-        ahead = self._wait_for(self._running)
+        # Clients refused in the last seconds are still to come back: they queue too.
+        outside = self._refused.add(time.monotonic())
+        ahead = self._wait_for(self._running + outside)
         delay = min(max(ahead, MIN_RETRY_SECONDS) * random.uniform(1.0, 2.0), MAX_RETRY_SECONDS)  # noqa: S311
         return ResourceExhausted(
             f"the server is busy {self._what}; retry after the delay given",
