@@ -5,10 +5,10 @@ judged by how long opens take now: a loaded server opens slower, so it queues fe
 none while the event loop is overloaded, server/core/loop_load.py), and the rest are
 refused at once — before any of that work, so a refusal costs next to nothing — with
 RESOURCE_EXHAUSTED SERVER_BUSY and a RetryInfo delay of about how long the queue ahead
-would take — counting the clients refused in the last seconds, who are out there waiting to
-come back — spread at random so that refused
-clients do not all come back together, nor sooner than the server can let them in. The
-opens let in stay quick (a bounded queue), and the streams already open keep the event loop.
+would take, counting the clients refused in the last seconds (they are out there waiting
+to come back), spread at random so that refused clients neither all come back together
+nor sooner than the server can let them in. The opens let in stay quick (a bounded queue),
+and the streams already open keep the event loop.
 
 The call interceptor admits the methods a binding names (ServiceBinding.admitted).
 """
