@@ -33,7 +33,8 @@ DEADLINE = 20.0
 
 def test_holds_grow_while_the_loop_is_over_its_target_and_end_once_it_is_well_under() -> None:
     load = LoopLoad(busy_target=0.75, max_hold=0.5)
-    assert load.hold == 0 and not load.overloaded
+    assert load.hold == 0
+    assert not load.overloaded
     holds = []
     for _ in range(12):
         load.observe(busy=0.95, lag=0.0)
@@ -41,12 +42,14 @@ def test_holds_grow_while_the_loop_is_over_its_target_and_end_once_it_is_well_un
     # Smoothed: not over at the first busy sample, then holding from MIN_HOLD upwards.
     assert holds[0] == 0
     assert min(hold for hold in holds if hold) == MIN_HOLD
-    assert holds == sorted(holds) and holds[-1] == 0.5
+    assert holds == sorted(holds)
+    assert holds[-1] == 0.5
     assert load.overloaded
 
     for _ in range(6):
         load.observe(busy=0.7, lag=0.0)  # under the target, but not well under: held as long
-    assert load.hold == 0.5 and not load.overloaded
+    assert load.hold == 0.5
+    assert not load.overloaded
     for _ in range(20):
         load.observe(busy=0.2, lag=0.0)
     assert load.hold == 0
