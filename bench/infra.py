@@ -13,6 +13,8 @@ from pathlib import Path
 
 from bench.harness import SERVER_CORE, Measured, spawn, stop
 from server.db.embedded import EmbeddedPostgres
+from server.db.engine import dispose, make_engine
+from server.db.migrate import upgrade
 
 _SERVING = re.compile(rb"forge: serving on port (\d+)")
 BENCH_SECRET = "bench-secret-" + "x" * 40
@@ -25,8 +27,16 @@ class Infra:
     _databases: int = 0
 
     async def database(self) -> str:
+        """A new database at the newest migration, as a deployment's migration step leaves it:
+        the server starting on it does not load Alembic (server/db/migrate.py)."""
         self._databases += 1
-        return await self.postgres.ensure_database(f"bench_{self._databases}")
+        url = await self.postgres.ensure_database(f"bench_{self._databases}")
+        engine = make_engine(url, pool_size=1, max_overflow=0)
+        try:
+            await upgrade(engine)
+        finally:
+            await dispose(engine)
+        return url
 
 
 @asynccontextmanager

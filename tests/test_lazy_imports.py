@@ -1,13 +1,16 @@
 """A server loads a heavy SDK only once a setting asks for it: a provider's key (anthropic,
 openai, google-genai), `blob_store=s3` (aioboto3/botocore), `otlp_endpoint` (the
-OpenTelemetry SDK and exporter), `metrics_address` (aiohttp's web server); and Alembic only
-for a database behind the newest migration. Every worker process would otherwise carry them
-idle (the Anthropic SDK alone is about 80 MB).
+OpenTelemetry SDK and exporter), `metrics_address` (prometheus_client and aiohttp's web
+server); or once a feature needs it: aiohttp to publish to Netlify or Vercel, jsonschema to
+check a run tool's input; and Alembic only for a database behind the newest migration. Every
+worker process would otherwise carry them idle (the Anthropic SDK alone is about 80 MB;
+aiohttp, jsonschema and prometheus_client together about 10 MB).
 
 Checked on `python -m server` in a child process, which writes the SDKs it loaded during its
 life as it exits (tests/support/serve_reporting_modules.py), after it has served a chat:
-echo only, local blobs and no tracing load none; with an Anthropic key (pointing at the fake
-Anthropic API) the chat is answered through the SDK, which is then loaded, and only it."""
+echo only, local blobs, no tracing and no metrics load none; with metrics on, their two
+libraries load; with an Anthropic key (pointing at the fake Anthropic API) the chat is
+answered through the SDK, which is then loaded, and only it (with the aiohttp it imports)."""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ CONFIGURING_AN_SDK = (
     "FORGE_BLOB_STORE",
     "FORGE_DEFAULT_MODEL",
     "FORGE_IMAGE_MODEL",
+    "FORGE_METRICS_ADDRESS",
 )
 """Settings that would load an SDK (or name a model of one), kept out of the children's
 environment whatever the one running the tests holds."""
@@ -118,6 +122,12 @@ async def test_an_echo_only_server_loads_no_sdk(spawn: Spawn) -> None:
     assert await sdks_loaded_by(process) == []
 
 
+async def test_metrics_load_only_their_libraries(spawn: Spawn) -> None:
+    process = await spawn(FORGE_METRICS_ADDRESS="127.0.0.1:0")
+    assert await answer_text(process, "echo")
+    assert await sdks_loaded_by(process) == ["aiohttp", "prometheus_client"]
+
+
 async def test_a_provider_key_loads_only_that_providers_sdk(spawn: Spawn) -> None:
     tokens = words(5)
     async with AnthropicFake(Script(tokens=tokens)) as base_url:
@@ -126,4 +136,5 @@ async def test_a_provider_key_loads_only_that_providers_sdk(spawn: Spawn) -> Non
             FORGE_ANTHROPIC_BASE_URL=base_url,
         )
         assert await answer_text(process, "anthropic/claude-test") == "".join(tokens)
-        assert await sdks_loaded_by(process) == ["anthropic"]
+        # (The Anthropic SDK brings aiohttp itself, for its optional aiohttp transport.)
+        assert await sdks_loaded_by(process) == ["anthropic", "aiohttp"]

@@ -23,16 +23,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
@@ -56,6 +46,10 @@ class Metrics:
     """The registry of one server and every series it exports."""
 
     def __init__(self) -> None:
+        # Imported here: a server without metrics (metrics_address unset) does not load
+        # prometheus_client (~1 MB; tests/test_lazy_imports.py).
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.rpcs = Counter(
             "forge_rpc_requests",
@@ -140,6 +134,8 @@ class Metrics:
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read at scrape time (pool sizes, live sandboxes)."""
+        from prometheus_client import Gauge
+
         Gauge(name, documentation, registry=self.registry).set_function(read)
 
     def labelled_gauge(
@@ -151,34 +147,15 @@ class Metrics:
     ) -> None:
         """A gauge whose labelled values are all read at scrape time: `read()` maps each
         label value (a tuple of them with several labels) to its number."""
+        from server.core.metrics_collectors import LabelledGauge
+
         names = (labels,) if isinstance(labels, str) else labels
-        self.registry.register(_LabelledGauge(name, documentation, names, read))
+        self.registry.register(LabelledGauge(name, documentation, names, read))
 
     def exposition(self) -> bytes:
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
-
-
-class _LabelledGauge(Collector):
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labels: tuple[str, ...],
-        read: Callable[[], Mapping[Any, float]],
-    ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labels = labels
-        self._read = read
-
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self._name, self._documentation, labels=list(self._labels))
-        for value, number in self._read().items():
-            family.add_metric(list(value) if isinstance(value, tuple) else [value], number)
-        yield family
-
-    def describe(self) -> list[Metric]:
-        return []
 
 
 _current: ContextVar[Metrics | None] = ContextVar("forge_metrics", default=None)
@@ -238,6 +215,7 @@ class MetricsEndpoint:
 
     async def _serve(self, request: web.Request) -> web.Response:
         from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST
 
         body = self._metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

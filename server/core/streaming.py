@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Generic, TypeVar
 
 from server.core.errors import ForgeError, Unavailable
@@ -140,15 +140,14 @@ class _Reader(Generic[E]):
             task.uncancel()
 
 
-@asynccontextmanager
-async def server_stream(
+def server_stream(
     source: AsyncGenerator[E, None],
     to_message: ToMessage[E, M],
     error_message: ErrorMessage[M],
     *,
     lost: Callable[[], ForgeError] = stream_lost,
-) -> AsyncIterator[AsyncGenerator[M, None]]:
+) -> aclosing[AsyncGenerator[M, None]]:
     """`numbered(...)`, closed (and with it the source) when the block ends, however it
-    ends."""
-    async with aclosing(numbered(source, to_message, error_message, lost=lost)) as messages:
-        yield messages
+    ends. (A plain `aclosing`: a context-manager generator would hold ~800 bytes more for
+    as long as each stream is open.)"""
+    return aclosing(numbered(source, to_message, error_message, lost=lost))

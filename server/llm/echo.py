@@ -8,13 +8,13 @@ output = deltas sent. `max_tokens` cuts the answer (finish reason `max_tokens`).
 
 The answer text is composed before the first delta and cut into tokens as they are sent,
 so relaying a token costs one timer wait and one yield, and a stream holds its answer as
-one string rather than a list of deltas.
+its paragraphs (the prompt's being the request's own string, not a copy) rather than a
+list of deltas (echo_answer.EchoAnswer.tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncGenerator
 
 from server.config import Settings
@@ -33,7 +33,6 @@ from server.llm.echo_answer import compose
 
 ECHO = "echo"
 CONTEXT_WINDOW_TOKENS = 1_000_000
-_TOKEN = re.compile(r"\s*\S+")
 
 
 def count_words(text: str) -> int:
@@ -79,7 +78,7 @@ class EchoProvider:
         sent = 0
         # Tokens are cut from the answer as they are sent: a long answer is not held as a
         # list of deltas for the whole stream.
-        for token in _TOKEN.finditer(answer.text):
+        for token in answer.tokens():
             if sent == limit:
                 reason = "max_tokens"
                 break
@@ -88,7 +87,7 @@ class EchoProvider:
                 await asyncio.sleep(max(start + sent * delay - loop.time(), 0))
             else:
                 await asyncio.sleep(0)
-            yield TextDelta(token.group())
+            yield TextDelta(token)
         if answer.tool_call is not None and reason == "tool_use":
             call = answer.tool_call
             yield ToolCallRequest(call.id, call.name, call.arguments_json)

@@ -15,6 +15,10 @@
 - In runs (the request offers tools) whose goal holds a fenced code block, the answer is
   the next step of a fixed tool script (echo_script.py): create the file, run it, save it
   as an artifact, finish.
+
+An answer is kept as its paragraphs, the user's words being the very string of the request,
+and cut into tokens as they are taken (`EchoAnswer.tokens`): a stream holds neither a second
+copy of the prompt nor a regex scanner (~1.6 KB each) for as long as it streams.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from server.llm.base import ChatRequest, Role, ToolCall
@@ -50,18 +55,38 @@ OUTRO = (
     "without a provider key. Configure one to talk to a real model."
 )
 SUMMARY_CHARS = 60
+PARAGRAPH_BREAK = "\n\n"
+_TOKEN = re.compile(r"\s*\S+")
 
 
 @dataclass(frozen=True, slots=True)
 class EchoAnswer:
-    text: str
+    paragraphs: tuple[str, ...]
+    """The answer's text is these, joined by PARAGRAPH_BREAK."""
     tool_call: ToolCall | None = None
+
+    @property
+    def text(self) -> str:
+        return PARAGRAPH_BREAK.join(self.paragraphs)
+
+    def tokens(self) -> Iterator[str]:
+        """The text's words, each with the whitespace before it (they concatenate to the
+        text, trailing whitespace left out), cut from the paragraphs as they are taken."""
+        match = _TOKEN.match
+        before = ""  # whitespace the next token starts with, carried across paragraphs
+        for paragraph in self.paragraphs:
+            at = 0
+            while (token := match(paragraph, at)) is not None:
+                at = token.end()
+                yield before + token.group() if before else token.group()
+                before = ""
+            before += paragraph[at:] + PARAGRAPH_BREAK
 
 
 def compose(request: ChatRequest) -> EchoAnswer:
     scripted = script_turn(request)
     if scripted is not None:
-        return EchoAnswer(scripted.text, scripted.tool_call)
+        return EchoAnswer((scripted.text,), scripted.tool_call)
     last = request.messages[-1] if request.messages else None
     if last is not None and last.role is Role.TOOL:
         reports = [
@@ -69,16 +94,16 @@ def compose(request: ChatRequest) -> EchoAnswer:
             f"{result.content}"
             for result in last.tool_results
         ]
-        return EchoAnswer(" ".join(reports) or "The tools returned nothing.")
+        return EchoAnswer((" ".join(reports) or "The tools returned nothing.",))
     prompt = request.prompt
     call = _tool_call(request, prompt)
     if call is not None:
-        return EchoAnswer(f"Calling {call.name}.", call)
+        return EchoAnswer((f"Calling {call.name}.",), call)
     parts = [INTRO, prompt.strip() or "(nothing)"]
     if _ASKS_FOR_CODE.search(prompt):
         parts.extend(_code_blocks(prompt))
     parts.append(OUTRO)
-    return EchoAnswer("\n\n".join(parts))
+    return EchoAnswer(tuple(parts))
 
 
 def _tool_call(request: ChatRequest, prompt: str) -> ToolCall | None:

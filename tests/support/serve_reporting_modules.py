@@ -24,7 +24,9 @@ SDKS = (
     "botocore",
     "opentelemetry.sdk",
     "opentelemetry.exporter",
-    "aiohttp.web",  # the metrics endpoint's server, when metrics are on
+    "aiohttp",  # the metrics endpoint's server (metrics on); Netlify's and Vercel's client
+    "prometheus_client",  # only when metrics are on
+    "jsonschema",  # checks run tools' input, from a run's first tool call
     "alembic",  # only to migrate a database behind the newest revision
 )
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from server.core.errors import ForgeError
 from server.deployments.targets import errors
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,10 @@ class HttpApi:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
+        # Imported when first needed: aiohttp is ~7 MB that a server which never publishes
+        # to Netlify or Vercel need not carry (tests/test_lazy_imports.py).
+        import aiohttp
+
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=self.options.request_timeout, sock_connect=self.options.connect_timeout
@@ -163,6 +168,8 @@ class HttpApi:
         missing: str,
     ) -> ApiResponse:
         assert self._session is not None, "use HttpApi as an async context manager"
+        import aiohttp
+
         all_headers = {"Authorization": f"Bearer {self._token}", **(headers or {})}
         timeout = None
         if data is not None:

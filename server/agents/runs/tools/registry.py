@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from server.agents.runs.tools.artifact import SaveArtifactTool
 from server.agents.runs.tools.base import (
@@ -30,6 +27,10 @@ from server.agents.runs.tools.task import UpdateTaskTool
 from server.config import Settings
 from server.core.errors import ForgeError
 from server.llm import ToolSpec
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 MAX_REPORTED_ERRORS = 5
 MAX_ERROR_CHARS = 300
@@ -53,9 +54,7 @@ class ToolRegistry:
     def __init__(self, settings: Settings, tools: Sequence[Tool] | None = None) -> None:
         chosen = list(tools) if tools is not None else default_tools(settings)
         self._tools = {tool.name: tool for tool in chosen}
-        self._validators = {
-            tool.name: Draft202012Validator(tool.schema()) for tool in self._tools.values()
-        }
+        self._validators: dict[str, Draft202012Validator] = {}
         self.names: tuple[str, ...] = tuple(self._tools)
 
     def specs(self, names: Sequence[str]) -> list[ToolSpec]:
@@ -86,7 +85,7 @@ class ToolRegistry:
         if not isinstance(arguments, dict):
             raise ToolInputError(f"the input of {name} must be a JSON object")
         errors = sorted(
-            self._validators[name].iter_errors(arguments),
+            self._validator(tool).iter_errors(arguments),
             key=lambda error: (list(map(str, error.absolute_path)), error.message),
         )
         if errors:
@@ -101,6 +100,16 @@ class ToolRegistry:
         except ToolInputError as error:
             raise ToolInputError(f"invalid input for {name}: {error.message}") from None
         return arguments
+
+    def _validator(self, tool: Tool) -> Draft202012Validator:
+        """Built at the first call of `tool`: jsonschema (~3 MB) is imported only by servers
+        that run agents (tests/test_lazy_imports.py)."""
+        validator = self._validators.get(tool.name)
+        if validator is None:
+            from jsonschema import Draft202012Validator
+
+            validator = self._validators[tool.name] = Draft202012Validator(tool.schema())
+        return validator
 
     def writes(self, name: str, arguments: Mapping[str, Any]) -> bool:
         return self._tools[name].writes(arguments)
