@@ -13,8 +13,7 @@ from pathlib import Path
 
 from bench.harness import SERVER_CORE, Measured, spawn, stop
 from server.db.embedded import EmbeddedPostgres
-from server.db.engine import dispose, make_engine
-from server.db.migrate import upgrade
+from server.db.migrate import upgrade_database
 
 _SERVING = re.compile(rb"forge: serving on port (\d+)")
 BENCH_SECRET = "bench-secret-" + "x" * 40
@@ -31,11 +30,7 @@ class Infra:
         the server starting on it does not load Alembic (server/db/migrate.py)."""
         self._databases += 1
         url = await self.postgres.ensure_database(f"bench_{self._databases}")
-        engine = make_engine(url, pool_size=1, max_overflow=0)
-        try:
-            await upgrade(engine)
-        finally:
-            await dispose(engine)
+        await upgrade_database(url)
         return url
 
 

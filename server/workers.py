@@ -40,8 +40,7 @@ from server.core.keys import server_secret
 from server.core.logging import configure_logging
 from server.core.module import ModuleBuilder
 from server.db.embedded import EmbeddedPostgres, open_database
-from server.db.engine import dispose, make_engine
-from server.db.migrate import upgrade_if_behind
+from server.db.migrate import upgrade_database
 
 log = logging.getLogger("forge.workers")
 
@@ -295,11 +294,7 @@ class Supervisor:
         settings = self._settings
         url, self._postgres = await open_database(settings)
         if settings.migrate_on_start:
-            engine = make_engine(url, pool_size=1, max_overflow=0)
-            try:
-                await upgrade_if_behind(engine)
-            finally:
-                await dispose(engine)
+            await upgrade_database(url)
         return url
 
     def _address(self) -> tuple[str, int]:

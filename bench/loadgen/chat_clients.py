@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,14 +128,7 @@ class ForgeGrpcChats:
         request = agents_pb2.ChatRequest(conversation_id=conversation_id, content=content)
         if max_output_tokens:
             request.parameters.max_output_tokens = max_output_tokens
-        while True:
-            chat.tried = time.perf_counter()
-            delay = await self._chat_once(index, request, log, chat)
-            if delay is None:
-                return
-            chat.busy_retries += 1
-            chat.error = ""
-            await asyncio.sleep(delay)
+        await retried_while_busy(chat, lambda: self._chat_once(index, request, log, chat))
 
     async def get_project(self, project_id: str) -> None:
         await self._get_project(
@@ -181,6 +174,18 @@ class ForgeGrpcChats:
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
+
+
+async def retried_while_busy(chat: Chat, once: Callable[[], Awaitable[float | None]]) -> None:
+    """Runs the chat (`once`), again after each SERVER_BUSY refusal's RetryInfo delay."""
+    while True:
+        chat.tried = time.perf_counter()
+        delay = await once()
+        if delay is None:
+            return
+        chat.busy_retries += 1
+        chat.error = ""
+        await asyncio.sleep(delay)
 
 
 def _busy_body_delay(text: str) -> float | None:
@@ -243,14 +248,7 @@ class SseChats:
         body: dict[str, Any] = {"content": content}
         if max_output_tokens:
             body["parameters"] = {"maxOutputTokens": max_output_tokens}
-        while True:
-            chat.tried = time.perf_counter()
-            delay = await self._chat_once(conversation_id, body, log, chat)
-            if delay is None:
-                return
-            chat.busy_retries += 1
-            chat.error = ""
-            await asyncio.sleep(delay)
+        await retried_while_busy(chat, lambda: self._chat_once(conversation_id, body, log, chat))
 
     async def _chat_once(
         self, conversation_id: str, body: dict[str, Any], log: ChatLog, chat: Chat

@@ -13,6 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.db.engine import dispose, make_engine
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -83,3 +85,12 @@ async def upgrade_if_behind(engine: AsyncEngine) -> None:
     head = head_revision()
     if head is None or await stored_revision(engine) != head:
         await upgrade(engine)
+
+
+async def upgrade_database(url: str) -> None:
+    """Migrates the database at `url` to the newest revision, unless it is already there."""
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        await upgrade_if_behind(engine)
+    finally:
+        await dispose(engine)
