@@ -45,10 +45,9 @@ class _RecentCount:
         """Counts one event at `now`; how many there were in the window, this one included."""
         second = int(now)
         buckets = self._buckets
+        # The seconds passed since the last event start empty (all of them after a long gap).
         for passed in range(self._second + 1, min(second, self._second + len(buckets)) + 1):
             buckets[passed % len(buckets)] = 0
-        if second - self._second >= len(buckets):
-            buckets[:] = [0] * len(buckets)
         self._second = second
         buckets[second % len(buckets)] += 1
         return sum(buckets)
