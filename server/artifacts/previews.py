@@ -24,8 +24,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import jwt
-
 from server.artifacts import build_store, store
 from server.artifacts.access import artifact_for
 from server.artifacts.builds import is_buildable
@@ -82,6 +80,8 @@ class PreviewTokens:
         self._key = hmac.new(secret, b"forge preview links v1", hashlib.sha256).digest()
 
     def issue(self, shown: _Shown, expires: datetime) -> str:
+        import jwt  # on use: PyJWT loads cryptography (about 7 MiB resident)
+
         claims = {
             "a": str(shown.artifact_id),
             "v": shown.version,
@@ -94,6 +94,8 @@ class PreviewTokens:
     def read(self, token: str) -> _Shown:
         """PERMISSION_DENIED (PREVIEW_LINK_INVALID) for a link that is expired, altered or not
         one of ours."""
+        import jwt  # on use: PyJWT loads cryptography (about 7 MiB resident)
+
         try:
             claims = jwt.decode(token, self._key, algorithms=[_ALGORITHM])
             return _Shown(

@@ -16,7 +16,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import aiosmtplib
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -101,7 +100,7 @@ class MailSender:
                 mail.attempts += 1
                 try:
                     await self._deliver(mail)
-                except (aiosmtplib.SMTPException, OSError) as error:
+                except self._delivery_errors() as error:
                     mail.last_error = type(error).__name__
                     log.warning("mail delivery failed", extra={"mail_id": str(mail.id)})
                     if mail.attempts >= MAX_ATTEMPTS:  # given up: its secret is of no use
@@ -125,6 +124,8 @@ class MailSender:
                 extra={"to": mail.to_address, "subject": mail.subject, "path": str(path)},
             )
             return
+        import aiosmtplib  # loaded with the first mail sent over SMTP
+
         url = urlsplit(self._smtp_url)
         await aiosmtplib.send(
             message,
@@ -136,6 +137,15 @@ class MailSender:
             start_tls=None,
             timeout=timedelta(seconds=30).total_seconds(),
         )
+
+    def _delivery_errors(self) -> tuple[type[Exception], ...]:
+        """What a delivery that failed raises (evaluated only once one did): the system's
+        errors, and SMTP's when mail goes over SMTP (by then _deliver has loaded aiosmtplib)."""
+        if self._smtp_url is None:
+            return (OSError,)
+        import aiosmtplib
+
+        return (aiosmtplib.SMTPException, OSError)
 
     def _write_unsent(self, mail_id: str, message: EmailMessage) -> Path:
         self._unsent_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -10,8 +10,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import jwt
-
 from server.core.errors import Unauthenticated
 from server.core.timestamps import utcnow
 
@@ -87,6 +85,8 @@ class AccessTokens:
     def issue(
         self, user_id: uuid.UUID, roles: list[str], session_id: uuid.UUID
     ) -> tuple[str, datetime]:
+        import jwt  # on use: PyJWT loads cryptography (about 7 MiB resident)
+
         now = utcnow()
         expires = now + self.ttl
         claims = {
@@ -102,6 +102,8 @@ class AccessTokens:
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), expires
 
     def verify(self, token: str) -> AccessClaims:
+        import jwt  # on use: PyJWT loads cryptography (about 7 MiB resident)
+
         try:
             claims = jwt.decode(
                 token,

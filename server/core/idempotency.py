@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import Message
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.aead import LazyAesGcm
 from server.core.errors import (
     Aborted,
     FieldViolation,
@@ -132,7 +132,7 @@ class _Sealer:
     """Results at rest are encrypted (AES-GCM, bound to their key): one may hold a secret."""
 
     def __init__(self, secret: bytes) -> None:
-        self._aead = AESGCM(hmac.new(secret, b"forge idempotency v1", hashlib.sha256).digest())
+        self._aead = LazyAesGcm(hmac.new(secret, b"forge idempotency v1", hashlib.sha256).digest())
 
     def seal(self, key: RequestKey, plain: bytes) -> bytes:
         nonce = os.urandom(12)

@@ -20,10 +20,8 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from server.config import Settings
+from server.core.aead import LazyAesGcm
 from server.core.keys import InsecureConfiguration
 
 KEY_BYTES = 32
@@ -74,7 +72,7 @@ class KeySealer:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise ValueError("at least one key-encryption key is needed")
-        self._keys = {key_id_of(key): AESGCM(key) for key in keys}
+        self._keys = {key_id_of(key): LazyAesGcm(key) for key in keys}
         self.current_key_id = key_id_of(keys[0])
 
     @classmethod
@@ -111,6 +109,9 @@ class KeySealer:
         if aead is None:
             raise KeyUnavailable(f"sealed with key {sealed.key_id}, which is not configured")
         data = sealed.ciphertext
+        # Imported on use, as the cipher is: server/core/aead.py.
+        from cryptography.exceptions import InvalidTag
+
         try:
             plain = aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], binding.associated_data())
         except InvalidTag:

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import cast
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from server.config import Settings
 from server.core.keys import InsecureConfiguration
@@ -77,6 +75,10 @@ def _read(path: Path, what: str) -> bytes:
 def load_configuration(files: TlsFiles) -> grpc.ServerCertificateConfiguration:
     """The configuration of the files as they are now; raises TlsConfigurationError when
     they cannot be read or do not belong together. Never puts key material in a message."""
+    # Imported here: a plaintext server never loads cryptography (about 7 MiB resident).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     cert_pem = _read(files.cert, "TLS certificate")
     key_pem = _read(files.key, "TLS private key")
     try:

