@@ -3,8 +3,10 @@ execution of a user and of a project holds one, so a share (`max_concurrent_stre
 the user's across the deployment, however many processes serve them.
 
 A place is a `concurrency_holds` row owned by the process holding it; taking one is one
-round trip (`forge_take_hold`, migration 0017: under a lock on the kind and subject, count
-the places of live processes and add one below the limit). A process is live while its
+round trip (`forge_take_hold`, migrations 0017 and 0021: under a lock on the kind and
+subject, sum the places of live processes and add one below the limit). A trigger keeps
+each process's number of places per kind and subject (`concurrency_counts`) as rows come
+and go, so a take costs the same with 2,000 places held as with none. A process is live while its
 `server_processes` lease runs: it renews it every third of `process_lease_seconds`, so the
 places of a process that died stop counting within one lease, and the next heartbeat of any
 process deletes them. Giving a place back deletes its row in the background; a delete that
@@ -68,6 +70,15 @@ _FORGET_THE_DEAD = text(
 )
 _FORGET_OLD_PROCESSES = text(
     "DELETE FROM server_processes WHERE lease_expires_at < now() - interval '1 day'"
+)
+# The counts of processes that hold nothing and are gone (a live process keeps its rows).
+_FORGET_EMPTY_COUNTS = text(
+    """
+    DELETE FROM concurrency_counts AS c WHERE c.used <= 0 AND NOT EXISTS (
+        SELECT 1 FROM server_processes AS p
+        WHERE p.owner = c.owner AND p.lease_expires_at > now()
+    )
+    """
 )
 _LEAVE = text("DELETE FROM server_processes WHERE owner = :owner")
 _LEAVE_HOLDS = text("DELETE FROM concurrency_holds WHERE owner = :owner")
@@ -173,5 +184,6 @@ class Holds:
             await db.execute(_DELETE, {"ids": given_back})
             await db.execute(_FORGET_THE_DEAD)
             await db.execute(_FORGET_OLD_PROCESSES)
+            await db.execute(_FORGET_EMPTY_COUNTS)
             await db.commit()
         self._given_back.difference_update(given_back)

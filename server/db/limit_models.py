@@ -80,3 +80,15 @@ class ConcurrencyHoldRow(Base):
         Index("ix_concurrency_holds_kind_subject", "kind", "subject"),
         Index("ix_concurrency_holds_owner", "owner"),
     )
+
+
+class ConcurrencyCountRow(Base):
+    """How many places of `kind` for `subject` the process `owner` holds: kept by a trigger
+    on concurrency_holds (migration 0021), so that a take sums one row per process."""
+
+    __tablename__ = "concurrency_counts"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used: Mapped[int]
