@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.agents import charges, compaction, store
 from server.agents.access import chat_target
-from server.agents.cancel_stream import stoppable
+from server.agents.cancel_stream import answer_stops
 from server.agents.compaction import NO_HISTORY, ChatCompaction
 from server.agents.generation import GenerationParams
 from server.agents.profiles import AgentProfiles
@@ -386,12 +386,9 @@ class ChatTurn:
             meter = answer_meter("chat", turn.model)
             async with aclosing(
                 coalesced(
-                    stoppable(
-                        turn.provider.stream(turn.request),
-                        chats.cancels,
-                        turn.assistant_message_id,
-                    ),
+                    turn.provider.stream(turn.request),
                     chats.load,
+                    answer_stops(chats.cancels, turn.assistant_message_id),
                 )
             ) as stream:
                 async for event in stream:

@@ -19,17 +19,25 @@ streams that enter anyio cancel scopes must leave them in the task that entered 
 the consumer stops early (closed, cancelled), the producer is cancelled at once, which
 closes the provider stream in the producer's next step. It is not awaited: the consumer's
 own close must not wait (a generator being closed that awaits is "already running" to
-whoever else closes it, as a chat's call_ended does).
+whoever else closes it, as a chat's call_ended does). `stops` can end the stream from
+outside (a chat's CancelAnswer): what was read and not yet taken is dropped, the producer
+is cancelled the same way, and the consumer raises the error given before its next event.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 from server.core.loop_load import NO_LOAD, LoopLoad
 from server.llm.base import ProviderEvent, TextDelta
+
+Stop = Callable[[BaseException], None]
+"""Ends a coalesced stream from outside: the consumer raises the exception given."""
+Stops = Callable[[Stop], Callable[[], None]]
+"""Watches for a reason to stop (calling the `Stop` it is given); returns the function
+that ends the watch."""
 
 
 class _Text:
@@ -65,6 +73,8 @@ class _Ahead:
         self.failure: BaseException | None = None
 
     def put(self, event: ProviderEvent) -> None:
+        if self.ended:  # stopped from outside while the provider was answering
+            return
         queue = self.queue
         if type(event) is TextDelta:
             if queue and type(last := queue[-1]) is _Text:
@@ -76,6 +86,8 @@ class _Ahead:
         self._wake()
 
     def end(self, failure: BaseException | None) -> None:
+        if self.ended:  # stopped from outside first: that is how it ends
+            return
         self.ended = True
         self.failure = failure
         self._wake()
@@ -101,15 +113,25 @@ async def _produce(stream: AsyncGenerator[ProviderEvent, None], ahead: _Ahead) -
 
 
 async def coalesced(
-    stream: AsyncGenerator[ProviderEvent, None], load: LoopLoad = NO_LOAD
+    stream: AsyncGenerator[ProviderEvent, None],
+    load: LoopLoad = NO_LOAD,
+    stops: Stops | None = None,
 ) -> AsyncGenerator[ProviderEvent, None]:
     """`stream`'s events in order, runs of text deltas the consumer was not ready for (or,
     under `load`, that arrived within its hold) merged into one; the stream's failure is
-    raised here after the events before it."""
+    raised here after the events before it, a stop's error before the next event."""
     ahead = _Ahead()
     queue = ahead.queue
     loop = asyncio.get_running_loop()
     producer = loop.create_task(_produce(stream, ahead), name="provider-stream")
+
+    def stop(error: BaseException) -> None:
+        if not ahead.ended:
+            queue.clear()
+            ahead.end(error)
+            producer.cancel()
+
+    unwatch = stops(stop) if stops is not None else None
     try:
         while True:
             if queue:
@@ -131,6 +153,8 @@ async def coalesced(
         if ahead.failure is not None:
             raise ahead.failure
     finally:
+        if unwatch is not None:
+            unwatch()
         if producer.done():
             _retrieve(producer)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import anyio
 import pytest
@@ -128,3 +128,56 @@ async def test_a_cancelled_consumer_cancels_the_provider_stream() -> None:
     with pytest.raises(asyncio.CancelledError):
         await consumer
     await asyncio.wait_for(closed.wait(), DEADLINE)
+
+
+async def test_a_stop_from_outside_drops_what_was_not_taken_and_closes_the_provider() -> None:
+    closed = asyncio.Event()
+    read_ahead = asyncio.Event()
+    stops: list[Callable[[BaseException], None]] = []
+    unwatched = asyncio.Event()
+
+    def watch(stop: Callable[[BaseException], None]) -> Callable[[], None]:
+        stops.append(stop)
+        return unwatched.set
+
+    first_taken = asyncio.Event()
+
+    async def provider() -> AsyncGenerator[ProviderEvent, None]:
+        try:
+            with anyio.CancelScope():
+                yield TextDelta("a ")
+                await asyncio.wait_for(first_taken.wait(), DEADLINE)
+                yield TextDelta("b ")
+                read_ahead.set()
+                await asyncio.sleep(DEADLINE * 10)  # a model that takes its time
+                yield TextDelta("never ")
+        finally:
+            closed.set()
+
+    stream = coalesced(provider(), stops=watch)
+    assert await anext(stream) == TextDelta("a ")
+    first_taken.set()
+    await asyncio.wait_for(read_ahead.wait(), DEADLINE)  # "b " waits to be taken
+    stops[0](Unavailable("stopped", "ANSWER_CANCELLED"))
+    with pytest.raises(Unavailable):
+        await anext(stream)
+    await asyncio.wait_for(closed.wait(), DEADLINE)
+    assert unwatched.is_set()
+
+
+async def test_a_stop_after_the_stream_ended_changes_nothing() -> None:
+    stops: list[Callable[[BaseException], None]] = []
+
+    def watch(stop: Callable[[BaseException], None]) -> Callable[[], None]:
+        stops.append(stop)
+        return lambda: None
+
+    async def provider() -> AsyncGenerator[ProviderEvent, None]:
+        yield TextDelta("a ")
+        yield FINISH
+
+    stream = coalesced(provider(), stops=watch)
+    first = await anext(stream)
+    await asyncio.sleep(0)  # the producer reads to the end
+    stops[0](Unavailable("too late", "ANSWER_CANCELLED"))
+    assert [first, *(await collect(stream))] == [TextDelta("a "), FINISH]
