@@ -48,17 +48,18 @@ DECLARE
     used integer;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(p_kind || ':' || p_subject::text, 0));
-    SELECT coalesce(sum(c.used), 0) INTO used
-    FROM concurrency_counts AS c JOIN server_processes AS p ON p.owner = c.owner
-    WHERE c.kind = p_kind AND c.subject = p_subject AND p.lease_expires_at > now();
-    IF cardinality(p_given_back) > 0 THEN
-        used := used - (
-            SELECT count(*)
-            FROM concurrency_holds AS h JOIN server_processes AS p ON p.owner = h.owner
-            WHERE h.id = ANY(p_given_back) AND h.kind = p_kind AND h.subject = p_subject
-              AND p.lease_expires_at > now()
-        );
-    END IF;
+    -- One statement, so one snapshot: a place given back whose row is deleted meanwhile
+    -- is counted in neither part or in both, never in the sum alone.
+    SELECT coalesce((
+        SELECT sum(c.used)
+        FROM concurrency_counts AS c JOIN server_processes AS p ON p.owner = c.owner
+        WHERE c.kind = p_kind AND c.subject = p_subject AND p.lease_expires_at > now()
+    ), 0) - (
+        SELECT count(*)
+        FROM concurrency_holds AS h JOIN server_processes AS p ON p.owner = h.owner
+        WHERE h.id = ANY(p_given_back) AND h.kind = p_kind AND h.subject = p_subject
+          AND p.lease_expires_at > now()
+    ) INTO used;
     IF used >= p_limit THEN
         RETURN used;
     END IF;
