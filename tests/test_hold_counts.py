@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from server.core.holds import Hold, Holds, Refused
 from server.db.embedded import EmbeddedPostgres
 from server.db.engine import dispose, make_engine
 from server.db.migrate import upgrade_database
+from tests.support.holds import two_processes_places
 from tests.support.waiting import eventually
 
 KIND = "stream"
@@ -32,8 +33,11 @@ async def engine(postgres: EmbeddedPostgres) -> AsyncIterator[AsyncEngine]:
     await dispose(engine)
 
 
-def sessions_of(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+@pytest.fixture
+async def two_processes(engine: AsyncEngine) -> AsyncIterator[tuple[Holds, Holds]]:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with two_processes_places(sessions, LEASE_SECONDS) as places:
+        yield places
 
 
 async def take(holds: Holds, subject: uuid.UUID, limit: int) -> Hold:
@@ -56,78 +60,67 @@ async def counts_and_rows(engine: AsyncEngine, subject: uuid.UUID) -> tuple[int,
 
 
 async def test_counts_follow_the_places_and_takes_refuse_at_the_limit(
-    engine: AsyncEngine,
+    engine: AsyncEngine, two_processes: tuple[Holds, Holds]
 ) -> None:
-    sessions = sessions_of(engine)
-    first, second = Holds(sessions, LEASE_SECONDS), Holds(sessions, LEASE_SECONDS)
-    await first.start()
-    await second.start()
+    first, second = two_processes
     subject, other = uuid.uuid4(), uuid.uuid4()
-    try:
-        mine = [await take(first, subject, 5) for _ in range(3)]
-        theirs = [await take(second, subject, 5) for _ in range(2)]
-        await take(second, other, 5)  # another subject's places are its own
-        assert await counts_and_rows(engine, subject) == (5, 5)
+    mine = [await take(first, subject, 5) for _ in range(3)]
+    theirs = [await take(second, subject, 5) for _ in range(2)]
+    await take(second, other, 5)  # another subject's places are its own
+    assert await counts_and_rows(engine, subject) == (5, 5)
 
-        refused = await first.take(KIND, subject, 5)
-        assert refused == Refused(5)
+    refused = await first.take(KIND, subject, 5)
+    assert refused == Refused(5)
 
-        # A place given back counts no more, at once (its row is deleted in the background).
-        mine.pop().release()
-        again = await first.take(KIND, subject, 5)
-        assert isinstance(again, Hold)
+    # A place given back counts no more, at once (its row is deleted in the background).
+    mine.pop().release()
+    again = await first.take(KIND, subject, 5)
+    assert isinstance(again, Hold)
 
-        async def settled() -> bool:
-            return await counts_and_rows(engine, subject) == (5, 5)
+    async def settled() -> bool:
+        return await counts_and_rows(engine, subject) == (5, 5)
 
-        await eventually(settled, timeout=10)
+    await eventually(settled, timeout=10)
 
-        # A process that stops gives its places back all at once.
-        await second.stop()
-        assert await counts_and_rows(engine, subject) == (3, 3)
-        assert await counts_and_rows(engine, other) == (0, 0)
-        for _ in range(2):
-            theirs.append(await take(first, subject, 5))
-        assert await first.take(KIND, subject, 5) == Refused(5)
-    finally:
-        await first.stop()
+    # A process that stops gives its places back all at once.
+    await second.stop()
+    assert await counts_and_rows(engine, subject) == (3, 3)
+    assert await counts_and_rows(engine, other) == (0, 0)
+    for _ in range(2):
+        theirs.append(await take(first, subject, 5))
+    assert await first.take(KIND, subject, 5) == Refused(5)
+    await first.stop()
     assert await counts_and_rows(engine, subject) == (0, 0)
 
 
 async def test_the_places_of_a_process_whose_lease_ran_out_stop_counting(
-    engine: AsyncEngine,
+    engine: AsyncEngine, two_processes: tuple[Holds, Holds]
 ) -> None:
-    sessions = sessions_of(engine)
-    gone, live = Holds(sessions, LEASE_SECONDS), Holds(sessions, LEASE_SECONDS)
-    await gone.start()
-    await live.start()
+    gone, live = two_processes
     subject = uuid.uuid4()
-    try:
-        for _ in range(2):
-            await take(gone, subject, 2)
-        assert await live.take(KIND, subject, 2) == Refused(2)
+    for _ in range(2):
+        await take(gone, subject, 2)
+    assert await live.take(KIND, subject, 2) == Refused(2)
 
-        # The process stalls past its lease (it never renews it again).
-        await gone._tasks.stop()
-        async with engine.begin() as db:
-            await db.execute(
-                text(
-                    "UPDATE server_processes SET lease_expires_at = now() - interval '1 second' "
-                    "WHERE owner = :owner"
-                ),
-                {"owner": gone.owner},
-            )
-        await take(live, subject, 2)
-        assert await counts_and_rows(engine, subject) == (3, 3)
+    # The process stalls past its lease (it never renews it again).
+    await gone._tasks.stop()
+    async with engine.begin() as db:
+        await db.execute(
+            text(
+                "UPDATE server_processes SET lease_expires_at = now() - interval '1 second' "
+                "WHERE owner = :owner"
+            ),
+            {"owner": gone.owner},
+        )
+    await take(live, subject, 2)
+    assert await counts_and_rows(engine, subject) == (3, 3)
 
-        # The next heartbeat of a live process deletes the dead one's places and its counts.
-        await live._heartbeat()
-        assert await counts_and_rows(engine, subject) == (1, 1)
-        async with engine.connect() as db:
-            left = await db.scalar(
-                text("SELECT count(*) FROM concurrency_counts WHERE owner = :owner"),
-                {"owner": gone.owner},
-            )
-        assert left == 0
-    finally:
-        await live.stop()
+    # The next heartbeat of a live process deletes the dead one's places and its counts.
+    await live._heartbeat()
+    assert await counts_and_rows(engine, subject) == (1, 1)
+    async with engine.connect() as db:
+        left = await db.scalar(
+            text("SELECT count(*) FROM concurrency_counts WHERE owner = :owner"),
+            {"owner": gone.owner},
+        )
+    assert left == 0

@@ -37,10 +37,13 @@ END
 $$
 """
 
-# As in 0017: under a lock on (kind, subject), the places held by processes whose lease
-# runs (but `p_given_back`, places the caller's process gave back and is deleting), and one
-# more unless that reaches the limit. Answers -1 when taken, else how many are held.
-TAKE_HOLD = """
+
+def _take_hold(count_places: str) -> str:
+    """forge_take_hold as in 0017: under a lock on (kind, subject), the places held by
+    processes whose lease runs (but `p_given_back`, places the caller's process gave back and
+    is deleting), as `count_places` puts them INTO `used`, and one more unless that reaches
+    the limit. Answers -1 when taken, else how many are held."""
+    return f"""
 CREATE OR REPLACE FUNCTION forge_take_hold(
     p_id uuid, p_kind text, p_subject uuid, p_owner text, p_limit integer, p_given_back uuid[]
 ) RETURNS integer LANGUAGE plpgsql AS $$
@@ -48,18 +51,7 @@ DECLARE
     used integer;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended(p_kind || ':' || p_subject::text, 0));
-    -- One statement, so one snapshot: a place given back whose row is deleted meanwhile
-    -- is counted in neither part or in both, never in the sum alone.
-    SELECT coalesce((
-        SELECT sum(c.used)
-        FROM concurrency_counts AS c JOIN server_processes AS p ON p.owner = c.owner
-        WHERE c.kind = p_kind AND c.subject = p_subject AND p.lease_expires_at > now()
-    ), 0) - (
-        SELECT count(*)
-        FROM concurrency_holds AS h JOIN server_processes AS p ON p.owner = h.owner
-        WHERE h.id = ANY(p_given_back) AND h.kind = p_kind AND h.subject = p_subject
-          AND p.lease_expires_at > now()
-    ) INTO used;
+{count_places}
     IF used >= p_limit THEN
         RETURN used;
     END IF;
@@ -68,7 +60,30 @@ BEGIN
     RETURN -1;
 END
 $$
-"""
+"""  # noqa: S608 - built from this file's two constant fragments, no input
+
+
+# One statement, so one snapshot: a place given back whose row is deleted meanwhile is
+# counted in neither part or in both, never in the sum alone.
+TAKE_HOLD = _take_hold(
+    """    SELECT coalesce((
+        SELECT sum(c.used)
+        FROM concurrency_counts AS c JOIN server_processes AS p ON p.owner = c.owner
+        WHERE c.kind = p_kind AND c.subject = p_subject AND p.lease_expires_at > now()
+    ), 0) - (
+        SELECT count(*)
+        FROM concurrency_holds AS h JOIN server_processes AS p ON p.owner = h.owner
+        WHERE h.id = ANY(p_given_back) AND h.kind = p_kind AND h.subject = p_subject
+          AND p.lease_expires_at > now()
+    ) INTO used;"""
+)
+# 0017's, counting the subject's places one by one (restored by the downgrade).
+COUNTING_TAKE_HOLD = _take_hold(
+    """    SELECT count(*) INTO used
+    FROM concurrency_holds AS h JOIN server_processes AS p ON p.owner = h.owner
+    WHERE h.kind = p_kind AND h.subject = p_subject AND p.lease_expires_at > now()
+      AND NOT (h.id = ANY(p_given_back));"""
+)
 
 
 def upgrade() -> None:
@@ -98,27 +113,3 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION forge_count_hold()")
     op.drop_table("concurrency_counts")
     op.execute(COUNTING_TAKE_HOLD)
-
-
-# 0017's take, counting the subject's places one by one.
-COUNTING_TAKE_HOLD = """
-CREATE OR REPLACE FUNCTION forge_take_hold(
-    p_id uuid, p_kind text, p_subject uuid, p_owner text, p_limit integer, p_given_back uuid[]
-) RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    used integer;
-BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended(p_kind || ':' || p_subject::text, 0));
-    SELECT count(*) INTO used
-    FROM concurrency_holds AS h JOIN server_processes AS p ON p.owner = h.owner
-    WHERE h.kind = p_kind AND h.subject = p_subject AND p.lease_expires_at > now()
-      AND NOT (h.id = ANY(p_given_back));
-    IF used >= p_limit THEN
-        RETURN used;
-    END IF;
-    INSERT INTO concurrency_holds (id, kind, subject, owner)
-    VALUES (p_id, p_kind, p_subject, p_owner);
-    RETURN -1;
-END
-$$
-"""

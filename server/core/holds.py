@@ -6,12 +6,13 @@ A place is a `concurrency_holds` row owned by the process holding it; taking one
 round trip (`forge_take_hold`, migrations 0017 and 0021: under a lock on the kind and
 subject, sum the places of live processes and add one below the limit). A trigger keeps
 each process's number of places per kind and subject (`concurrency_counts`) as rows come
-and go, so a take costs the same with 2,000 places held as with none. A process is live while its
-`server_processes` lease runs: it renews it every third of `process_lease_seconds`, so the
-places of a process that died stop counting within one lease, and the next heartbeat of any
-process deletes them. Giving a place back deletes its row in the background; a delete that
-failed (the database was away) is caught up by a later heartbeat, which deletes the rows of
-this process it no longer holds.
+and go, so a take costs the same with 2,000 places held as with none.
+
+A process is live while its `server_processes` lease runs: it renews it every third of
+`process_lease_seconds`, so the places of a process that died stop counting within one
+lease, and the next heartbeat of any process deletes them. Giving a place back deletes its
+row in the background; a delete that failed (the database was away) is caught up by a later
+heartbeat, which deletes the rows of this process it no longer holds.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from server.core.errors import ResourceExhausted
 from server.core.holds import Holds
 from server.core.limits import DefaultLimits
 from server.sandbox.exec_shares import ExecShares
+from tests.support.holds import two_processes_places
 from tests.support.waiting import eventually
 
 LEASE_SECONDS = 1.5
@@ -23,14 +24,8 @@ LEASE_SECONDS = 1.5
 async def two_processes(
     sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[tuple[Holds, Holds]]:
-    first, second = Holds(sessions, LEASE_SECONDS), Holds(sessions, LEASE_SECONDS)
-    await first.start()
-    await second.start()
-    try:
-        yield first, second
-    finally:
-        await second.stop()
-        await first.stop()
+    async with two_processes_places(sessions, LEASE_SECONDS) as places:
+        yield places
 
 
 def shares(holds: Holds, per_user: int, per_project: int) -> ExecShares:
