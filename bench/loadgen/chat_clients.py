@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import grpc
 from forge.agents.v1 import agents_pb2, agents_pb2_grpc
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 from google.rpc import error_details_pb2, status_pb2
+
+from bench.loadgen.http1 import Http1Pool
 
 PASSWORD = "Bench-Passw0rd"
 CHAT_METHOD = "/forge.agents.v1.AgentService/Chat"
@@ -225,16 +226,14 @@ def _busy_retry_delay(error: grpc.aio.AioRpcError) -> float | None:
 
 class SseChats:
     """Chat over HTTP/1.1 server-sent events: Forge's REST route through Envoy
-    (`/v1/conversations/{id}:chat`) or the peer's `/chat`."""
+    (`/v1/conversations/{id}:chat`) or the peer's `/chat`, on kept-alive connections
+    (bench/loadgen/http1.py)."""
 
     def __init__(self, base_url: str, path: str, headers: dict[str, str]) -> None:
-        self._session = aiohttp.ClientSession(
-            base_url=base_url,
-            connector=aiohttp.TCPConnector(limit=0, force_close=False),
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-        )
+        host, _, port = base_url.removeprefix("http://").partition(":")
+        self._http = Http1Pool(host, int(port))
         self._path = path
-        self._headers = headers
+        self._headers = {**headers, "content-type": "application/json"}
 
     async def chat(
         self,
@@ -259,19 +258,20 @@ class SseChats:
         now = time.perf_counter
         loads = json.loads
         try:
-            async with self._session.post(
+            async with self._http.request(
+                "POST",
                 self._path.format(conversation_id=conversation_id),
-                json=body,
-                headers=self._headers,
+                self._headers,
+                json.dumps(body).encode(),
             ) as response:
                 if response.status != 200:
-                    text = await response.text()
+                    text = (await response.read()).decode()
                     if response.status == 429 and (delay := _busy_body_delay(text)) is not None:
                         return delay
                     chat.error = f"HTTP {response.status}: {text[:200]}"
                     return None
                 buffer = b""
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     buffer += chunk
                     *frames, buffer = buffer.split(b"\n\n")
                     for frame in frames:
@@ -288,13 +288,13 @@ class SseChats:
                             chat.started = now()
                         elif b'"error"' in frame or b'"code"' in frame:
                             chat.error = frame.decode()[:200]
-        except (TimeoutError, aiohttp.ClientError) as error:
+        except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             chat.error = repr(error)
         chat.ended = now()
         return None
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._http.close()
 
 
 @dataclass

@@ -22,13 +22,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import grpc
 from forge.projects.v1 import projects_pb2, projects_pb2_grpc
 
 from bench.loadgen.chat import Client, Cpu
 from bench.loadgen.chat_clients import Chat, ChatLog, ForgeGrpcChats, SseChats, prompt
-from bench.loadgen.common import args, emit
+from bench.loadgen.common import args, emit, no_collections
+from bench.loadgen.http1 import Http1Pool
 
 Call = Callable[[], Awaitable[bool]]
 
@@ -40,11 +40,10 @@ class Routes:
         self.direct = grpc.aio.insecure_channel(f"127.0.0.1:{params['port']}")
         envoy_host = params["envoy_url"].removeprefix("http://")
         self.via_envoy = grpc.aio.insecure_channel(envoy_host)
-        self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
-            headers={"authorization": f"Bearer {token}"},
-        )
-        self._rest_url = f"{params['envoy_url']}/v1/projects/{project_id}"
+        host, _, port = envoy_host.partition(":")
+        self.http = Http1Pool(host, int(port))
+        self._rest_headers = {"authorization": f"Bearer {token}"}
+        self._rest_path = f"/v1/projects/{project_id}"
         self._request = projects_pb2.GetProjectRequest(project_id=project_id)
         self.calls: dict[str, Call] = {
             "grpc_direct": self._grpc(self.direct),
@@ -66,7 +65,7 @@ class Routes:
         return call
 
     async def _rest(self) -> bool:
-        async with self.http.get(self._rest_url) as response:
+        async with self.http.request("GET", self._rest_path, self._rest_headers) as response:
             await response.read()
             return response.status == 200
 
@@ -179,12 +178,13 @@ async def main() -> None:
     try:
         for phase in params["phases"]:
             kind = phase["kind"]
-            if kind == "unary_latency":
-                result = await unary_latency(routes, phase)
-            elif kind == "unary_load":
-                result = await unary_load(routes, cpu, phase)
-            else:
-                result = await chat_latency({**params, "phase": phase}, params["conversations"])
+            with no_collections():
+                if kind == "unary_latency":
+                    result = await unary_latency(routes, phase)
+                elif kind == "unary_load":
+                    result = await unary_load(routes, cpu, phase)
+                else:
+                    result = await chat_latency({**params, "phase": phase}, params["conversations"])
             results.append({"kind": kind, **result})
     finally:
         await routes.close()

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from server.core import pyjwt
 from server.core.errors import Unauthenticated
 from server.core.timestamps import utcnow
 
@@ -85,7 +86,8 @@ class AccessTokens:
     def issue(
         self, user_id: uuid.UUID, roles: list[str], session_id: uuid.UUID
     ) -> tuple[str, datetime]:
-        import jwt  # on use: PyJWT loads cryptography (about 7 MiB resident)
+        pyjwt.load()  # on first use, with its HMAC algorithms only
+        import jwt
 
         now = utcnow()
         expires = now + self.ttl
@@ -102,7 +104,8 @@ class AccessTokens:
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), expires
 
     def verify(self, token: str) -> AccessClaims:
-        import jwt  # on use: PyJWT loads cryptography (about 7 MiB resident)
+        pyjwt.load()  # on first use, with its HMAC algorithms only
+        import jwt
 
         try:
             claims = jwt.decode(

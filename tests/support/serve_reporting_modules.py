@@ -31,7 +31,7 @@ SDKS = (
     "alembic",  # only to migrate a database behind the newest revision
 )
 LIBRARIES = (
-    "cryptography",  # AES-GCM sealing, TLS files, and PyJWT's import: from the first token
+    "cryptography",  # AES-GCM sealing and request ids' replies, TLS files
     "jwt",  # access tokens and preview links, from the first one issued or checked
     "aiosmtplib",  # from the first mail sent over SMTP
     "psutil",  # only to start an embedded PostgreSQL (no FORGE_DATABASE_URL)
