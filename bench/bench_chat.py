@@ -445,7 +445,7 @@ def _capacity_rows(report: Report, capacity: dict[str, Any], idle_rss: int, peak
             f">= {STREAMS_TARGET}",
             held >= STREAMS_TARGET,
             note=f"extrapolated from CPU per stream: {extrapolated}; {LEVELS[0]} opened at "
-            f"once: first token p50/p99 {_ms(capacity['first_delta'], 50):.0f}/"
+            f"{OPEN_RATE}/s: first token p50/p99 {_ms(capacity['first_delta'], 50):.0f}/"
             f"{_ms(capacity['first_delta'], 99):.0f} ms from the first try "
             f"({capacity.get('chats_retried', 0)} chats told SERVER_BUSY "
             f"{capacity.get('busy_retries', 0)} times in all, each retried after RetryInfo)",
