@@ -1,5 +1,5 @@
-"""A minimal HTTP/1.1 client for the SSE load generators: keep-alive connections to one host,
-one request at a time on each, chunked or sized bodies.
+"""A minimal HTTP/1.1 client for the load generators' SSE and REST calls: keep-alive
+connections to one host, one request at a time on each, chunked or sized bodies.
 
 Measured against a bare asyncio server on this machine, aiohttp's client takes about 0.5 ms
 more than this one from a POST to the first server-sent event: a load generator built on it
@@ -84,8 +84,8 @@ class Http1Pool:
         return _Request(self, ("\r\n".join(head) + "\r\n\r\n").encode() + body)
 
     async def send(self, message: bytes) -> Response:
-        # A reused connection the server has closed meanwhile fails before any answer:
-        # the request then goes on a new one (nothing was sent that the server acted on).
+        # An idle connection the server has closed meanwhile fails before any answer: the
+        # request then goes on another one.
         while self._idle:
             reader, writer = self._idle.pop()
             try:
