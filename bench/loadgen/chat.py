@@ -245,8 +245,7 @@ class Runner:
         tasks: list[asyncio.Task[None]] = []
         results: list[dict[str, Any]] = []
         # While the first level opens: the opens of a burst are timed by this loop too.
-        first_level_lag: LoopLag | None = LoopLag()
-        lags: list[float] = []
+        first_level_lag = LoopLag()
         for level in levels:
             ramp_started = time.perf_counter()
             before = len(tasks)
@@ -266,8 +265,8 @@ class Runner:
                     break
                 await asyncio.sleep(0.1)
             started_in = time.perf_counter() - ramp_started
-            if first_level_lag is not None:
-                lags, first_level_lag = first_level_lag.stop(), None
+            if not results:
+                first_level_lag.stop()
             await asyncio.sleep(settle)
             # This machine is shared: a window in which the processes were starved of CPU
             # (fewer tokens than the pace makes) is measured again, up to `attempts` times.
@@ -305,7 +304,7 @@ class Runner:
             "answer_tokens": answer_tokens(words),
             "busy_retries": busy,
             "chats_retried": sum(1 for c in log.chats if c.busy_retries),
-            "client_lag_first_level": lags,
+            "client_lag_first_level": first_level_lag.lags,
             **starts,
         }
 

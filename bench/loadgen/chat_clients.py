@@ -230,8 +230,7 @@ class SseChats:
     (bench/loadgen/http1.py)."""
 
     def __init__(self, base_url: str, path: str, headers: dict[str, str]) -> None:
-        host, _, port = base_url.removeprefix("http://").partition(":")
-        self._http = Http1Pool(host, int(port))
+        self._http = Http1Pool.of(base_url)
         self._path = path
         self._headers = {**headers, "content-type": "application/json"}
 

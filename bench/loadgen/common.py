@@ -44,9 +44,8 @@ class LoopLag:
         self.lags: list[float] = []
         self._task = asyncio.get_running_loop().create_task(self._sample())
 
-    def stop(self) -> list[float]:
+    def stop(self) -> None:
         self._task.cancel()
-        return self.lags
 
     async def _sample(self) -> None:
         every, lags = self._every, self.lags

@@ -40,8 +40,7 @@ class Routes:
         self.direct = grpc.aio.insecure_channel(f"127.0.0.1:{params['port']}")
         envoy_host = params["envoy_url"].removeprefix("http://")
         self.via_envoy = grpc.aio.insecure_channel(envoy_host)
-        host, _, port = envoy_host.partition(":")
-        self.http = Http1Pool(host, int(port))
+        self.http = Http1Pool.of(params["envoy_url"])
         self._rest_headers = {"authorization": f"Bearer {token}"}
         self._rest_path = f"/v1/projects/{project_id}"
         self._request = projects_pb2.GetProjectRequest(project_id=project_id)

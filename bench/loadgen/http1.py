@@ -72,6 +72,12 @@ class Http1Pool:
         self._port = port
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
+    @classmethod
+    def of(cls, base_url: str) -> Http1Pool:
+        """For `http://host:port`."""
+        host, _, port = base_url.removeprefix("http://").partition(":")
+        return cls(host, int(port))
+
     def put(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._idle.append((reader, writer))
 
