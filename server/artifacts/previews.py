@@ -29,7 +29,7 @@ from server.artifacts.access import artifact_for
 from server.artifacts.builds import is_buildable
 from server.artifacts.core import ArtifactsCore, checked_version_request, version_of
 from server.artifacts.kinds import Kind
-from server.core import pyjwt
+from server.core import lean_imports
 from server.core.access import ProjectRole
 from server.core.context import Caller
 from server.core.errors import (
@@ -81,7 +81,7 @@ class PreviewTokens:
         self._key = hmac.new(secret, b"forge preview links v1", hashlib.sha256).digest()
 
     def issue(self, shown: _Shown, expires: datetime) -> str:
-        pyjwt.load()  # on first use, with its HMAC algorithms only
+        lean_imports.load_pyjwt()  # on first use, with its HMAC algorithms only
         import jwt
 
         claims = {
@@ -96,7 +96,7 @@ class PreviewTokens:
     def read(self, token: str) -> _Shown:
         """PERMISSION_DENIED (PREVIEW_LINK_INVALID) for a link that is expired, altered or not
         one of ours."""
-        pyjwt.load()  # on first use, with its HMAC algorithms only
+        lean_imports.load_pyjwt()  # on first use, with its HMAC algorithms only
         import jwt
 
         try:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from server.core import pyjwt
+from server.core import lean_imports
 from server.core.errors import Unauthenticated
 from server.core.timestamps import utcnow
 
@@ -86,7 +86,7 @@ class AccessTokens:
     def issue(
         self, user_id: uuid.UUID, roles: list[str], session_id: uuid.UUID
     ) -> tuple[str, datetime]:
-        pyjwt.load()  # on first use, with its HMAC algorithms only
+        lean_imports.load_pyjwt()  # on first use, with its HMAC algorithms only
         import jwt
 
         now = utcnow()
@@ -104,7 +104,7 @@ class AccessTokens:
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), expires
 
     def verify(self, token: str) -> AccessClaims:
-        pyjwt.load()  # on first use, with its HMAC algorithms only
+        lean_imports.load_pyjwt()  # on first use, with its HMAC algorithms only
         import jwt
 
         try:

