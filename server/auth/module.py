@@ -76,6 +76,8 @@ def build(ctx: BuildContext) -> ServiceModule:
                 servicer,
                 public_methods=PUBLIC_METHODS,
                 caller_if_given=("Logout",),
+                # Its one read also reads the caller's account state: one round trip.
+                state_read_by_handler=("GetCurrentUser",),
             )
         ],
         # Stopped in reverse: the sender first, then the bcrypt threads.

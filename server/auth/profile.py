@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.auth import store
 from server.auth.audit import Action, record
 from server.auth.views import UserView
-from server.core.context import Caller
+from server.core.caller_state import caller_from_state
+from server.core.context import CallContext, Caller
 from server.core.errors import Unauthenticated, Violations
 
 MAX_DISPLAY_NAME = 100
@@ -29,12 +30,26 @@ class Profile:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def current_user(self, caller: Caller) -> UserView:
-        async with self._sessions() as db:
-            user = await store.user_by_id(db, caller.user_id)
-        if user is None:
+    async def current_user(self, call: CallContext) -> UserView:
+        """The caller's profile; its one read also reads the account state of a caller the
+        interceptor left unconfirmed (core/caller_state.py) and confirms it."""
+        unconfirmed = call.unconfirmed
+        if unconfirmed is None:
+            found = await store.profile_with_caller_state(
+                self._sessions, call.require_caller().user_id, None
+            )
+        else:
+            found = await store.profile_with_caller_state(
+                self._sessions, unconfirmed.user_id, unconfirmed.session_id
+            )
+            call.confirm(
+                caller_from_state(
+                    unconfirmed.user_id, unconfirmed.session_id, found[0] if found else None
+                )
+            )
+        if found is None:
             raise account_gone()
-        return UserView.of(user)
+        return UserView.from_columns(found[1])
 
     async def update(self, caller: Caller, display_name: str | None) -> UserView:
         if display_name is not None:

@@ -114,7 +114,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def GetCurrentUser(
         self, request: auth_pb2.GetCurrentUserRequest, context: Context
     ) -> auth_pb2.User:
-        user = await self._profile.current_user(current_call().require_caller())
+        user = await self._profile.current_user(current_call())
         return convert.user_to_proto(user)
 
     async def UpdateCurrentUser(

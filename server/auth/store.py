@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.caller_state import CallerState, state_of
 from server.core.pagination import Page, keyset
-from server.db.caller_state import CALLER_STATE
+from server.db.caller_state import CALLER_STATE, caller_state_columns
 from server.db.models import (
     ApiKey,
     AuditEvent,
@@ -20,6 +21,7 @@ from server.db.models import (
     Session,
     User,
 )
+from server.db.reads import DirectRead
 
 
 async def user_by_email(db: AsyncSession, email: str) -> User | None:
@@ -31,6 +33,36 @@ async def user_by_id(db: AsyncSession, user_id: uuid.UUID, *, lock: bool = False
     if lock:
         query = query.with_for_update()
     return await db.scalar(query)
+
+
+# GetCurrentUser's one read: the user's profile and the caller's account state (for an access
+# token, its session's too), straight on the driver like every call's state read.
+_PROFILE_WITH_CALLER_STATE = DirectRead(
+    select(
+        *caller_state_columns(),
+        User.id,
+        User.email,
+        User.display_name,
+        User.role,
+        User.disabled,
+        User.email_verified,
+        User.create_time,
+        User.update_time,
+        User.last_login_time,
+    ).where(User.id == bindparam("user_id"))
+)
+
+
+async def profile_with_caller_state(
+    sessions: async_sessionmaker[AsyncSession], user_id: uuid.UUID, session_id: uuid.UUID | None
+) -> tuple[CallerState, Any] | None:
+    """The user's account state and profile row (columns named as User's), in one round
+    trip; None when there is no such user."""
+    row = await _PROFILE_WITH_CALLER_STATE.first(sessions, user_id=user_id, session_id=session_id)
+    if row is None:
+        return None
+    state = state_of(row["caller_disabled"], row["caller_role"], row["caller_session_revoked"])
+    return state, row
 
 
 async def lock_registrations(db: AsyncSession) -> None:

@@ -36,6 +36,14 @@ class UserView:
             last_login_time=row.last_login_time,
         )
 
+    @classmethod
+    def from_columns(cls, row: Any) -> UserView:
+        """From a row holding User's columns by name (an asyncpg Record)."""
+        return cls(**{name: row[name] for name in _USER_VIEW_FIELDS})
+
+
+_USER_VIEW_FIELDS = tuple(UserView.__dataclass_fields__)
+
 
 @dataclass(frozen=True)
 class SessionView:
