@@ -120,14 +120,22 @@ def keyset(
 ) -> SelectT:
     """Orders `query` by the (time-ordered) id, continues after the page's cursor, and fetches
     one row more than the page holds (to know whether another page follows)."""
-    if page.after is not None:
-        try:
-            key = uuid.UUID(page.after[0])
-        except ValueError as error:
-            raise _invalid_token("not a page token issued by this API") from error
+    key = after_id(page)
+    if key is not None:
         query = query.where(id_column < key if descending else id_column > key)
     ordering = id_column.desc() if descending else id_column.asc()
     return query.order_by(ordering).limit(page.size + 1)
+
+
+def after_id(page: Page) -> uuid.UUID | None:
+    """The id a keyset page continues after (None: the first page), for a query keyed by
+    id alone; INVALID_PAGE_TOKEN if the token's key is not one."""
+    if page.after is None:
+        return None
+    try:
+        return uuid.UUID(page.after[0])
+    except ValueError as error:
+        raise _invalid_token("not a page token issued by this API") from error
 
 
 T = TypeVar("T")

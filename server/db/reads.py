@@ -68,9 +68,18 @@ class DirectRead:
         """The first row (an asyncpg Record), or None."""
         engine = engine_of(sessions)
         compiled = self._compile(engine.dialect)
-        bound = compiled.bound
-        args = [params[name] if name in params else bound[name] for name in compiled.names]
+        args = compiled.arguments(params)
         return await _run(_LANES, engine, lambda driver: driver.fetchrow(compiled.sql, *args))
+
+    async def all(self, sessions: async_sessionmaker[AsyncSession], **params: Any) -> list[Any]:
+        """Every row (asyncpg Records)."""
+        engine = engine_of(sessions)
+        compiled = self._compile(engine.dialect)
+        args = compiled.arguments(params)
+        rows: list[Any] = await _run(
+            _LANES, engine, lambda driver: driver.fetch(compiled.sql, *args)
+        )
+        return rows
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,10 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]  # of $1, $2, …
     bound: dict[str, Any]  # values bound in the statement itself
+
+    def arguments(self, params: dict[str, Any]) -> list[Any]:
+        bound = self.bound
+        return [params[name] if name in params else bound[name] for name in self.names]
 
 
 Statement = Callable[[Any], Awaitable[Any]]

@@ -108,8 +108,7 @@ class Projects:
         """Newest first: the caller's projects, or (admins only) every project."""
         if every and not caller.is_admin:
             raise PermissionDenied("only admins can list every project", "ADMIN_REQUIRED")
-        async with self._sessions() as db:
-            views = await store.list_projects(db, caller.user_id, page, every=every)
+        views = await store.list_projects(self._sessions, caller.user_id, page, every=every)
         return listed(views, page, lambda view: [view.id])
 
     async def update(

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
-    Select,
     and_,
     bindparam,
     case,
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.core.access import ProjectRole
 from server.core.caller_state import CallerState, state_of
-from server.core.pagination import Page, keyset
+from server.core.pagination import Page, after_id
 from server.db.caller_state import caller_state_columns
 from server.db.models import Project, ProjectMember, Task, User
 from server.db.reads import DirectRead
@@ -140,21 +139,42 @@ async def membership_role(
     return ProjectRole.parse(role) if role is not None else None
 
 
-async def list_projects(
-    db: AsyncSession, user_id: uuid.UUID, page: Page, *, every: bool
-) -> list[ProjectView]:
-    """Newest first: the user's projects, or every project (with the user's role if any)."""
-    membership = and_(ProjectMember.project_id == Project.id, ProjectMember.user_id == user_id)
-    query = cast("Select[Any]", select(Project, ProjectMember.role))
+def _projects_page(every: bool, after: bool) -> DirectRead:
+    """Newest first, one more than the page: the user's projects (or, `every`, all of them)
+    with the user's membership role, after the id `after` when there is one."""
+    membership = and_(
+        ProjectMember.project_id == Project.id, ProjectMember.user_id == bindparam("user_id")
+    )
+    query = select(*Project.__table__.columns, ProjectMember.role.label("member_role"))
     query = (
         query.outerjoin(ProjectMember, membership)
         if every
         else query.join(ProjectMember, membership)
     )
-    rows = await db.execute(keyset(query, Project.id, page, descending=True))
-    return [
-        ProjectView.of(project, ProjectRole.parse(role) if role else None) for project, role in rows
-    ]
+    if after:
+        query = query.where(Project.id < bindparam("after"))
+    return DirectRead(query.order_by(Project.id.desc()).limit(bindparam("limit")))
+
+
+# ListProjects runs on every project list a client shows: straight on the driver (one
+# statement each page, no ORM rows), one statement per shape so each keeps its index plan.
+_PROJECT_PAGES = {
+    (every, after): _projects_page(every, after)
+    for every in (False, True)
+    for after in (False, True)
+}
+
+
+async def list_projects(
+    sessions: async_sessionmaker[AsyncSession], user_id: uuid.UUID, page: Page, *, every: bool
+) -> list[ProjectView]:
+    """Newest first: the user's projects, or every project (with the user's role if any);
+    `page.size + 1` of them at most."""
+    after = after_id(page)
+    rows = await _PROJECT_PAGES[every, after is not None].all(
+        sessions, user_id=user_id, after=after, limit=page.size + 1
+    )
+    return [_project_seen(row)[0] for row in rows]
 
 
 async def delete_project(db: AsyncSession, project_id: uuid.UUID) -> None:
