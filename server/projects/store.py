@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     ScalarSelect,
     and_,
     bindparam,
@@ -295,26 +296,55 @@ async def shift_column(
     )
 
 
+def _tasks_page(status: bool, assignee: bool, after: bool) -> DirectRead:
+    """Column by column (board order), each in position order, one more than the page: the
+    project's tasks, of a status and an assignee when given, after a (rank, position)."""
+    query = select(*Task.__table__.columns).where(Task.project_id == bindparam("project_id"))
+    if status:
+        query = query.where(Task.status == bindparam("status"))
+    if assignee:
+        query = query.where(Task.assignee_id == bindparam("assignee_id"))
+    if after:
+        rank = bindparam("after_rank", type_=Integer)
+        query = query.where(
+            or_(
+                _status_rank > rank,
+                and_(_status_rank == rank, Task.position > bindparam("after_position")),
+            )
+        )
+    return DirectRead(query.order_by(_status_rank, Task.position).limit(bindparam("limit")))
+
+
+# ListTasks runs on every board a client shows: straight on the driver (no ORM rows), one
+# prebuilt statement per combination of filters.
+_TASK_PAGES = {
+    (status, assignee, after): _tasks_page(status, assignee, after)
+    for status in (False, True)
+    for assignee in (False, True)
+    for after in (False, True)
+}
+
+
 async def list_tasks(
-    db: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     project_id: uuid.UUID,
     page: Page,
     status: TaskStatus | None,
     assignee_id: uuid.UUID | None,
 ) -> list[TaskView]:
-    """Column by column (board order), each in position order."""
-    query = select(Task).where(Task.project_id == project_id)
-    if status is not None:
-        query = query.where(Task.status == status.value)
-    if assignee_id is not None:
-        query = query.where(Task.assignee_id == assignee_id)
-    if page.after is not None:
-        rank, position = int(page.after[0]), int(page.after[1])
-        query = query.where(
-            or_(_status_rank > rank, and_(_status_rank == rank, Task.position > position))
-        )
-    query = query.order_by(_status_rank, Task.position).limit(page.size + 1)
-    return [TaskView.of(task) for task in await db.scalars(query)]
+    """Column by column (board order), each in position order; `page.size + 1` at most."""
+    after = (int(page.after[0]), int(page.after[1])) if page.after is not None else None
+    read = _TASK_PAGES[status is not None, assignee_id is not None, after is not None]
+    rows = await read.all(
+        sessions,
+        project_id=project_id,
+        status=status.value if status is not None else None,
+        assignee_id=assignee_id,
+        after_rank=after[0] if after else None,
+        after_position=after[1] if after else None,
+        limit=page.size + 1,
+    )
+    return [TaskView.from_columns(row) for row in rows]
 
 
 def task_key(task: TaskView) -> Sequence[Any]:

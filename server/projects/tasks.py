@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.core.access import ProjectRole, require_project_role
+from server.core.access import ProjectRole, judge_role, require_project_role
 from server.core.context import Caller
 from server.core.errors import Aborted, FieldViolation, InvalidArgument, NotFound, Violations
 from server.core.ids import parse_id
@@ -148,9 +148,10 @@ class Board:
         violations = Violations()
         assignee = optional_id(violations, "assignee_user_id", assignee_user_id, "a user id")
         violations.raise_if_any()
-        async with self._sessions() as db:
-            await require_project_role(db, caller, project_id, ProjectRole.VIEWER)
-            views = await store.list_tasks(db, uuid.UUID(project_id), page, status, assignee)
+        pid = uuid.UUID(project_id)
+        project, role = await store.project_with_role(self._sessions, pid, caller.user_id)
+        judge_role(caller, project is not None, role, ProjectRole.VIEWER)
+        views = await store.list_tasks(self._sessions, pid, page, status, assignee)
         return listed(views, page, store.task_key)
 
     async def update(

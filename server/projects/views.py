@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from server.core.access import ProjectRole
 from server.db.models import Project, ProjectMember, Task
@@ -92,4 +93,22 @@ class TaskView:
             creator_id=row.creator_id,
             create_time=row.create_time,
             update_time=row.update_time,
+        )
+
+    @classmethod
+    def from_columns(cls, row: Any) -> TaskView:
+        """From a row holding Task's columns by name (an asyncpg Record)."""
+        return cls(
+            id=row["id"],
+            project_id=row["project_id"],
+            title=row["title"],
+            description=row["description"],
+            status=TaskStatus(row["status"]),
+            position=row["position"],
+            assignee_id=row["assignee_id"],
+            agent_id=row["agent_id"],
+            run_id=row["run_id"],
+            creator_id=row["creator_id"],
+            create_time=row["create_time"],
+            update_time=row["update_time"],
         )

@@ -284,3 +284,50 @@ async def test_tasks_of_another_project_are_not_found(
         await _move(projects, user, mine.id, task.id, pb.TASK_STATUS_DONE, 0)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_info(missing.value).reason == "TASK_NOT_FOUND"
+
+
+async def test_status_and_assignee_filters_combine_and_page_in_board_order(
+    channel: grpc.aio.Channel, user: Account
+) -> None:
+    projects = stub(channel)
+    project = await create_project(projects, user)
+    helper = await register(channel)
+    await add_member(projects, user, project.id, helper, pb.PROJECT_ROLE_EDITOR)
+    theirs: list[str] = []
+    for n, status in enumerate([pb.TASK_STATUS_TODO, pb.TASK_STATUS_DONE] * 4):
+        task = await create_task(projects, user, project.id, f"t{n}", status=status)
+        if n % 4 < 2:  # t0, t1, t4, t5: two to do, two done
+            await projects.UpdateTask(
+                pb.UpdateTaskRequest(
+                    project_id=project.id,
+                    task=pb.Task(id=task.id, assignee_user_id=helper.user_id),
+                    update_mask=field_mask_pb2.FieldMask(paths=["assignee_user_id"]),
+                ),
+                metadata=user.metadata,
+            )
+            theirs.append(task.title)
+
+    async def pages(**filters: object) -> list[list[str]]:
+        titles: list[list[str]] = []
+        token = ""
+        while True:
+            page = await projects.ListTasks(
+                pb.ListTasksRequest(
+                    project_id=project.id,
+                    page_size=1,
+                    page_token=token,
+                    **filters,  # type: ignore[arg-type]
+                ),
+                metadata=helper.metadata,
+            )
+            titles.append([t.title for t in page.tasks])
+            token = page.next_page_token
+            if not token:
+                return titles
+
+    assert theirs == ["t0", "t1", "t4", "t5"]
+    mine = {"assignee_user_id": helper.user_id}
+    assert await pages(**mine) == [["t0"], ["t4"], ["t1"], ["t5"]]  # to do, then done
+    done_and_mine = {**mine, "status": pb.TASK_STATUS_DONE}
+    assert await pages(**done_and_mine) == [["t1"], ["t5"]]
+    assert await pages(status=pb.TASK_STATUS_TODO) == [["t0"], ["t2"], ["t4"], ["t6"]]
