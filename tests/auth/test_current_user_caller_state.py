@@ -9,7 +9,7 @@ import pytest
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import field_mask_pb2
 
-from tests.support.accounts import Account, login
+from tests.support.accounts import Account, login, set_disabled
 from tests.support.rpc import error_info
 
 Metadata = tuple[tuple[str, str], ...]
@@ -71,19 +71,10 @@ async def test_a_revoked_session_is_refused_and_another_session_still_served(
 async def test_a_disabled_user_is_refused_and_once_enabled_is_served_again(
     channel: grpc.aio.Channel, admin: Account, user: Account
 ) -> None:
-    async def set_disabled(disabled: bool) -> None:
-        await auth(channel).UpdateUser(
-            auth_pb2.UpdateUserRequest(
-                user=auth_pb2.User(id=user.user_id, disabled=disabled),
-                update_mask=field_mask_pb2.FieldMask(paths=["disabled"]),
-            ),
-            metadata=admin.metadata,
-            timeout=10,
-        )
-
-    await set_disabled(True)
+    await set_disabled(channel, admin, user, True)
     assert await refusal(channel, user.metadata) == "USER_DISABLED"
-    await set_disabled(False)  # (disabling ended its sessions: it signs in again)
+    await set_disabled(channel, admin, user, False)
+    # (disabling ended its sessions: it signs in again)
     again = await login(channel, user.email)
     assert not (await me(channel, again.metadata)).disabled
 

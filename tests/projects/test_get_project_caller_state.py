@@ -10,10 +10,9 @@ import grpc
 import pytest
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
 from forge.projects.v1 import projects_pb2 as pb
-from google.protobuf import field_mask_pb2
 
 from tests.projects.support import create_project, stub
-from tests.support.accounts import Account, login, register
+from tests.support.accounts import Account, login, register, set_disabled
 from tests.support.rpc import error_info
 
 Metadata = tuple[tuple[str, str], ...]
@@ -61,20 +60,11 @@ async def test_a_disabled_user_is_refused_and_once_enabled_is_served_again(
 ) -> None:
     project = await create_project(stub(channel), user, name="Theirs")
 
-    async def set_disabled(disabled: bool) -> None:
-        await auth(channel).UpdateUser(
-            auth_pb2.UpdateUserRequest(
-                user=auth_pb2.User(id=user.user_id, disabled=disabled),
-                update_mask=field_mask_pb2.FieldMask(paths=["disabled"]),
-            ),
-            metadata=admin.metadata,
-            timeout=10,
-        )
-
-    await set_disabled(True)
+    await set_disabled(channel, admin, user, True)
     assert await refusal(channel, user.metadata, project.id) == "USER_DISABLED"
     assert await refusal(channel, user.metadata, str(uuid.uuid4())) == "USER_DISABLED"
-    await set_disabled(False)  # (disabling ended its sessions: it signs in again)
+    await set_disabled(channel, admin, user, False)
+    # (disabling ended its sessions: it signs in again)
     again = await login(channel, user.email)
     assert (await get(channel, again.metadata, project.id)).name == "Theirs"
 

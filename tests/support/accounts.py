@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 from forge.auth.v1 import auth_pb2, auth_pb2_grpc
+from google.protobuf import field_mask_pb2
 
 PASSWORD = "Corr3ct-Horse"
 _counter = itertools.count()
@@ -63,3 +64,17 @@ async def login(channel: grpc.aio.Channel, email: str, password: str = PASSWORD)
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     response = await stub.Login(auth_pb2.LoginRequest(email=email, password=password), timeout=30)
     return _account(response, password)
+
+
+async def set_disabled(
+    channel: grpc.aio.Channel, admin: Account, user: Account, disabled: bool
+) -> None:
+    """An admin disables `user` (which ends its sessions) or enables it again."""
+    await auth_pb2_grpc.AuthServiceStub(channel).UpdateUser(
+        auth_pb2.UpdateUserRequest(
+            user=auth_pb2.User(id=user.user_id, disabled=disabled),
+            update_mask=field_mask_pb2.FieldMask(paths=["disabled"]),
+        ),
+        metadata=admin.metadata,
+        timeout=10,
+    )
