@@ -35,18 +35,12 @@ class Profile:
         interceptor left unconfirmed (core/caller_state.py) and confirms it."""
         unconfirmed = call.unconfirmed
         if unconfirmed is None:
-            found = await store.profile_with_caller_state(
-                self._sessions, call.require_caller().user_id, None
-            )
+            user_id, session_id = call.require_caller().user_id, None
         else:
-            found = await store.profile_with_caller_state(
-                self._sessions, unconfirmed.user_id, unconfirmed.session_id
-            )
-            call.confirm(
-                caller_from_state(
-                    unconfirmed.user_id, unconfirmed.session_id, found[0] if found else None
-                )
-            )
+            user_id, session_id = unconfirmed.user_id, unconfirmed.session_id
+        found = await store.profile_with_caller_state(self._sessions, user_id, session_id)
+        if unconfirmed is not None:
+            call.confirm(caller_from_state(user_id, session_id, found[0] if found else None))
         if found is None:
             raise account_gone()
         return UserView.from_columns(found[1])

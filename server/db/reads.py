@@ -66,20 +66,24 @@ class DirectRead:
 
     async def first(self, sessions: async_sessionmaker[AsyncSession], **params: Any) -> Any:
         """The first row (an asyncpg Record), or None."""
-        engine = engine_of(sessions)
-        compiled = self._compile(engine.dialect)
-        args = compiled.arguments(params)
-        return await _run(_LANES, engine, lambda driver: driver.fetchrow(compiled.sql, *args))
+        engine, sql, args = self._bound(sessions, params)
+        return await _run(_LANES, engine, lambda driver: driver.fetchrow(sql, *args))
 
     async def all(self, sessions: async_sessionmaker[AsyncSession], **params: Any) -> list[Any]:
         """Every row (asyncpg Records)."""
+        engine, sql, args = self._bound(sessions, params)
+        rows: list[Any] = await _run(_LANES, engine, lambda driver: driver.fetch(sql, *args))
+        return rows
+
+    def _bound(
+        self, sessions: async_sessionmaker[AsyncSession], params: dict[str, Any]
+    ) -> tuple[AsyncEngine, str, list[Any]]:
+        """The engine to run on, the statement's SQL and its arguments in order."""
         engine = engine_of(sessions)
         compiled = self._compile(engine.dialect)
-        args = compiled.arguments(params)
-        rows: list[Any] = await _run(
-            _LANES, engine, lambda driver: driver.fetch(compiled.sql, *args)
-        )
-        return rows
+        bound = compiled.bound
+        args = [params[name] if name in params else bound[name] for name in compiled.names]
+        return engine, compiled.sql, args
 
 
 @dataclass(frozen=True)
@@ -88,10 +92,6 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]  # of $1, $2, …
     bound: dict[str, Any]  # values bound in the statement itself
-
-    def arguments(self, params: dict[str, Any]) -> list[Any]:
-        bound = self.bound
-        return [params[name] if name in params else bound[name] for name in self.names]
 
 
 Statement = Callable[[Any], Awaitable[Any]]
