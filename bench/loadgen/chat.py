@@ -80,6 +80,18 @@ class Cpu:
             for name, t in ((n, p.cpu_times()) for n, p in self._procs.items())
         }
 
+    async def quiet(self, share: float = 0.1, every: float = 0.25, at_most: float = 10.0) -> None:
+        """Waits (at most `at_most` s) until the measured processes spend under `share` of a
+        core each: a server still busy with the set-up's calls would refuse chats as busy."""
+        deadline = time.perf_counter() + at_most
+        before = self.read()
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(every)
+            now = self.read()
+            if all(now[n] - before[n] < share * every for n in now if n != "client"):
+                return
+            before = now
+
     def rss(self) -> dict[str, int]:
         return {name: int(p.memory_info().rss) for name, p in self._procs.items()}
 
@@ -355,6 +367,7 @@ async def main() -> None:
                 client = SseChats(spec["base_url"], spec["path"], headers)
             targets[name] = Target(client, conversations, project_id)
         runner = Runner(targets, Cpu(pids))
+        await runner.cpu.quiet()
         results = []
         for phase in phases:
             with no_collections():
