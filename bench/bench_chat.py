@@ -37,7 +37,8 @@ CHAT_OPEN_RATIO_TARGET = 4.0  # issue 18: a chat's fixed cost at most 4 GetProje
 LEVELS = [2000, 2500]
 OPEN_RATE = 500
 LEVEL_SETTLE = 2.0
-LEVEL_START_TIMEOUT = 15.0  # for every stream of a level to have started
+LEVEL_START_TIMEOUT = 15.0  # for every stream of the first level to have started
+LEVEL_NEXT_START_TIMEOUT = 8.0  # of each further level (the opens refused come back later)
 LEVEL_WINDOW = 5.0
 CHANNELS = 8
 
@@ -232,6 +233,7 @@ async def run(infra: Infra, report: Report) -> None:
                             "open_rate": OPEN_RATE,
                             "settle": LEVEL_SETTLE,
                             "start_timeout": LEVEL_START_TIMEOUT,
+                            "next_start_timeout": LEVEL_NEXT_START_TIMEOUT,
                             "window": LEVEL_WINDOW,
                             # A saturated server starves every window: measured once.
                             "attempts": 1,

@@ -322,7 +322,7 @@ class Settings(
         "the time the queue needs",
     )
     chat_open_busy_limit: float = Field(
-        0.85,
+        0.9,
         gt=0,
         le=1,
         description="share of a core (the event loop thread's, or the process's share of the "

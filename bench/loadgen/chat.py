@@ -20,8 +20,9 @@ order, each naming its `target`:
 - unary: `calls` GetProject calls on the target's project, `concurrency` at a time: CPU of
   the whole phase (what a chat's fixed cost is compared with, on the same server);
 - levels: streams opened at `open_rate`/s up to each of `levels`; at each, once every stream
-  has its first delta (at most `start_timeout` s, first level only) and `settle` s more, a
-  `window` of s: CPU, tokens and the gaps between deltas of every 20th stream (a window with
+  has its first delta (at most `start_timeout` s at the first level, `next_start_timeout` s
+  at the others: opens refused SERVER_BUSY come back after their RetryInfo) and `settle` s
+  more, a `window` of s: CPU, tokens and the gaps between deltas of every 20th stream (a window with
   fewer tokens than the pace makes is taken again, `attempts` windows at most).
 
 Prints one JSON object: {"phases": [result, ...]} in the order given.
@@ -248,6 +249,7 @@ class Runner:
         total = (
             levels[-1] / rate
             + p.get("start_timeout", 0)
+            + (len(levels) - 1) * p.get("next_start_timeout", 0)
             + len(levels) * (settle + seconds * p["attempts"])
             + 10
         )
@@ -269,8 +271,8 @@ class Runner:
                 tasks.append(target.start(log, content, sample=sample))
             ramp = time.perf_counter() - ramp_started
             # Measured once every stream of the level streams (or `start_timeout` s passed).
-            start_deadline = time.perf_counter() + (
-                p.get("start_timeout", 0) if level == levels[0] else 0
+            start_deadline = time.perf_counter() + p.get(
+                "start_timeout" if level == levels[0] else "next_start_timeout", 0
             )
             while not all(c.first_delta or c.ended for c in log.chats):
                 if time.perf_counter() > start_deadline:
