@@ -38,7 +38,7 @@ LEVELS = [2000, 2500]
 OPEN_RATE = 500
 LEVEL_SETTLE = 2.0
 LEVEL_START_TIMEOUT = 15.0  # for every stream of the first level to have started
-LEVEL_NEXT_START_TIMEOUT = 8.0  # of each further level (the opens refused come back later)
+LEVEL_NEXT_START_TIMEOUT = 5.0  # of each further level (the opens refused come back later)
 LEVEL_WINDOW = 5.0
 CHANNELS = 8
 
