@@ -426,7 +426,9 @@ def _capacity_rows(report: Report, capacity: dict[str, Any], idle_rss: int, peak
                 ok if level["level"] == STREAMS_TARGET else None,
                 note=f"{level['live']} streams live in the window ("
                 f"{level['started_seconds']:.0f} s after the first open), "
-                f"{on_time * 100:.0f} % of the paced tokens delivered in "
+                f"{on_time * 100:.0f} % of the paced tokens delivered ("
+                f"{window['tokens'] / max(expected * level['live'] / level['level'], 1) * 100:.0f}"
+                " % of the live streams' pace) in "
                 f"{window['tokens'] / max(window['deltas'], 1):.2f} tokens per event, gap p50/p99 "
                 f"{_ms(gaps, 50):.0f}/{_ms(gaps, 99):.0f} ms, "
                 f"{_per_token_us(window, 'forge'):.1f} µs/token, client "
