@@ -321,15 +321,6 @@ class Settings(
         "more are refused at once with RESOURCE_EXHAUSTED SERVER_BUSY and a RetryInfo of about "
         "the time the queue needs",
     )
-    chat_open_busy_limit: float = Field(
-        0.9,
-        gt=0,
-        le=1,
-        description="share of a core (the event loop thread's, or the process's share of the "
-        "cores it may run on) over which a server refuses new chats at once with "
-        "RESOURCE_EXHAUSTED SERVER_BUSY, so that the chats it lets in open quickly and the "
-        "streams already open keep their pace; 1 never refuses for it",
-    )
     chat_open_max_wait_ms: float = Field(
         50.0,
         gt=0,
