@@ -11,9 +11,8 @@ class LoadSettings(BaseSettings):
         0.75,
         gt=0,
         le=1,
-        description="share of a core the event loop thread (or the process, of the cores it "
-        "may run on) may be busy before streams that relay many small events (chat deltas) "
-        "start holding them to send fewer, larger ones",
+        description="share of a core the event loop may be busy before streams that relay "
+        "many small events (chat deltas) start holding them to send fewer, larger ones",
     )
     stream_max_hold_ms: float = Field(
         500.0,
@@ -21,13 +20,4 @@ class LoadSettings(BaseSettings):
         le=5000,
         description="longest a stream holds its next event while the loop is over its target "
         "(it also bounds the delay this adds to a delta); 0 never holds",
-    )
-    chat_open_busy_limit: float = Field(
-        0.9,
-        gt=0,
-        le=1,
-        description="share of a core (the event loop thread's, or the process's share of the "
-        "cores it may run on) over which a server refuses new chats at once with "
-        "RESOURCE_EXHAUSTED SERVER_BUSY, so that the chats it lets in open quickly and the "
-        "streams already open keep their pace; 1 never refuses for it",
     )

@@ -29,9 +29,6 @@ os.environ.setdefault("FORGE_REGISTRATIONS_PER_ADDRESS_PER_HOUR", "1000000")
 # their streams do not hold deltas to shed load (tests/test_load_shedding.py turns it on),
 # so tests of pacing see every delta as it was made.
 os.environ.setdefault("FORGE_STREAM_MAX_HOLD_MS", "0")
-# Nor do they refuse chats while their loop is busy: the tests' own clients keep it busy
-# (tests/test_admission.py sets a limit).
-os.environ.setdefault("FORGE_CHAT_OPEN_BUSY_LIMIT", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTOR = REPO_ROOT / "gen" / "forge.binpb"

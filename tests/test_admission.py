@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
-from forge.agents.v1 import agents_pb2
 from forge_client import AsyncForge, RetryPolicy, agents, kind, projects
 
 from server.app import ForgeServer
@@ -21,16 +20,13 @@ from server.core.loop_load import LoopLoad
 from server.db.embedded import EmbeddedPostgres
 from tests.agents.support import (
     chat_call,
-    messages,
     new_conversation,
     new_team,
     read_rest,
     retry_info,
 )
-from tests.support.cpu_burner import CpuBurner
 from tests.support.own_server import own_server
 from tests.support.rpc import error_info
-from tests.support.waiting import eventually
 
 
 async def admitted(admission: Admission, work: Callable[[], Awaitable[None]]) -> None:
@@ -139,25 +135,6 @@ async def test_nothing_waits_while_the_event_loop_is_overloaded() -> None:
     assert (admission.running, admission.waiting) == (0, 0)
 
 
-async def test_nothing_starts_while_the_process_is_saturated() -> None:
-    load = LoopLoad(busy_target=0.75, max_hold=0.5, busy_limit=0.85)
-    admission = Admission("testing", concurrency=4, backlog=10, load=load)
-    for _ in range(10):
-        load.observe(busy=0.95, lag=0.0)
-    assert load.saturated
-    # Every place is free, yet an open let in now would queue behind what is running.
-    with pytest.raises(ResourceExhausted) as refused:
-        await admission.enter()
-    assert refused.value.reason == SERVER_BUSY
-    assert refused.value.retry_after is not None
-    assert (admission.running, admission.waiting) == (0, 0)
-    for _ in range(10):
-        load.observe(busy=0.5, lag=0.0)
-    assert not load.saturated
-    admission.leave(await admission.enter())
-    assert (admission.running, admission.waiting) == (0, 0)
-
-
 async def test_a_burst_of_refusals_is_told_to_come_back_later_and_later() -> None:
     # Each refused client is still to come back: those refused after many others are told
     # to wait longer, so that they do not all return before the server can let them in.
@@ -247,61 +224,3 @@ async def test_the_python_client_retries_a_busy_server_until_its_chats_are_serve
         # Some are refused SERVER_BUSY at first (one open at a time, none waiting): the
         # client sends them again after the RetryInfo delay, and every one is answered.
         assert await asyncio.gather(*(chat(c.id) for c in conversations)) == ["completed"] * 20
-
-
-@pytest.fixture(scope="module")
-async def limited_server(
-    postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ForgeServer]:
-    # Work beside the loop (the burner below, on every core) takes this process over the
-    # limit; an idle test process is well under it.
-    url = await postgres.ensure_database("forge_admission_limit")
-    async with own_server(
-        url,
-        tmp_path_factory.mktemp("admission-limit"),
-        "admission-limit-admin",
-        chat_open_busy_limit=0.5,
-    ) as app:
-        yield app
-
-
-async def test_a_saturated_server_refuses_chats_until_it_has_room_again(
-    limited_server: ForgeServer,
-) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{limited_server.port}") as channel:
-        team = await new_team(channel)
-        conversation = await new_conversation(channel, team.owner, team.project_id)
-
-        served_before = 0  # tries answered before the burner's load showed
-
-        async def refused() -> grpc.aio.AioRpcError | None:
-            nonlocal served_before
-            try:
-                await read_rest(chat_call(channel, team.owner, conversation.id, "hello"))
-            except grpc.aio.AioRpcError as error:
-                return error
-            served_before += 1
-            return None
-
-        with CpuBurner():
-            refusal = await eventually(refused, timeout=30)
-        assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refusal
-        assert error_info(refusal).reason == SERVER_BUSY
-        info = retry_info(refusal)
-        assert info is not None
-        assert info.retry_delay.ToTimedelta().total_seconds() >= 0.5
-
-        async def served() -> bool:
-            try:
-                events = await read_rest(chat_call(channel, team.owner, conversation.id, "again"))
-            except grpc.aio.AioRpcError as error:
-                if error_info(error).reason != SERVER_BUSY:
-                    raise
-                return False
-            return events[-1].HasField("completed")
-
-        # The load gone, chats are let in again; the refused ones left nothing behind.
-        await eventually(served, timeout=30, interval=0.5)
-        history = await messages(channel, team.owner, conversation.id)
-        said = [m.content for m in history if m.role == agents_pb2.MESSAGE_ROLE_USER]
-        assert said == ["hello"] * served_before + ["again"]

@@ -5,16 +5,14 @@ up holds nothing."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import grpc
 import pytest
 
 from server.app import ForgeServer
-from server.core.loop_load import LAG_LIMIT, MIN_HOLD, LoopLoad, cores_allowed, cpu_quota
+from server.core.loop_load import LAG_LIMIT, MIN_HOLD, LoopLoad
 from server.db.embedded import EmbeddedPostgres
 from server.llm import Finish, ProviderEvent, TextDelta, Usage
 from server.llm.coalesce import coalesced
@@ -27,7 +25,6 @@ from tests.agents.support import (
     new_team,
     read_rest,
 )
-from tests.support.cpu_burner import CpuBurner
 from tests.support.own_server import own_server
 from tests.support.waiting import eventually
 
@@ -103,30 +100,6 @@ async def test_the_sampler_sees_a_busy_loop_and_then_an_idle_one() -> None:
         await eventually(_true_when(lambda: load.hold == 0), timeout=DEADLINE)
     finally:
         await load.stop()
-
-
-async def test_a_process_busy_beside_its_loop_is_saturated_though_the_loop_idles() -> None:
-    load = LoopLoad(busy_target=0.75, max_hold=0.0, busy_limit=0.5, interval=0.02)
-    await load.start()  # no holds, but a limit to measure for
-    try:
-        with CpuBurner():
-            # The loop only sleeps: its thread spends next to nothing, while the process
-            # keeps every core it may use busy.
-            await eventually(_true_when(lambda: load.saturated), timeout=DEADLINE)
-        await eventually(_true_when(lambda: not load.saturated), timeout=DEADLINE)
-        assert load.hold == 0  # holding is switched off
-    finally:
-        await load.stop()
-
-
-def test_a_cgroup_quota_caps_the_cores_counted(tmp_path: Path) -> None:
-    cpu_max = tmp_path / "cpu.max"
-    cpu_max.write_text("50000 100000\n")
-    assert cpu_quota(cpu_max) == 0.5
-    cpu_max.write_text("max 100000\n")
-    assert cpu_quota(cpu_max) == float("inf")
-    assert cpu_quota(tmp_path / "absent") == float("inf")
-    assert 1 <= cores_allowed() <= (os.cpu_count() or 1)
 
 
 async def paced_deltas(count: int, every: float) -> AsyncGenerator[ProviderEvent, None]:

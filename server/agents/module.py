@@ -70,17 +70,12 @@ def build(ctx: BuildContext) -> ServiceModule:
     ledger = UsageLedger(sessions, settings.daily_token_quota, prices=registry.catalog.prices)
     providers = Providers(sessions, registry)
     tasks = TaskSupervisor("chat")
-    load = LoopLoad(
-        settings.stream_busy_target,
-        settings.stream_max_hold_ms / 1000,
-        settings.chat_open_busy_limit,
-    )
+    load = LoopLoad(settings.stream_busy_target, settings.stream_max_hold_ms / 1000)
     metrics = current_metrics()
     if metrics is not None:
         metrics.gauge(
             "forge_event_loop_busy_ratio",
-            "share of a core the event loop's thread spent on the CPU, or of its cores the "
-            "process spent if higher (smoothed)",
+            "share of a core the event loop's thread spent on the CPU (smoothed)",
             lambda: load.busy,
         )
         metrics.gauge(

@@ -2,15 +2,13 @@
 writes, up to its first event) under a burst: at most `concurrency` open at once, at most
 `backlog` more wait their turn in order (only as many as get their turn within `max_wait`,
 judged by how long opens take now: a loaded server opens slower, so it queues fewer; and
-none while the event loop is overloaded, server/core/loop_load.py), none at all while the
-process is saturated (busier than its limit: an open let in then would be slow, and so
-would the streams already open), and the rest are refused at once — before any of that
-work, so a refusal costs next to nothing — with RESOURCE_EXHAUSTED SERVER_BUSY and a
-RetryInfo delay of about how long the queue ahead would take, counting the clients refused
-in the last seconds (they are out there waiting to come back), spread at random so that
-refused clients neither all come back together nor sooner than the server can let them in.
-The opens let in stay quick (a bounded queue), and the streams already open keep the event
-loop.
+none while the event loop is overloaded, server/core/loop_load.py), and the rest are
+refused at once — before any of that work, so a refusal costs next to nothing — with
+RESOURCE_EXHAUSTED SERVER_BUSY and a RetryInfo delay of about how long the queue ahead
+would take, counting the clients refused in the last seconds (they are out there waiting
+to come back), spread at random so that refused clients neither all come back together
+nor sooner than the server can let them in. The opens let in stay quick (a bounded queue),
+and the streams already open keep the event loop.
 
 The call interceptor admits the methods a binding names (ServiceBinding.admitted).
 """
@@ -85,8 +83,6 @@ class Admission:
     async def enter(self) -> float:
         """Waits for a place (in order) and takes it; its start time, for `leave`.
         SERVER_BUSY at once when the backlog is full."""
-        if self._load.saturated:
-            raise self._busy()
         if self._running < self._concurrency and not self._waiting:
             self._running += 1
             return time.monotonic()

@@ -1,13 +1,10 @@
 """How loaded this process's event loop is, and how long streams should hold their events
 to shed that load.
 
-A sampler task wakes every `interval` seconds and measures, since its last wake-up, how busy
-the process is (`busy`) and how late the wake-up itself came (`lag`: a loop with a long queue
-of ready work, or a process starved of its core, wakes everyone late). Each is smoothed over
-a few samples. `busy` is the loop thread's share of a core or, when higher, the whole
-process's share of the cores it may run on: gRPC's own threads poll, read and write beside
-the loop, and a loop thread taking 80 % of a process's only core leaves them too little —
-calls then wait unseen in gRPC's queues while the loop itself still wakes on time.
+A sampler task wakes every `interval` seconds and measures, since its last wake-up, the share
+of the time the loop's thread spent on the CPU (`busy`) and how late the wake-up itself came
+(`lag`: a loop with a long queue of ready work, or a process starved of its core, wakes
+everyone late). Each is smoothed over a few samples.
 
 From them it sets `hold`: while the loop is busier than `busy_target` (or lags more than
 LAG_LIMIT), streams that relay many small events (chat deltas) wait `hold` seconds after
@@ -17,18 +14,14 @@ over its target and shrinks once it is well under it, down to none: a server tha
 never holds an event. Fewer events for the same text is what lets an overloaded server keep
 its streams' pace, and leaves the loop room to open new streams and answer other calls.
 
-Admission (server/core/admission.py) asks two things. `overloaded`: holding as long as
-streams may and still over the target, so nothing more should queue. `saturated`: busier
-than `busy_limit`, so nothing more should start — an open let in now would share the core
-with everything running and with every call still waiting unseen in gRPC's queues.
+`overloaded` tells admission (server/core/admission.py) that the loop has no room left:
+new work queued now would wait behind everything already running.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from pathlib import Path
 
 from server.core.tasks import TaskSupervisor
 
@@ -44,20 +37,12 @@ _SMOOTHING = 0.5
 
 
 class LoopLoad:
-    def __init__(
-        self,
-        busy_target: float,
-        max_hold: float,
-        busy_limit: float = 1.0,
-        interval: float = 0.1,
-    ) -> None:
+    def __init__(self, busy_target: float, max_hold: float, interval: float = 0.25) -> None:
         self._busy_target = busy_target
         self._max_hold = max_hold
-        self._busy_limit = busy_limit
         self._interval = interval
         self.busy = 0.0
-        """The smoothed share of a core the loop thread spent, or of its cores the process
-        spent if higher; 0 to 1."""
+        """The loop thread's smoothed share of a core, 0 to 1."""
         self.lag = 0.0
         """The smoothed lateness of the sampler's wake-ups, in seconds."""
         self.hold = 0.0
@@ -70,14 +55,9 @@ class LoopLoad:
         """Holding events as long as they may be held, and still over the target."""
         return self.hold >= self._max_hold and self._over()
 
-    @property
-    def saturated(self) -> bool:
-        """Busier than `busy_limit`: work started now would queue behind what is running."""
-        return self.busy > self._busy_limit
-
     async def start(self) -> None:
-        if self._max_hold <= 0 and self._busy_limit >= 1:
-            return  # neither holds nor a limit: nothing to measure for
+        if self._max_hold <= 0:
+            return  # holding is switched off: nothing to measure for
         self._tasks.spawn(self._sample(), name="sampler")
 
     async def stop(self) -> None:
@@ -86,23 +66,17 @@ class LoopLoad:
     async def _sample(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self._interval
-        quota = cpu_quota()
-        thread_cpu, process_cpu, wall = time.thread_time(), time.process_time(), loop.time()
+        cpu, wall = time.thread_time(), loop.time()
         while True:
             await asyncio.sleep(interval)
-            now_thread, now_process, now_wall = time.thread_time(), time.process_time(), loop.time()
+            now_cpu, now_wall = time.thread_time(), loop.time()
             elapsed = now_wall - wall
             if elapsed > 0:
-                cores = min(cores_allowed(), quota)
-                busy = max(
-                    (now_thread - thread_cpu) / elapsed,
-                    (now_process - process_cpu) / elapsed / cores,
-                )
-                self.observe(busy, max(elapsed - interval, 0.0))
-            thread_cpu, process_cpu, wall = now_thread, now_process, now_wall
+                self.observe((now_cpu - cpu) / elapsed, max(elapsed - interval, 0.0))
+            cpu, wall = now_cpu, now_wall
 
     def observe(self, busy: float, lag: float) -> None:
-        """One sample: the busy share and the sampler's lateness since the last."""
+        """One sample: the loop thread's CPU share and the sampler's lateness since the last."""
         self.busy += _SMOOTHING * (min(busy, 1.0) - self.busy)
         self.lag += _SMOOTHING * (lag - self.lag)
         if self._over():
@@ -113,23 +87,6 @@ class LoopLoad:
 
     def _over(self) -> bool:
         return self.busy > self._busy_target or self.lag > LAG_LIMIT
-
-
-def cores_allowed() -> int:
-    """The cores this process may run on (it can be pinned to fewer after it starts)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> float:
-    """The cores' worth of CPU time the process's cgroup (v2) may use; inf without a quota."""
-    try:
-        limit, period = cgroup.read_text().split()[:2]
-        return float("inf") if limit == "max" else max(int(limit) / int(period), 0.01)
-    except (OSError, ValueError):
-        return float("inf")
 
 
 NO_LOAD = LoopLoad(busy_target=1.0, max_hold=0.0)
