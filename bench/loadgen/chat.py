@@ -83,7 +83,8 @@ class Cpu:
 
     async def quiet(self, share: float = 0.1, every: float = 0.25, at_most: float = 10.0) -> None:
         """Waits (at most `at_most` s) until the measured processes spend under `share` of a
-        core each: a server still busy with the set-up's calls would refuse chats as busy."""
+        core each: a server still busy with the set-up's calls would slow the first chats
+        timed."""
         deadline = time.perf_counter() + at_most
         before = self.read()
         while time.perf_counter() < deadline:
@@ -270,7 +271,7 @@ class Runner:
                 sample = len(tasks) % GAP_SAMPLE_EVERY == 0
                 tasks.append(target.start(log, content, sample=sample))
             ramp = time.perf_counter() - ramp_started
-            # Measured once every stream of the level streams (or `start_timeout` s passed).
+            # Measured once every stream of the level streams (or its start timeout passed).
             start_deadline = time.perf_counter() + p.get(
                 "start_timeout" if level == levels[0] else "next_start_timeout", 0
             )
