@@ -9,6 +9,7 @@ import re
 import sys
 from typing import Any
 
+from bench import chat_sdk
 from bench.harness import (
     SERVER_CORE,
     Measured,
@@ -117,9 +118,15 @@ async def run(infra: Infra, report: Report) -> None:
     # window of one is followed by one of the other, so both meet the same noisy machine.
     peer, peer_port = await _start_peer(RELAY_DELAY_MS)
     floor, floor_port = await _start_floor(RELAY_DELAY_MS)
+    api, api_url = await chat_sdk.start_api(RELAY_DELAY_MS)
     try:
         async with forge_server(
-            infra, {**_QUIET, "FORGE_ECHO_TOKEN_DELAY_MS": str(RELAY_DELAY_MS)}
+            infra,
+            {
+                **_QUIET,
+                "FORGE_ECHO_TOKEN_DELAY_MS": str(RELAY_DELAY_MS),
+                **chat_sdk.server_env(api_url),
+            },
         ) as server:
             server.measured.begin()
             result = await run_load(
@@ -144,7 +151,9 @@ async def run(infra: Infra, report: Report) -> None:
                             "bare": True,
                             "pid": floor.proc.pid,
                         },
+                        chat_sdk.TARGET: chat_sdk.target(server.port, server.measured.proc.pid),
                     },
+                    "pids": {chat_sdk.API: api.proc.pid},
                     "phases": [
                         # warm-up: connections, caches
                         {
@@ -171,7 +180,7 @@ async def run(infra: Infra, report: Report) -> None:
                         *[
                             _relay(target)
                             for _ in range(RELAY_ROUNDS)
-                            for target in ("forge", "peer", "floor")
+                            for target in ("forge", "peer", "floor", chat_sdk.TARGET)
                         ],
                         # The fixed cost of a chat next to a GetProject call, in turns.
                         *[
@@ -199,6 +208,7 @@ async def run(infra: Infra, report: Report) -> None:
             )
             relay_usage = await server.measured.end()
     finally:
+        await stop(api)
         await stop(floor)
         await stop(peer)
     phases = result["phases"]
@@ -281,6 +291,7 @@ async def run(infra: Infra, report: Report) -> None:
         await stop(floor)
 
     token_us = _relay_rows(report, relays)
+    chat_sdk.rows(report, relays, token_us)
     _latency_rows(report, ttft["forge"], ttft["peer"])
     _fixed_rows(report, fixed, unary, token_us)
     _capacity_rows(report, capacity, idle_rss, capacity_usage.peak_rss_bytes)

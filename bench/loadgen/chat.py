@@ -3,7 +3,8 @@
 Arguments (JSON): targets {name: target}, a target being {"transport": "grpc" | "sse",
 "port": Forge's gRPC port (set-up: an account, a project and a conversation per chat; and
 the grpc transport), "base_url" and "path" (sse), "channels" (gRPC connections), "pid",
-"bare" (a gRPC floor server: no accounts or conversations)};
+"bare" (a gRPC floor server: no accounts or conversations), "model" (what Forge's chats
+ask for; default: the conversation's own)};
 pids {name: pid} of further processes whose CPU each window reads (Envoy); phases, run in
 order, each naming its `target`:
 
@@ -365,7 +366,9 @@ async def main() -> None:
                 project_id = ""
                 headers = {}
             if spec["transport"] == "grpc":
-                client = ForgeGrpcChats(spec["port"], metadata, spec.get("channels", 1))
+                client = ForgeGrpcChats(
+                    spec["port"], metadata, spec.get("channels", 1), spec.get("model", "")
+                )
             else:
                 client = SseChats(spec["base_url"], spec["path"], headers)
             targets[name] = Target(client, conversations, project_id)

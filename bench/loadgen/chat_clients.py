@@ -97,7 +97,11 @@ class ChatLog:
 class ForgeGrpcChats:
     """Chat over gRPC, straight to the server. Responses stay bytes until parsed here."""
 
-    def __init__(self, port: int, metadata: Sequence[tuple[str, str]], channels: int) -> None:
+    def __init__(
+        self, port: int, metadata: Sequence[tuple[str, str]], channels: int, model: str = ""
+    ) -> None:
+        self._model = model
+        """The model each chat asks for ("": the conversation's own)."""
         self._channels = [
             grpc.aio.insecure_channel(
                 f"127.0.0.1:{port}",
@@ -126,7 +130,9 @@ class ForgeGrpcChats:
         chat: Chat,
         max_output_tokens: int = 0,
     ) -> None:
-        request = agents_pb2.ChatRequest(conversation_id=conversation_id, content=content)
+        request = agents_pb2.ChatRequest(
+            conversation_id=conversation_id, content=content, model=self._model
+        )
         if max_output_tokens:
             request.parameters.max_output_tokens = max_output_tokens
         await retried_while_busy(chat, lambda: self._chat_once(index, request, log, chat))

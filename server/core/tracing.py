@@ -3,7 +3,7 @@ requests of a call, in one trace that continues a caller's `traceparent`.
 
 OpenTelemetry's tracer provider is process-wide and can be set once, while a process may
 run several servers (tests). So the first server with tracing on installs one provider and
-the instrumentation (asyncpg, the httpx2 transport the provider SDKs use), and each server
+the instrumentation (asyncpg, the httpx2 client the provider SDKs use), and each server
 adds its own span processors to it while it runs (`Tracing.start`/`stop`); the gRPC server
 span comes from an interceptor each traced server puts first. A process whose servers trace
 nothing installs nothing and pays nothing: server/app.py imports this module (and with it
@@ -84,17 +84,20 @@ def _install(service_name: str, sample_ratio: float) -> _Processors:
         return processors
 
 
-Send = Callable[[httpx2.AsyncHTTPTransport, httpx2.Request], Awaitable[httpx2.Response]]
+Send = Callable[..., Awaitable[httpx2.Response]]
 
 
 def _instrument_httpx2(tracer: trace.Tracer) -> None:
-    """A client span around every request of httpx2's transport (what the anthropic, openai
-    and google-genai SDKs send with), carrying `traceparent` on. The URL is recorded without
-    its query, where an API key could be."""
-    send: Send = httpx2.AsyncHTTPTransport.handle_async_request
+    """A client span around every request an httpx2 client sends (what the anthropic, openai
+    and google-genai SDKs send with, whichever transport carries it: the anthropic provider's
+    is aiohttp), carrying `traceparent` on. The URL is recorded without its query, where an
+    API key could be."""
+    send: Send = httpx2.AsyncClient.send
 
     @functools.wraps(send)
-    async def traced(self: httpx2.AsyncHTTPTransport, request: httpx2.Request) -> httpx2.Response:
+    async def traced(
+        self: httpx2.AsyncClient, request: httpx2.Request, **options: Any
+    ) -> httpx2.Response:
         url = request.url
         attributes: dict[str, str | int] = {
             "http.request.method": request.method,
@@ -107,13 +110,13 @@ def _instrument_httpx2(tracer: trace.Tracer) -> None:
             f"{request.method}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
             inject(request.headers)
-            response = await send(self, request)
+            response = await send(self, request, **options)
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 400:
                 span.set_status(Status(StatusCode.ERROR))
             return response
 
-    httpx2.AsyncHTTPTransport.handle_async_request = traced  # type: ignore[method-assign]
+    httpx2.AsyncClient.send = traced  # type: ignore[method-assign]
 
 
 class Tracing:

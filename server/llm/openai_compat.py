@@ -115,11 +115,14 @@ class OpenAICompatProvider:
         self.name = name
         secret = api_key or endpoint.api_key
         key = secret.get_secret_value() if secret else KEYLESS_PLACEHOLDER
+        timeout = httpx2.Timeout(settings.provider_timeout_seconds)
         self._client = openai.AsyncOpenAI(
             api_key=key,
             base_url=endpoint.base_url,
             max_retries=0,
-            timeout=httpx2.Timeout(settings.provider_timeout_seconds),
+            timeout=timeout,
+            # aiohttp's C parser reads the stream (as the anthropic provider does).
+            http_client=openai.DefaultAioHttpClient(timeout=timeout),
         )
         self._policy = RetryPolicy.from_settings(settings)
         self._max_tokens = settings.provider_max_output_tokens
