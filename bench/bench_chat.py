@@ -300,7 +300,7 @@ async def run(infra: Infra, report: Report) -> None:
     report.add(
         Row(
             B,
-            "peak server RSS, 100 streams at 50 tok/s",
+            "peak server RSS, 100 streams at 50 tok/s (echo, then Anthropic SDK path)",
             f"{relay_usage.peak_rss_bytes / 2**20:.0f} MiB",
         ),
     )

@@ -86,17 +86,29 @@ class _Reader(Generic[E]):
     the cancellation is taken back and turned into SERVER_SHUTTING_DOWN here. When it comes
     while the event is being sent, the stream ends before the next one is asked for."""
 
-    __slots__ = ("_interrupted", "_shutdown", "_source", "_stop_listening", "_task", "event")
+    __slots__ = (
+        "_interrupted",
+        "_shutdown",
+        "_source",
+        "_stop_listening",
+        "_task",
+        "_waiting",
+        "event",
+    )
 
     def __init__(self, source: AsyncGenerator[E, None], shutdown: ShutdownSignal | None) -> None:
         self._source = source
         self._shutdown = shutdown
         self._task: asyncio.Task[object] | None = None
+        """The call's task, which reads every event (looked up once, not per event)."""
+        self._waiting = False
+        """Whether the task is inside the source, waiting for its next event."""
         self._interrupted = False
         self._stop_listening: Callable[[], None] | None = None
         self.event: E
 
     def __enter__(self) -> None:
+        self._task = asyncio.current_task()
         if self._shutdown is not None:
             self._stop_listening = self._shutdown.listen(self._interrupt)
 
@@ -105,7 +117,7 @@ class _Reader(Generic[E]):
             self._stop_listening()
 
     def _interrupt(self) -> None:
-        if self._task is not None:
+        if self._waiting and self._task is not None:
             self._interrupted = True
             self._task.cancel("the server is shutting down")
 
@@ -114,7 +126,7 @@ class _Reader(Generic[E]):
         once the signal has come."""
         if self._shutdown is not None and self._shutdown.triggered:
             raise server_shutting_down()
-        self._task = asyncio.current_task()
+        self._waiting = True
         try:
             self.event = await anext(self._source)
         except StopAsyncIteration:
@@ -128,7 +140,7 @@ class _Reader(Generic[E]):
                 raise server_shutting_down() from error
             raise
         finally:
-            self._task = None
+            self._waiting = False
         if self._interrupted:  # the source swallowed the cancellation: send its event
             self._take_back()
         return True
