@@ -1,7 +1,8 @@
 """1. Chat token relay: the echo model paced at 50 tokens/s relayed over gRPC — server CPU per
 token, time to first token and CPU per chat — against a FastAPI + StreamingResponse SSE peer
-streaming the same tokens from the same paced generator; then how many streams at 10 tokens/s
-one server process holds under 85 % of a core, and its RSS."""
+streaming the same tokens from the same paced generator, and against the same relay through
+the real Anthropic SDK reading a fake API (bench/chat_sdk.py); then how many streams at 10
+tokens/s one server process holds under 85 % of a core, and its RSS."""
 
 from __future__ import annotations
 
