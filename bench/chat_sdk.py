@@ -1,8 +1,8 @@
 """The chat relay's SDK path (issue 18: "measure with the real Anthropic SDK path against its
 fake"): the same Forge server relays answers streamed by the Anthropic Messages API on
 loopback (bench/peers/anthropic_api.py, on the load core) at the echo relay's pace, through
-its real provider (server/llm/anthropic.py: the `anthropic` SDK over httpx, its SSE decoder
-and an event model per delta). Its windows take turns with the echo relay's, so the
+its real provider (server/llm/anthropic.py: the `anthropic` SDK, its HTTP transport, SSE
+decoder and an event model per delta). Its windows take turns with the echo relay's, so the
 difference per token is what the SDK's reading and parsing add to each relayed token."""
 
 from __future__ import annotations

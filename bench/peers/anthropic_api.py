@@ -1,7 +1,7 @@
 """The Anthropic Messages API on loopback, for the chat benchmark's SDK path: the fake the tests
 use (tests/fakes/anthropic_fake.py: the real SSE event sequence), streaming a long answer at
-a fixed pace, so that Forge's Anthropic provider runs the real `anthropic` SDK (httpx, its
-SSE decoder, an event model per delta) on every token it relays.
+a fixed pace, so that Forge's Anthropic provider runs the real `anthropic` SDK (its HTTP
+transport, SSE decoder and an event model per delta) on every token it relays.
 
     python -m bench.peers.anthropic_api '{"token_delay_ms": 20, "tokens": 3000}'
 

@@ -89,9 +89,9 @@ Send = Callable[..., Awaitable[httpx2.Response]]
 
 def _instrument_httpx2(tracer: trace.Tracer) -> None:
     """A client span around every request an httpx2 client sends (what the anthropic, openai
-    and google-genai SDKs send with, whichever transport carries it: the anthropic provider's
-    is aiohttp), carrying `traceparent` on. The URL is recorded without its query, where an
-    API key could be."""
+    and google-genai SDKs send with, whichever transport carries it: the anthropic and
+    openai-compatible providers' is aiohttp), carrying `traceparent` on. The URL is recorded
+    without its query, where an API key could be."""
     send: Send = httpx2.AsyncClient.send
 
     @functools.wraps(send)
