@@ -17,6 +17,7 @@ from bench.harness import (
     Report,
     Row,
     median,
+    per_token_us,
     percentile,
     run_load,
     spawn,
@@ -55,10 +56,6 @@ _FLOOR = re.compile(rb"chat floor: serving on port (\d+)")
 FLOOR_RATIO_TARGET = 1.15
 # The chat benchmarks measure chats alone: no warm sandbox containers being started.
 _QUIET = {"FORGE_SANDBOX_POOL_SIZE": "0"}
-
-
-def _per_token_us(window: dict[str, Any], name: str) -> float:
-    return float(window["cpu"][name]) / max(int(window["tokens"]), 1) * 1e6
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -312,17 +309,17 @@ def _relay_rows(report: Report, relays: list[dict[str, Any]]) -> float:
     forge = [r for r in relays if r["target"] == "forge"]
     peer = [r for r in relays if r["target"] == "peer"]
     floor = [r for r in relays if r["target"] == "floor"]
-    forge_us = median([_per_token_us(r["window"], "forge") for r in forge])
-    peer_us = median([_per_token_us(r["window"], "peer") for r in peer])
-    floor_us = median([_per_token_us(r["window"], "floor") for r in floor])
-    floor_spread = ", ".join(f"{_per_token_us(r['window'], 'floor'):.1f}" for r in floor)
+    forge_us = median([per_token_us(r["window"], "forge") for r in forge])
+    peer_us = median([per_token_us(r["window"], "peer") for r in peer])
+    floor_us = median([per_token_us(r["window"], "floor") for r in floor])
+    floor_spread = ", ".join(f"{per_token_us(r['window'], 'floor'):.1f}" for r in floor)
     # Met when at most the peer's, or within 1.15x the floor when the floor is above the peer.
     target_us = FLOOR_RATIO_TARGET * floor_us if floor_us > peer_us else peer_us
-    client_us = median([_per_token_us(r["window"], "client") for r in forge])
+    client_us = median([per_token_us(r["window"], "client") for r in forge])
     rate = median([r["window"]["tokens"] / r["window"]["seconds"] for r in forge])
     per_event = median([r["window"]["tokens"] / max(r["window"]["deltas"], 1) for r in forge])
-    spread = ", ".join(f"{_per_token_us(r['window'], 'forge'):.1f}" for r in forge)
-    peer_spread = ", ".join(f"{_per_token_us(r['window'], 'peer'):.1f}" for r in peer)
+    spread = ", ".join(f"{per_token_us(r['window'], 'forge'):.1f}" for r in forge)
+    peer_spread = ", ".join(f"{per_token_us(r['window'], 'peer'):.1f}" for r in peer)
     starved = sum(r["disturbed_windows"] for r in relays)
     report.add(
         Row(
@@ -443,7 +440,7 @@ def _capacity_rows(report: Report, capacity: dict[str, Any], idle_rss: int, peak
                 "streams' pace) in "
                 f"{window['tokens'] / max(window['deltas'], 1):.2f} tokens per event, gap p50/p99 "
                 f"{_ms(gaps, 50):.0f}/{_ms(gaps, 99):.0f} ms, "
-                f"{_per_token_us(window, 'forge'):.1f} µs/token, client "
+                f"{per_token_us(window, 'forge'):.1f} µs/token, client "
                 f"{client_share * 100:.0f} % of a core, {level['errors']} refused, "
                 f"RSS {level['rss']['forge'] / 2**20:.0f} MiB"
                 + (f", {retried} starved window(s) measured again" if retried else ""),
@@ -490,7 +487,7 @@ def _floor_capacity_row(report: Report, floor: dict[str, Any]) -> None:
             f"floor: {level['level']} streams x 10 tok/s, bare grpc.aio server CPU",
             f"{share * 100:.0f} % of a core",
             note=f"{window['tokens'] / expected * 100:.0f} % of the paced tokens delivered, "
-            f"{_per_token_us(window, 'floor'):.1f} µs/token, RSS "
+            f"{per_token_us(window, 'floor'):.1f} µs/token, RSS "
             f"{level['rss']['floor'] / 2**20:.0f} MiB (the same events and pacing, no auth, "
             f"database or coalescing)",
         )

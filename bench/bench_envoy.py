@@ -17,6 +17,7 @@ from bench.harness import (
     SERVER_CORE,
     Report,
     Row,
+    per_token_us,
     percentile,
     pin_process,
     run_load,
@@ -181,14 +182,13 @@ def _chat_rows(report: Report, chat: dict[str, Any], relay: dict[str, Any], envo
         )
     )
     window = relay["window"]
-    tokens = max(window["tokens"], 1)
     report.add(
         Row(
             B,
             "Envoy CPU per token, SSE (one event per token)",
-            f"{window['cpu']['envoy'] / tokens * 1e6:.1f} µs",
+            f"{per_token_us(window, 'envoy'):.1f} µs",
             note=f"{RELAY['streams']} streams x 50 tok/s; server "
-            f"{window['cpu']['forge'] / tokens * 1e6:.1f} µs/token behind Envoy; "
+            f"{per_token_us(window, 'forge'):.1f} µs/token behind Envoy; "
             f"Envoy RSS {envoy_rss / 2**20:.0f} MiB",
         )
     )

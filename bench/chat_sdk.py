@@ -11,7 +11,7 @@ import re
 import sys
 from typing import Any
 
-from bench.harness import LOAD_CORE, Measured, Report, Row, median, spawn
+from bench.harness import LOAD_CORE, Measured, Report, Row, median, per_token_us, spawn
 from bench.peers.anthropic_api import API_KEY, MODEL
 
 B = "chat"
@@ -56,9 +56,9 @@ def target(port: int, server_pid: int) -> dict[str, Any]:
 
 def rows(report: Report, relays: list[dict[str, Any]], echo_us: float) -> None:
     windows = [r["window"] for r in relays if r["target"] == TARGET]
-    per_token = [w["cpu"][TARGET] / max(w["tokens"], 1) * 1e6 for w in windows]
+    per_token = [per_token_us(w, TARGET) for w in windows]
     sdk_us = median(per_token)
-    api_us = median([w["cpu"][API] / max(w["tokens"], 1) * 1e6 for w in windows])
+    api_us = median([per_token_us(w, API) for w in windows])
     per_event = median([w["tokens"] / max(w["deltas"], 1) for w in windows])
     rate = median([w["tokens"] / w["seconds"] for w in windows])
     spread = ", ".join(f"{us:.1f}" for us in per_token)

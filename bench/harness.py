@@ -33,6 +33,11 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def per_token_us(window: Mapping[str, Any], name: str) -> float:
+    """CPU µs per token the process `name` spent over a chat load generator's window."""
+    return float(window["cpu"][name]) / max(int(window["tokens"]), 1) * 1e6
+
+
 def pinned(core: str, argv: Sequence[str]) -> list[str]:
     """Prefix `argv` with taskset when it exists (2-core machines: server and load apart)."""
     return ["taskset", "-c", core, *argv] if _has_taskset() else list(argv)
