@@ -17,38 +17,24 @@ dependency reads it on its own. `{"forge_reads": true}` gives the peer both of F
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException
 
 from bench.loadgen.common import args
+from bench.peers import forge_parts
 from server.auth import store
 from server.auth.authenticator import VerifiedTokens
-from server.auth.tokens import AccessClaims, AccessTokens
-from server.config import Settings
+from server.auth.tokens import AccessClaims
 from server.core.context import AuthMethod, CallContext, Caller, UnconfirmedCaller
 from server.core.errors import ForgeError, Unauthenticated
 from server.core.hooks import ProjectDeletionHooks
-from server.db.engine import make_engine, make_session_factory
 from server.projects.projects import Projects
 
 params = args()
-defaults = Settings()
-tokens = AccessTokens(
-    params["jwt_secret"].encode(),
-    defaults.jwt_issuer,
-    defaults.jwt_audience,
-    timedelta(seconds=defaults.access_token_ttl_seconds),
-)
-engine = make_engine(
-    params["database_url"],
-    pool_size=defaults.database_pool_size,
-    max_overflow=defaults.database_max_overflow,
-    read_lane=defaults.read_lane_connections,
-)
-sessions = make_session_factory(engine)
+tokens = forge_parts.access_tokens(params["jwt_secret"])
+sessions = forge_parts.sessions(params["database_url"])
 # {"forge_reads": true}: verify each token once until it expires, and read the account's
 # state with the project, as Forge does (comparison only).
 forge_reads = bool(params.get("forge_reads"))

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import timedelta
 from typing import Any
 
 import grpc
 from forge.projects.v1 import projects_pb2
 
 from bench.loadgen.common import args
+from bench.peers import forge_parts
 from server.auth.authenticator import VerifiedTokens
-from server.auth.tokens import AccessTokens
-from server.config import Settings
 from server.core.context import CallContext, UnconfirmedCaller
 from server.core.errors import ForgeError
 from server.core.hooks import ProjectDeletionHooks
-from server.db.engine import make_engine, make_session_factory
 from server.projects import convert
 from server.projects.projects import Projects
 
@@ -61,21 +58,9 @@ class FloorProjects:
 
 
 async def serve(params: dict[str, Any]) -> None:
-    defaults = Settings()
-    tokens = AccessTokens(
-        params["jwt_secret"].encode(),
-        defaults.jwt_issuer,
-        defaults.jwt_audience,
-        timedelta(seconds=defaults.access_token_ttl_seconds),
-    )
-    engine = make_engine(
-        params["database_url"],
-        pool_size=defaults.database_pool_size,
-        max_overflow=defaults.database_max_overflow,
-        read_lane=defaults.read_lane_connections,
-    )
-    projects = Projects(make_session_factory(engine), ProjectDeletionHooks())
-    servicer = FloorProjects(VerifiedTokens(tokens), projects)
+    projects = Projects(forge_parts.sessions(params["database_url"]), ProjectDeletionHooks())
+    verified = VerifiedTokens(forge_parts.access_tokens(params["jwt_secret"]))
+    servicer = FloorProjects(verified, projects)
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
         [
