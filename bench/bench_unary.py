@@ -180,6 +180,25 @@ async def _transactions(url: str) -> int:
     return int(count)
 
 
+async def _start(
+    name: str,
+    peer: str,
+    config: dict[str, Any],
+    ready: re.Pattern[bytes],
+    loadgen: str,
+    call: dict[str, Any],
+) -> Server:
+    """`python -m bench.peers.<peer> <config>` on the server core, called with `call` (and
+    the port it prints) by the `loadgen` load generator."""
+    measured, match = await spawn(
+        [sys.executable, "-m", f"bench.peers.{peer}", json.dumps(config)],
+        core=SERVER_CORE,
+        ready=ready,
+    )
+    assert match is not None
+    return Server(name, measured, loadgen, {**call, "port": int(match.group(1))})
+
+
 async def _start_peer(
     url: str, token: str, project_id: str, loop: str, forge_reads: bool
 ) -> Server:
@@ -190,42 +209,19 @@ async def _start_peer(
         "loop": loop,
         "forge_reads": forge_reads,
     }
-    measured, match = await spawn(
-        [sys.executable, "-m", "bench.peers.unary_fastapi", json.dumps(config)],
-        core=SERVER_CORE,
-        ready=_UVICORN,
-    )
-    assert match is not None
-    call = {"port": int(match.group(1)), "token": token, "project_id": project_id}
-    return Server(f"peer ({loop})", measured, "unary_http", call)
+    call = {"token": token, "project_id": project_id}
+    return await _start(f"peer ({loop})", "unary_fastapi", config, _UVICORN, "unary_http", call)
 
 
 async def _start_project_floor(url: str, token: str, project_id: str) -> Server:
     config = {"database_url": url, "jwt_secret": BENCH_SECRET}
-    measured, match = await spawn(
-        [sys.executable, "-m", "bench.peers.unary_grpc_project", json.dumps(config)],
-        core=SERVER_CORE,
-        ready=_PROJECT_FLOOR,
-    )
-    assert match is not None
-    call = {
-        "port": int(match.group(1)),
-        "method": "get_project",
-        "token": token,
-        "project_id": project_id,
-    }
-    return Server("floor", measured, "unary", call)
+    call = {"method": "get_project", "token": token, "project_id": project_id}
+    return await _start("floor", "unary_grpc_project", config, _PROJECT_FLOOR, "unary", call)
 
 
 async def _start_echo(interceptor: bool) -> Server:
     config = {"interceptor": interceptor, "uvloop": True}
-    measured, match = await spawn(
-        [sys.executable, "-m", "bench.peers.unary_echo", json.dumps(config)],
-        core=SERVER_CORE,
-        ready=_ECHO,
-    )
-    assert match is not None
-    return Server("echo", measured, "unary", {"port": int(match.group(1)), "method": "echo"})
+    return await _start("echo", "unary_echo", config, _ECHO, "unary", {"method": "echo"})
 
 
 async def _alone(started: Server) -> Figures:
